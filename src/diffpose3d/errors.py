@@ -1,0 +1,22 @@
+"""Errors that reach the user as one line (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DiffPoseError(Exception):
+    """Base class of every error the CLI reports as a single line with a non-zero exit code."""
+
+
+class InputFileError(DiffPoseError):
+    """A file the user named is missing, unreadable or malformed."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(DiffPoseError):
+    """A configuration value is missing or invalid."""

@@ -1,0 +1,85 @@
+"""Model bundles: a folder with `model.safetensors` (weights) and `config.yaml` (resolved config).
+
+Loading never unpickles anything: weights come from safetensors, settings from YAML (safe_load).
+The packaged default bundle lives in `diffpose3d/assets/models/`.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from diffpose3d.config import Config, config_from_dict, save_config
+from diffpose3d.errors import ConfigError, InputFileError
+from diffpose3d.io.atomic import atomic_write
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+INFO = "info.json"
+DEFAULT_MODEL = "humaneva_frame"
+
+
+def default_checkpoint() -> Path:
+    """The bundled model (trained on the HumanEva-I Train split by `diffpose3d train`)."""
+    return Path(str(resources.files("diffpose3d") / "assets" / "models" / DEFAULT_MODEL))
+
+
+def save_bundle(model: torch.nn.Module, config: Config, folder: str | Path, info: dict | None = None) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = folder / f".{WEIGHTS}.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(folder / WEIGHTS)
+    save_config(config, folder / CONFIG)
+    if info is not None:
+        with atomic_write(folder / INFO, "w") as handle:
+            json.dump(info, handle, indent=2)
+    return folder
+
+
+def load_bundle(folder: str | Path | None = None, device: str | torch.device = "cpu"):
+    """Load a bundle folder (default: the packaged model) -> (DiffPoseModel in eval mode, info)."""
+    from diffpose3d.model import DiffPoseModel
+
+    folder = Path(folder) if folder else default_checkpoint()
+    if folder.is_file() and folder.name == WEIGHTS:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputFileError(folder, "checkpoint not found (expected a folder with model.safetensors and config.yaml)")
+    for name in (WEIGHTS, CONFIG):
+        if not (folder / name).is_file():
+            raise InputFileError(folder / name, "missing from the checkpoint folder")
+    try:
+        values = yaml.safe_load((folder / CONFIG).read_text())
+    except yaml.YAMLError:
+        raise InputFileError(folder / CONFIG, "not valid YAML") from None
+    try:
+        config = config_from_dict(values)
+    except ConfigError as exc:
+        raise InputFileError(folder / CONFIG, str(exc)) from None
+    try:
+        state = load_file(str(folder / WEIGHTS), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputFileError(folder / WEIGHTS, f"not a readable safetensors file ({exc})") from None
+    model = DiffPoseModel(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputFileError(
+            folder / WEIGHTS,
+            f"weights do not match the config (missing {len(missing)}, unexpected {len(unexpected)} tensors)",
+        )
+    info = {}
+    if (folder / INFO).is_file():
+        try:
+            info = json.loads((folder / INFO).read_text())
+        except json.JSONDecodeError:
+            info = {}
+    model.to(device).eval()
+    return model, info

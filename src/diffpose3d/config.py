@@ -1,0 +1,201 @@
+"""Run configuration: dataclasses loaded from YAML, overridable with `--set section.key=value`.
+
+Every run writes its resolved configuration (`save_config`) beside its outputs, so a result can
+always be traced back to the exact settings that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from diffpose3d.errors import ConfigError, InputFileError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "humaneva"  # humaneva | h36m | 3dhp
+    data_3d: str = ""  # path to the 3D file (e.g. data_3d_humaneva15_train.npz)
+    data_2d: str = ""  # path to the 2D file (e.g. data_2d_humaneva15_gt_train.npz)
+    cameras_file: str = ""  # HumanEva only: a cameras.json; empty = the packaged calibration
+    train_split: str = "Train"  # HumanEva key prefix; H36M/3DHP: ignored
+    train_subjects: list[str] = field(default_factory=list)  # empty = the protocol's
+    test_subjects: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=lambda: ["Walk", "Jog", "Box"])
+    # Carve train / validation / test blocks out of the training files (the shared data has no
+    # public test split). With holdout off, validation is carved from the train subjects and the
+    # test split is the protocol's.
+    holdout: bool = True
+    holdout_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    holdout_gap_frames: int = 10
+    train_on_all: bool = False  # final shipped models: train on train + val + test blocks
+    stride: int = 1
+    test_stride: int = 1
+
+
+@dataclass
+class EvidenceConfig:
+    """How the 2D evidence (and so the (u, v) part of H_K) is produced for training and tests."""
+
+    source: str = "synthetic"  # synthetic: detector-like heatmaps from GT 2D | gt | gmm_file
+    gmm_file: str = ""  # with source = gmm_file: an authors'-layout *_gmm.npz
+    noise_px: float = 4.0  # localisation noise of the synthetic detector (pixels)
+    swap_prob: float = 0.03  # probability of a left/right confusion mode per joint pair
+    occlusion_prob: float = 0.05  # probability of a broadened (occluded) joint
+    secondary_weight: float = 0.3  # weight of a swapped joint's second mode
+    min_std_px: float = 2.0  # floor of a mode's standard deviation (pixels)
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    skeleton: str = "humaneva15"
+    # context encoder (stage 1): GraFormer-like frame lifter
+    encoder_width: int = 96
+    encoder_blocks: int = 4
+    encoder_heads: int = 4
+    encoder_dropout: float = 0.1
+    # denoiser g (stage 2)
+    width: int = 96
+    blocks: int = 5
+    heads: int = 4
+    dropout: float = 0.0
+    # diffusion
+    num_steps: int = 50  # K
+    schedule: str = "cosine"
+    num_components: int = 5  # M, kernels of the H_K mixture
+    depth_prior: str = "context"  # context: centred on the lifter | dataset: training-set depth GMM
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # 0 = torch default
+    batch_size: int = 256
+    encoder_epochs: int = 60
+    encoder_lr: float = 1e-3
+    denoiser_epochs: int = 60
+    denoiser_lr: float = 5e-4
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.995
+    max_minutes: float = 0.0  # 0 = no limit; split between the stages by epochs
+    flip_augment: bool = True
+    uv_loss_weight: float = 0.1
+    eval_every: int = 5  # epochs between validations (model selection on validation only)
+    val_hypotheses: int = 5
+    val_steps: int = 5
+    progress: bool = True
+
+
+@dataclass
+class InferenceConfig:
+    hypotheses: int = 5  # N
+    steps: int = 5  # DDIM steps (<= K)
+    eta: float = 0.0
+    aggregate: str = "mean"  # mean | median | reprojection
+    mode: str = "diffpose"  # diffpose | authors (deterministic refinement, N = 1, no f_ST)
+    seed: int = 0
+    batch_frames: int = 2048
+
+
+@dataclass
+class Config:
+    name: str = "humaneva_frame"
+    data: DataConfig = field(default_factory=DataConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _from_dict(type(default), value or {}, f"{where}.{key}")
+        else:
+            kwargs[key] = _coerce(value, default, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Bring a YAML or command-line value to the type of the field's default."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(default, list):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if default and isinstance(default[0], float):
+            return [float(v) for v in value]
+        return [str(v) if not isinstance(v, (int, float)) else v for v in value]
+    if isinstance(default, str):
+        return "" if value is None else str(value)
+    return value
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    return _from_dict(Config, values or {}, "config")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults) and apply `section.key=value` overrides."""
+    values: dict[str, Any] = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise InputFileError(path, "config file not found")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputFileError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        node = values
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return config_from_dict(values)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved configuration as YAML (atomically)."""
+    from diffpose3d.io.atomic import atomic_write
+
+    with atomic_write(Path(path), "w") as handle:
+        yaml.safe_dump(config_to_dict(config), handle, sort_keys=False)

@@ -1,0 +1,223 @@
+"""The sequence record every reader returns, and safe loading of the community's pickled npz files."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cameras import Camera, normalize_screen_coordinates
+from ..errors import InputFileError
+from ..skeleton import get_skeleton, map_keypoints
+
+DATASETS = ("h36m", "humaneva", "3dhp", "custom")
+
+
+@dataclass
+class PoseSequence:
+    """One (subject, action chunk, camera) sequence.
+
+    ``keypoints_2d`` is in pixels; ``pose_3d`` in the camera frame, metres, absolute (joint 0 is the
+    root). Per-frame optional arrays (``confidence``, ``pose_3d``, ``gmm_2d``, ``valid``,
+    ``frame_indices``) have the same length ``T`` as ``keypoints_2d``.
+    """
+
+    dataset: str
+    subject: str
+    action: str
+    name: str
+    camera_index: int
+    skeleton: str
+    keypoints_2d: np.ndarray
+    image_size: tuple[int, int]
+    confidence: np.ndarray | None = None
+    pose_3d: np.ndarray | None = None
+    camera: Camera | None = None
+    gmm_2d: np.ndarray | None = None
+    split: str = ""
+    valid: np.ndarray | None = None
+    frame_indices: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        kp = self.keypoints_2d
+        if kp.ndim != 3 or kp.shape[-1] != 2:
+            raise ValueError(f"keypoints_2d must be (T, J, 2), got {kp.shape}")
+        t, j = kp.shape[:2]
+        expected = {
+            "confidence": (t, j),
+            "pose_3d": (t, j, 3),
+            "valid": (t,),
+            "frame_indices": (t,),
+        }
+        for name, shape in expected.items():
+            arr = getattr(self, name)
+            if arr is not None and arr.shape != shape:
+                raise ValueError(f"{name} must be {shape}, got {arr.shape}")
+        if self.gmm_2d is not None and (self.gmm_2d.ndim != 4 or self.gmm_2d.shape[:2] != (t, j)
+                                        or self.gmm_2d.shape[-1] != 5):
+            raise ValueError(f"gmm_2d must be ({t}, {j}, K, 5), got {self.gmm_2d.shape}")
+
+    def __len__(self) -> int:
+        return int(self.keypoints_2d.shape[0])
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.keypoints_2d.shape[1])
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.subject, self.name, self.camera_index)
+
+    def keypoints_uv(self) -> np.ndarray:
+        """2D keypoints in normalised screen coordinates (see ``cameras.normalize_screen_coordinates``)."""
+        w, h = self.image_size
+        return normalize_screen_coordinates(self.keypoints_2d, w, h)
+
+    def pose_3d_root_relative(self) -> np.ndarray:
+        """3D pose with joint 0 (the root) subtracted; the root row becomes zero."""
+        if self.pose_3d is None:
+            raise ValueError(f"sequence {self.key} has no 3D pose")
+        return self.pose_3d - self.pose_3d[:, :1]
+
+    def slice(self, start: int | None = None, stop: int | None = None, step: int | None = None) -> PoseSequence:
+        """Frames ``[start:stop:step]`` of every per-frame array; ``frame_indices`` keeps the originals."""
+        sl = slice(start, stop, step)
+        frames = self.frame_indices if self.frame_indices is not None else np.arange(len(self))
+
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[sl]
+
+        return replace(
+            self,
+            keypoints_2d=self.keypoints_2d[sl],
+            confidence=cut(self.confidence),
+            pose_3d=cut(self.pose_3d),
+            gmm_2d=cut(self.gmm_2d),
+            valid=cut(self.valid),
+            frame_indices=frames[sl],
+        )
+
+
+def load_pickled_npz(path: str | Path, key: str, *, optional: bool = False) -> Any:
+    """Return ``np.load(path, allow_pickle=True)[key]`` unpickled (``.item()`` for a 0-d object array).
+
+    The community files hold pickled dicts, and unpickling can run code: call this only on a path
+    the user named, never on something discovered or downloaded implicitly. With ``optional`` a
+    missing ``key`` gives None instead of an error.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "file not found" if not p.exists() else "not a file")
+    try:
+        with np.load(p, allow_pickle=True) as data:
+            if key not in data.files:
+                if optional:
+                    return None
+                found = ", ".join(data.files) or "none"
+                raise InputFileError(p, f"missing array '{key}' (found: {found})")
+            value = data[key]
+    except InputFileError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputFileError(p, f"not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
+    except Exception as exc:  # unpickling errors come in many types
+        raise InputFileError(p, f"cannot unpickle '{key}' ({exc.__class__.__name__}: {exc})") from None
+    if isinstance(value, np.ndarray) and value.dtype == object and value.shape == ():
+        return value.item()
+    return value
+
+
+def require_dict(value: Any, path: str | Path, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise InputFileError(path, f"{what} should be a dict, got {type(value).__name__}")
+    return value
+
+
+def as_float_array(value: Any, path: str | Path, what: str, shape_tail: tuple[int, ...]) -> np.ndarray:
+    """Check ``value`` is a numeric array ``(T, *shape_tail)`` (``-1`` = any size) and return float32."""
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputFileError(path, f"{what}: not a numeric array") from None
+    tail_ok = arr.ndim == 1 + len(shape_tail) and all(
+        want in (-1, got) for want, got in zip(shape_tail, arr.shape[1:])
+    )
+    if not tail_ok:
+        want = ", ".join("T" if i == 0 else str(d) for i, d in enumerate((0, *shape_tail)))
+        raise InputFileError(path, f"{what}: expected shape ({want}), got {tuple(arr.shape)}".replace("-1", "J"))
+    return arr
+
+
+def infer_2d_layout(num_joints: int, metadata: Any, path: str | Path) -> str:
+    """Skeleton of a community 2D file from its joint count and ``metadata`` (COCO vs H36M at 17 joints)."""
+    meta = metadata if isinstance(metadata, dict) else {}
+    if num_joints == 17:
+        layout = str(meta.get("layout_name", "")).lower()
+        symmetry = meta.get("keypoints_symmetry")
+        coco_left = list(get_skeleton("coco17").left)
+        left = list(symmetry[0]) if isinstance(symmetry, (list, tuple)) and len(symmetry) == 2 else None
+        if "coco" in layout or left == coco_left or (not layout and left is None and "coco" in Path(path).name):
+            return "coco17"
+        return "h36m17"
+    by_count = {16: "mpii16", 15: "humaneva15", 33: "blazepose33"}
+    if num_joints not in by_count:
+        raise InputFileError(path, f"unsupported 2D joint count {num_joints} (expected 15, 16, 17 or 33)")
+    return by_count[num_joints]
+
+
+def split_confidence(points: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(T, J, 2|3)`` -> pixels ``(T, J, 2)`` and confidence ``(T, J)`` (None when there is no channel)."""
+    if points.shape[-1] == 3:
+        return points[..., :2], points[..., 2]
+    return points, None
+
+
+def mark_missing(keypoints: np.ndarray, confidence: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Give non-finite joints confidence 0 and a finite position (the frame's mean of finite joints).
+
+    Models never see NaN; the zero confidence is what marks the joint as missing.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    bad = ~np.all(np.isfinite(keypoints), axis=-1)
+    if confidence is not None:
+        confidence = np.asarray(confidence, dtype=np.float32)
+        bad |= ~np.isfinite(confidence)
+    if not bad.any():
+        return keypoints, confidence
+    conf = np.ones(bad.shape, np.float32) if confidence is None else confidence.copy()
+    conf[bad] = 0.0
+    kp = np.where(bad[..., None], 0.0, keypoints)
+    counts = (~bad).sum(axis=-1, keepdims=True)
+    sums = kp.sum(axis=-2)
+    frame_mean = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    kp = np.where(bad[..., None], frame_mean[..., None, :], kp).astype(np.float32)
+    return kp, conf
+
+
+def read_2d_array(value: Any, path: str | Path, what: str, num_joints: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate one camera's ``(T, J, 2|3)`` array; returns pixels and confidence (or None)."""
+    arr = as_float_array(value, path, what, (num_joints, -1))
+    if arr.shape[-1] not in (2, 3):
+        raise InputFileError(path, f"{what}: last axis must be 2 (x, y) or 3 (x, y, score), got {arr.shape[-1]}")
+    return split_confidence(arr)
+
+
+def map_2d(keypoints: np.ndarray, confidence: np.ndarray | None, src: str, dst: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Map pixels (+ confidence) between layouts, then mark non-finite joints as missing."""
+    if src != dst:
+        stacked = keypoints if confidence is None else np.concatenate([keypoints, confidence[..., None]], -1)
+        mapped = map_keypoints(stacked, src, dst)
+        keypoints, confidence = split_confidence(mapped)
+    return mark_missing(keypoints, confidence)
+
+
+def as_filter(values: Any) -> set[str] | None:
+    """Normalise a filter argument (None, one value or an iterable) to a set of strings."""
+    if values is None:
+        return None
+    if isinstance(values, (str, int)):
+        values = [values]
+    return {str(v) for v in values}

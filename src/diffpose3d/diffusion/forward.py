@@ -1,0 +1,106 @@
+"""Forward (noising) processes; plain tensor code, no network.
+
+GMM forward process (paper section 3): per joint draw a component `m ~ Categorical(pi)` and
+`eps ~ N(0, Sigma_m)`, then
+
+    h_k = mu_m + sqrt(abar_k) (h_0 - mu_m) + sqrt(1 - abar_k) eps
+
+so `h_0` is the ground truth and `h_K` is (up to the schedule floor) a draw from the fitted mixture
+H_K. Mixtures are tensors: `weights (..., M)`, `means (..., M, D)`, and the Cholesky factors
+`chol (..., M, D, D)` of the covariances (lower triangular, `Sigma = L L^T`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from diffpose3d.diffusion.schedule import Schedule
+
+
+def _expand_k(factor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-frame `(B,)` factor to broadcast against `(B, J, D)`."""
+    return factor.reshape(factor.shape + (1,) * (like.dim() - factor.dim()))
+
+
+def sample_components(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one component index per mixture: `weights (..., M)` -> `(...,)` long.
+
+    Inverse-CDF sampling with one uniform per mixture, so the draw depends only on the generator.
+    """
+    cdf = weights.cumsum(-1)
+    u = torch.rand(weights.shape[:-1] + (1,), generator=generator, device=weights.device, dtype=weights.dtype)
+    u = u * cdf[..., -1:]  # tolerate weights that sum to 1 only up to rounding
+    return (cdf <= u).sum(-1).clamp(max=weights.shape[-1] - 1)
+
+
+def gather_component(
+    means: torch.Tensor, chol: torch.Tensor, m: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick component `m (...)` of each mixture: `means (..., M, D)`, `chol (..., M, D, D)`
+    -> `mu (..., D)`, `L (..., D, D)`."""
+    D = means.shape[-1]
+    assert chol.shape[-2:] == (D, D), f"chol must be (..., M, {D}, {D}), got {tuple(chol.shape)}"
+    idx = m[..., None, None]
+    mu = means.gather(-2, idx.expand(m.shape + (1, D))).squeeze(-2)
+    L = chol.gather(-3, idx[..., None].expand(m.shape + (1, D, D))).squeeze(-3)
+    return mu, L
+
+
+def correlated_noise(L: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`eps = L z`, `z ~ N(0, I)`: noise with covariance `L L^T`, shape `L.shape[:-1]`."""
+    z = torch.randn(L.shape[:-1], generator=generator, device=L.device, dtype=L.dtype)
+    return (L @ z.unsqueeze(-1)).squeeze(-1)
+
+
+def sample_mixture(
+    weights: torch.Tensor,
+    means: torch.Tensor,
+    chol: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One draw from each mixture. Returns `(h, m, mu_m, L_m)`; `h = mu_m + L_m z`."""
+    m = sample_components(weights, generator)
+    mu, L = gather_component(means, chol, m)
+    return mu + correlated_noise(L, generator), m, mu, L
+
+
+def q_sample(
+    h0: torch.Tensor,
+    k: torch.Tensor,
+    weights: torch.Tensor,
+    means: torch.Tensor,
+    chol: torch.Tensor,
+    schedule: Schedule,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GMM forward process: `h0 (B, J, D)`, `k (B,)` long, per-joint mixtures `(B, J, M, ...)`.
+
+    Returns `(h_k (B, J, D), m (B, J) long)`; the component indices let a loss or a test reproduce
+    the shift `mu_m` that was used.
+    """
+    assert h0.shape == means.shape[:-2] + means.shape[-1:], (
+        f"h0 {tuple(h0.shape)} must match the mixture means {tuple(means.shape)} without the M axis"
+    )
+    assert k.shape == h0.shape[:1], f"k must have one step per frame, shape ({h0.shape[0]},), got {tuple(k.shape)}"
+    m = sample_components(weights, generator)
+    mu, L = gather_component(means, chol, m)
+    eps = correlated_noise(L, generator)
+    signal, noise = schedule.signal_noise(k, h0)
+    h_k = mu + _expand_k(signal, h0) * (h0 - mu) + _expand_k(noise, h0) * eps
+    return h_k, m
+
+
+def q_sample_gaussian(
+    h0: torch.Tensor,
+    k: torch.Tensor,
+    schedule: Schedule,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Plain DDPM forward process `h_k = sqrt(abar_k) h_0 + sqrt(1 - abar_k) eps`, `eps ~ N(0, I)`.
+
+    For comparison only: its endpoint N(0, I) carries none of the input's evidence.
+    """
+    assert k.shape == h0.shape[:1], f"k must have one step per frame, shape ({h0.shape[0]},), got {tuple(k.shape)}"
+    eps = torch.randn(h0.shape, generator=generator, device=h0.device, dtype=h0.dtype)
+    signal, noise = schedule.signal_noise(k, h0)
+    return _expand_k(signal, h0) * h0 + _expand_k(noise, h0) * eps

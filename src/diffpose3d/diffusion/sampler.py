@@ -1,0 +1,139 @@
+"""Reverse process: DDIM in mixture-shifted coordinates, with an h_0-predicting network.
+
+Inside one mixture component the forward process is plain diffusion of `x = h - mu_m` with noise
+`eps ~ N(0, Sigma_m)`: `x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps`. So DDIM (Song et al. 2021)
+applies unchanged to `x`, with the noise coloured by the component's Cholesky factor. The component
+`m` of each hypothesis is fixed when it is drawn from H_K and kept for all steps.
+
+The network is any callable `model(h_k (B, J, D), k (B,) long, context (B, J, C) | None) -> h_0`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from diffpose3d.diffusion.forward import correlated_noise, sample_mixture
+from diffpose3d.diffusion.schedule import Schedule
+
+Model = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def _abar(schedule: Schedule, k: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`alpha_bar[k]` broadcastable to `like (B, J, D)`; `k` is an int or a `(B,)` tensor."""
+    k_t = torch.as_tensor(k, dtype=torch.long, device=like.device)
+    a = schedule.alpha_bar.to(like.device)[k_t].to(like.dtype)
+    return a.reshape(a.shape + (1,) * (like.dim() - a.dim())) if a.dim() else a
+
+
+class DDIMSampler:
+    """DDIM sampler over a `Schedule`; `eta = 0` is deterministic given the H_K draw, `eta = 1` is
+    DDPM-like. `num_steps` reverse steps are evenly spaced over `0..K`."""
+
+    def __init__(self, schedule: Schedule, num_steps: int = 5, eta: float = 0.0) -> None:
+        assert eta >= 0.0, f"eta must be non-negative, got {eta}"
+        self.schedule = schedule
+        self.eta = float(eta)
+        self.timesteps = torch.empty(0, dtype=torch.long)
+        self.set_timesteps(num_steps)
+
+    def set_timesteps(self, n: int) -> torch.Tensor:
+        """Use `n` reverse steps: `n + 1` evenly spaced, strictly descending steps from K to 0."""
+        K = self.schedule.K
+        assert 1 <= n <= K, f"number of reverse steps must be in 1..K={K}, got {n}"
+        self.timesteps = torch.linspace(K, 0, n + 1, dtype=torch.float64).round().long()
+        return self.timesteps
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """`(k, k_prev)` for each reverse step, in order of application."""
+        ts = self.timesteps.tolist()
+        return list(zip(ts[:-1], ts[1:]))
+
+    def step(
+        self,
+        pred_h0: torch.Tensor,
+        k: int | torch.Tensor,
+        k_prev: int | torch.Tensor,
+        sample: torch.Tensor,
+        mu: torch.Tensor,
+        chol: torch.Tensor | None = None,
+        *,
+        eta: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One DDIM update from step `k` to `k_prev < k`, all in `(B, J, D)`.
+
+        `sample` is `h_k`, `mu`/`chol` the component of each joint. Returns `(h_{k_prev}, pred_h0)`.
+        `chol` may be None when no noise is injected (`eta = 0`).
+        """
+        eta = self.eta if eta is None else float(eta)
+        a_k = _abar(self.schedule, k, sample)
+        a_prev = _abar(self.schedule, k_prev, sample)
+        x0 = pred_h0 - mu
+        # Implied (coloured) noise of the current sample; alpha_bar[k] < 1 for every k >= 1.
+        eps = (sample - mu - a_k.sqrt() * x0) / (1.0 - a_k).sqrt()
+        sigma = eta * ((1.0 - a_prev) / (1.0 - a_k) * (1.0 - a_k / a_prev)).clamp(min=0.0).sqrt()
+        x_prev = a_prev.sqrt() * x0 + (1.0 - a_prev - sigma**2).clamp(min=0.0).sqrt() * eps
+        if eta > 0.0:
+            assert chol is not None, "eta > 0 injects noise N(0, Sigma_m): pass the Cholesky factors"
+            x_prev = x_prev + sigma * correlated_noise(chol, generator)
+        return mu + x_prev, pred_h0
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: Model,
+        weights: torch.Tensor,
+        means: torch.Tensor,
+        chol: torch.Tensor,
+        context: torch.Tensor | None,
+        num_hypotheses: int = 5,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw `N = num_hypotheses` poses per frame from H_K and denoise them.
+
+        Mixtures are `(B, J, M, ...)`, `context (B, J, C)`. All `B * N` hypotheses run as one batch
+        (frame-major: row `b * N + n`). Returns `(B, N, J, D)`. Runs without autograd; a seeded
+        `generator` on the input's device makes the result reproducible.
+        """
+        assert num_hypotheses >= 1, f"num_hypotheses must be >= 1, got {num_hypotheses}"
+        B, J, M, D = means.shape
+        assert weights.shape == (B, J, M), f"weights must be {(B, J, M)}, got {tuple(weights.shape)}"
+        assert chol.shape == (B, J, M, D, D), f"chol must be {(B, J, M, D, D)}, got {tuple(chol.shape)}"
+        N = num_hypotheses
+
+        def rep(t: torch.Tensor) -> torch.Tensor:
+            return t.unsqueeze(1).expand((B, N) + t.shape[1:]).reshape((B * N,) + t.shape[1:])
+
+        ctx = rep(context) if context is not None else None
+        # The H_K draw: one component per joint and hypothesis, kept for the whole trajectory.
+        h, _, mu, L = sample_mixture(rep(weights), rep(means), rep(chol), generator)
+        for k, k_prev in self.pairs:
+            k_batch = torch.full((B * N,), k, dtype=torch.long, device=h.device)
+            pred_h0 = model(h, k_batch, ctx)
+            h, _ = self.step(pred_h0, k, k_prev, h, mu, L, generator=generator)
+        return h.reshape(B, N, J, D)
+
+
+@torch.no_grad()
+def deterministic_refine(
+    model: Model,
+    init_h: torch.Tensor,
+    context: torch.Tensor | None,
+    ks: Sequence[int],
+) -> torch.Tensor:
+    """The "authors" mode: what the released DiffPose code does at test time, for comparison.
+
+    Starts from a pre-trained lifter's output `init_h (B, J, D)` (no H_K draw, no noise, one
+    hypothesis) and applies `h <- model(h, k, context)` for each step in `ks` (usually 1-2 small
+    steps). With their tiny betas the DDIM eta=0 update reduces to this. The released code passes no
+    context to g; pass `context=None` (if the model accepts it) to mimic that.
+    """
+    assert len(ks) >= 1, "give at least one step"
+    h = init_h
+    for k in ks:
+        k_batch = torch.full(h.shape[:1], int(k), dtype=torch.long, device=h.device)
+        h = model(h, k_batch, context)
+    return h

@@ -1,0 +1,57 @@
+"""Frame-setting context encoder f_ST: a GraFormer-like 2D -> 3D lifter.
+
+It is pre-trained to lift normalised 2D keypoints to root-relative 3D, then frozen; its last
+hidden state per joint is the context f_ST given to the denoiser, and its xyz output can centre the
+depth part of H_K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from diffpose3d.models.graph import ChebConv, GraphTransformerBlock, adjacency_from_parents
+
+
+class FrameContextEncoder(nn.Module):
+    """`forward(uv (B, J, in_dim)) -> (xyz (B, J, 3), features (B, J, width))`.
+
+    `xyz` is root-relative (joint 0 is exactly zero); `features` is the hidden state after the last
+    block and its LayerNorm, i.e. what the xyz head reads.
+    """
+
+    def __init__(
+        self,
+        parents: Sequence[int],
+        in_dim: int = 2,
+        width: int = 96,
+        blocks: int = 4,
+        heads: int = 4,
+        dropout: float = 0.0,
+        mlp_ratio: float = 2.0,
+    ) -> None:
+        super().__init__()
+        assert in_dim >= 1 and blocks >= 1, f"need in_dim >= 1 and blocks >= 1, got {in_dim}, {blocks}"
+        self.parents = list(parents)
+        self.in_dim, self.width = in_dim, width
+        adjacency = adjacency_from_parents(self.parents)
+        self.embed = ChebConv(in_dim, width, adjacency)
+        self.blocks = nn.ModuleList(
+            GraphTransformerBlock(width, adjacency, heads, mlp_ratio, dropout) for _ in range(blocks)
+        )
+        self.norm_out = nn.LayerNorm(width)
+        self.head = ChebConv(width, 3, adjacency)
+
+    def forward(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        J = len(self.parents)
+        assert uv.dim() == 3 and uv.shape[1:] == (J, self.in_dim), (
+            f"uv must be (B, {J}, {self.in_dim}), got {tuple(uv.shape)}"
+        )
+        x = self.embed(uv)
+        for block in self.blocks:
+            x = block(x)
+        features = self.norm_out(x)
+        xyz = self.head(features)
+        return xyz - xyz[:, :1], features

@@ -155,7 +155,8 @@ def _prepare(seq: Any, value: Any, key: PredictionKey, source: str | Path) -> tu
     """Ground truth `(T, J, 3)` and prediction `(T, [N,] J, 3)`, root-relative mm, joints matched."""
     if seq.pose_3d is None:
         raise InputFileError(source, f"sequence {key} has no 3D ground truth to score against")
-    gt = np.asarray(seq.pose_3d_root_relative(), dtype=np.float64) * 1000.0
+    gt = np.asarray(seq.pose_3d, dtype=np.float64)
+    gt = (gt - gt[:, :1]) * 1000.0  # as PoseSequence.pose_3d_root_relative, in float64
     pred = np.asarray(value, dtype=np.float64)
     if pred.ndim not in (3, 4) or pred.shape[-1] != 3:
         raise InputFileError(source, f"prediction {key} has shape {pred.shape}; expected (T, J, 3) or (T, N, J, 3)")

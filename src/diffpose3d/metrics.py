@@ -11,7 +11,8 @@ Conventions follow the field's public evaluation code: MPJPE is the mean Euclide
 is flipped when the best orthogonal map has a negative determinant) before measuring (protocol #2);
 N-MPJPE aligns the scale only; MPJVE compares velocities (first differences over time).
 3DHP PCK counts joints with error strictly below the threshold; AUC averages PCK over 31 thresholds
-evenly spaced from 0 to 150.
+evenly spaced from 0 to 150 (the MPI-INF-3DHP evaluation script's `0:5:150`; since the 0 threshold
+never counts, a perfect prediction scores an AUC of 30/31).
 """
 
 from __future__ import annotations

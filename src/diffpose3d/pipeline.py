@@ -96,7 +96,15 @@ class DiffPose:
         return self._lift_gmm(gmm, confidence, image_size, layout or self.layout)
 
     # -- the lifting itself ---------------------------------------------------------------------
-    def _lift_gmm(self, gmm: GaussianMixture, confidence: np.ndarray, image_size, layout: str) -> PoseResult:
+    def from_evidence(self, evidence) -> PoseResult:
+        """An `inputs.Evidence2D` (what `read_input` makes of an image, video or file)."""
+        result = self._lift_gmm(evidence.gmm, evidence.confidence, evidence.image_size, evidence.layout, evidence.frame_indices)
+        result.meta.update({"input": evidence.name, "input_kind": evidence.kind, "input_layout": evidence.layout})
+        return result
+
+    def _lift_gmm(
+        self, gmm: GaussianMixture, confidence: np.ndarray, image_size, layout: str, frame_indices: np.ndarray | None = None
+    ) -> PoseResult:
         """gmm: (T, J_layout, M, 2) in normalised coordinates."""
         from diffpose3d.skeleton import map_keypoints
 
@@ -108,7 +116,7 @@ class DiffPose:
         missing = conf <= 0.0
         keypoints_uv = top_mode(gmm)
         keypoints_uv = self._fill_missing(keypoints_uv, torch.as_tensor(missing))
-        return self.lift(keypoints_uv, gmm, image_size=(w, h), confidence=conf, missing=missing)
+        return self.lift(keypoints_uv, gmm, image_size=(w, h), confidence=conf, missing=missing, frame_indices=frame_indices)
 
     def _fill_missing(self, keypoints_uv: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
         """Missing joints go to their nearest present ancestor (or the visible centroid)."""

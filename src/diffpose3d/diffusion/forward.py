@@ -86,7 +86,9 @@ def q_sample(
     mu, L = gather_component(means, chol, m)
     eps = correlated_noise(L, generator)
     signal, noise = schedule.signal_noise(k, h0)
-    h_k = mu + _expand_k(signal, h0) * (h0 - mu) + _expand_k(noise, h0) * eps
+    signal, noise = _expand_k(signal, h0), _expand_k(noise, h0)
+    # Same as mu + s (h0 - mu) + n eps, but returns h0 bit-exactly at k = 0.
+    h_k = signal * h0 + (1.0 - signal) * mu + noise * eps
     return h_k, m
 
 

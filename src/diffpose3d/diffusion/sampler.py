@@ -75,11 +75,13 @@ class DDIMSampler:
         # Implied (coloured) noise of the current sample; alpha_bar[k] < 1 for every k >= 1.
         eps = (sample - mu - a_k.sqrt() * x0) / (1.0 - a_k).sqrt()
         sigma = eta * ((1.0 - a_prev) / (1.0 - a_k) * (1.0 - a_k / a_prev)).clamp(min=0.0).sqrt()
-        x_prev = a_prev.sqrt() * x0 + (1.0 - a_prev - sigma**2).clamp(min=0.0).sqrt() * eps
+        # h_prev = mu + sqrt(a_prev) x0 + c eps + sigma L z, written so k_prev = 0 gives pred_h0 exactly.
+        s_prev = a_prev.sqrt()
+        h_prev = s_prev * pred_h0 + (1.0 - s_prev) * mu + (1.0 - a_prev - sigma**2).clamp(min=0.0).sqrt() * eps
         if eta > 0.0:
             assert chol is not None, "eta > 0 injects noise N(0, Sigma_m): pass the Cholesky factors"
-            x_prev = x_prev + sigma * correlated_noise(chol, generator)
-        return mu + x_prev, pred_h0
+            h_prev = h_prev + sigma * correlated_noise(chol, generator)
+        return h_prev, pred_h0
 
     @torch.no_grad()
     def sample(

@@ -78,3 +78,23 @@ def write_result(result: PoseResult, out_dir: str | Path, name: str) -> tuple[Pa
     with atomic_write(json_path, "w") as handle:
         json.dump(result_to_json(result), handle)
     return npz_path, json_path
+
+
+def load_result_npz(path: str | Path) -> PoseResult:
+    """Read back a prediction npz written by `write_result` (no pickles)."""
+    with np.load(path, allow_pickle=False) as f:
+        return PoseResult(
+            joint_names=[str(n) for n in f["joint_names"]],
+            parents=[int(p) for p in f["parents"]],
+            pose_3d=f["pose_3d"],
+            hypotheses=f["hypotheses"],
+            covariance=f["covariance"],
+            uncertainty=f["uncertainty"],
+            keypoints_2d=f["keypoints_2d"],
+            confidence=f["confidence"],
+            missing=f["missing"],
+            lifter_3d=f["lifter_3d"],
+            image_size=tuple(int(v) for v in f["image_size"]),
+            frame_indices=f["frame_indices"],
+            meta=json.loads(str(f["meta"])),
+        )

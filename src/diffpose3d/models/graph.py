@@ -68,9 +68,11 @@ class ChebConv(nn.Module):
         assert torch.equal(adjacency, adjacency.T), "adjacency must be symmetric"
         self.in_dim, self.out_dim, self.K = in_dim, out_dim, K
         polys = chebyshev_polynomials(scaled_laplacian(adjacency.float()), K)
-        self.register_buffer("polys", polys)
+        # Derived from the skeleton, so kept out of checkpoints.
+        self.register_buffer("polys", polys, persistent=False)
         # polys_cat[i, j * (K + 1) + k] = T_k[i, j]: lets one matmul sum over joints and orders.
-        self.register_buffer("polys_cat", polys.permute(1, 2, 0).reshape(polys.shape[1], -1).contiguous())
+        polys_cat = polys.permute(1, 2, 0).reshape(polys.shape[1], -1).contiguous()
+        self.register_buffer("polys_cat", polys_cat, persistent=False)
         self.weight = nn.Parameter(torch.empty(K + 1, in_dim, out_dim))
         self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
         nn.init.xavier_uniform_(self.weight.view(-1, out_dim))

@@ -178,7 +178,7 @@ def product_mixture(a: GaussianMixture, b: GaussianMixture) -> GaussianMixture:
 def top_components(gmm: GaussianMixture, m: int) -> GaussianMixture:
     """Keep the `m` heaviest components (sorted by weight, renormalised); pad with zero weights."""
     k = gmm.num_components
-    order = gmm.weights.argsort(dim=-1, descending=True, stable=True)[..., : min(m, k)]
+    order = torch.sort(gmm.weights, dim=-1, descending=True, stable=True).indices[..., : min(m, k)]
     d = gmm.dim
     w = gmm.weights.gather(-1, order)
     mu = gmm.means.gather(-2, order.unsqueeze(-1).expand(*order.shape, d))

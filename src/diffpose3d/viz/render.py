@@ -137,7 +137,7 @@ def _draw_3d(ax, pose, hypotheses, covariance, parents, joint_colours, joint_nam
         spread = joint_spread_mm(covariance)
         for j in np.argsort(-spread):
             x, y, z = _ellipsoid(mean[j], cov[j])
-            ax.plot_surface(x, y, z, color=cmap(norm(spread[j])), alpha=0.28, linewidth=0,
+            ax.plot_surface(x, y, z, color=cmap(norm(spread[j])), alpha=0.3, linewidth=0,
                             shade=False, antialiased=False)
         worst = int(np.argmax(spread))
         name = joint_names[worst] if joint_names is not None else f"joint {worst}"
@@ -148,8 +148,13 @@ def _draw_3d(ax, pose, hypotheses, covariance, parents, joint_colours, joint_nam
         seg = mean[[p, j]]
         ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=joint_colours[j], linewidth=3.0,
                 solid_capstyle="round")
-    ax.scatter(mean[:, 0], mean[:, 1], mean[:, 2], s=20, c=joint_colours, edgecolors="black",
-               linewidths=0.4, depthshade=False)
+    if covariance is not None:  # joints coloured and sized by spread, readable even when tiny
+        level = norm(joint_spread_mm(covariance))
+        ax.scatter(mean[:, 0], mean[:, 1], mean[:, 2], s=16 + 70 * level, c=cmap(level),
+                   edgecolors="black", linewidths=0.5, depthshade=False, zorder=5)
+    else:
+        ax.scatter(mean[:, 0], mean[:, 1], mean[:, 2], s=20, c=joint_colours, edgecolors="black",
+                   linewidths=0.4, depthshade=False)
 
 
 def render_frame(

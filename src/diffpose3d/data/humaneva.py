@@ -1,0 +1,151 @@
+"""HumanEva-I in the VideoPose3D npz layout (see docs: keys ``Train/S1``, chunked action names).
+
+3D (world, metres) is moved to each camera's frame with the calibration (the shipped one by default).
+Without a 2D file the 2D is the projection of the 3D through that calibration. 2D files with 17
+(COCO) or 33 (BlazePose) joints are mapped to ``humaneva15``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..cameras import Camera, load_humaneva_cameras, project_to_2d, world_to_camera
+from ..errors import InputFileError
+from .base import (
+    PoseSequence,
+    as_filter,
+    as_float_array,
+    infer_2d_layout,
+    load_pickled_npz,
+    map_2d,
+    read_2d_array,
+    require_dict,
+)
+
+LAYOUT = "humaneva15"
+IMAGE_SIZE = (640, 480)
+DEFAULT_SPLITS = ("Train", "Validate")
+_ACTION_ALIASES = {"walking": "Walk", "walk": "Walk", "jog": "Jog", "box": "Box",
+                   "gestures": "Gestures", "throwcatch": "ThrowCatch"}
+
+
+def canonical_humaneva_action(name: str) -> str:
+    """``'Walking 1 chunk0'`` -> ``'Walk'``, ``'Jog 1 chunk2'`` -> ``'Jog'``, ``'Box 1 chunk4'`` -> ``'Box'``."""
+    first = name.split(" ", 1)[0]
+    return _ACTION_ALIASES.get(first.lower(), first)
+
+
+def _wanted(values: set[str] | None, *candidates: object) -> bool:
+    return values is None or any(str(c) in values for c in candidates)
+
+
+def _camera_for(cams: dict[str, list[Camera]], subject: str, index: int) -> Camera | None:
+    group = cams.get(subject)
+    return group[index] if group is not None and index < len(group) else None
+
+
+def load_humaneva(
+    data_3d: str | Path | None,
+    data_2d: str | Path | None = None,
+    *,
+    split: str | Iterable[str] | None = None,
+    subjects: str | Iterable[str] | None = None,
+    actions: str | Iterable[str] | None = None,
+    cameras: int | Iterable[int | str] | None = None,
+    stride: int = 1,
+    cameras_file: str | Path | None = None,
+) -> list[PoseSequence]:
+    """Read HumanEva-I sequences, one per (split/subject, action chunk, camera).
+
+    Filters: ``split`` (default Train and Validate, so detector files' ``Unlabeled/...`` keys are
+    skipped unless asked for), ``subjects`` ("S1" or "Train/S1"), ``actions`` (canonical "Walk" or
+    the full chunk name), ``cameras`` (index 0-2 or id "C1").
+    """
+    if data_3d is None and data_2d is None:
+        raise ValueError("load_humaneva needs data_3d, data_2d or both")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    pos3d = require_dict(load_pickled_npz(data_3d, "positions_3d"), data_3d, "positions_3d") if data_3d else None
+    pos2d, meta = None, None
+    if data_2d is not None:
+        pos2d = require_dict(load_pickled_npz(data_2d, "positions_2d"), data_2d, "positions_2d")
+        meta = load_pickled_npz(data_2d, "metadata", optional=True)
+    cams = load_humaneva_cameras(cameras_file)
+    cam_source = cameras_file or "diffpose3d/assets/cameras/humaneva.json"
+    splits = as_filter(split) or set(DEFAULT_SPLITS)
+    subject_f, action_f, camera_f = as_filter(subjects), as_filter(actions), as_filter(cameras)
+
+    base = pos3d if pos3d is not None else pos2d
+    base_path = data_3d if pos3d is not None else data_2d
+    out: list[PoseSequence] = []
+    for key in sorted(base):
+        split_name, _, subject = str(key).rpartition("/")
+        if split_name not in splits or not _wanted(subject_f, subject, key):
+            continue
+        actions_here = require_dict(base[key], base_path, f"entry '{key}'")
+        for name in sorted(actions_here):
+            action = canonical_humaneva_action(name)
+            if not _wanted(action_f, action, name):
+                continue
+            world = None
+            if pos3d is not None:
+                world = as_float_array(pos3d[key][name], data_3d, f"'{key}/{name}'", (15, 3))
+            views = None
+            if pos2d is not None:
+                sub = pos2d.get(key)
+                views = sub.get(name) if isinstance(sub, dict) else None
+                if not isinstance(views, (list, tuple)) or not views:
+                    raise InputFileError(data_2d, f"no per-camera 2D list for '{key}/{name}'")
+            n_cams = len(views) if views is not None else len(cams.get(subject, []))
+            for c in range(n_cams):
+                camera = _camera_for(cams, subject, c)
+                if not _wanted(camera_f, c, camera.id if camera else c):
+                    continue
+                out.append(_sequence(key, subject, split_name, name, action, c, camera, world, views,
+                                     data_2d, meta, cam_source))
+    if stride > 1:
+        out = [s.slice(step=stride) for s in out]
+    return out
+
+
+def _sequence(key: str, subject: str, split_name: str, name: str, action: str, c: int,
+              camera: Camera | None, world: np.ndarray | None, views: list | None,
+              data_2d: str | Path | None, meta: object, cam_source: str | Path) -> PoseSequence:
+    pose_3d = None
+    if world is not None:
+        if camera is None:
+            raise InputFileError(cam_source, f"no calibration for subject {subject} camera {c}")
+        pose_3d = world_to_camera(world, camera.orientation, camera.translation).astype(np.float32)
+    if views is not None:
+        raw = np.asarray(views[c])
+        what = f"'{key}/{name}' camera {c}"
+        if raw.ndim != 3:
+            raise InputFileError(data_2d, f"{what}: expected (T, J, 2), got shape {raw.shape}")
+        layout = infer_2d_layout(raw.shape[1], meta, data_2d)
+        kp, conf = read_2d_array(raw, data_2d, what, raw.shape[1])
+        kp, conf = map_2d(kp, conf, layout, LAYOUT)
+        if pose_3d is not None:
+            if len(kp) < len(pose_3d):
+                raise InputFileError(data_2d, f"{what}: {len(kp)} 2D frames for {len(pose_3d)} 3D frames")
+            kp = kp[: len(pose_3d)]
+            conf = None if conf is None else conf[: len(pose_3d)]
+    else:
+        kp, conf = project_to_2d(pose_3d, camera).astype(np.float32), None
+    return PoseSequence(
+        dataset="humaneva",
+        subject=subject,
+        action=action,
+        name=name,
+        camera_index=c,
+        skeleton=LAYOUT,
+        keypoints_2d=kp,
+        image_size=camera.image_size if camera is not None else IMAGE_SIZE,
+        confidence=conf,
+        pose_3d=pose_3d,
+        camera=camera,
+        split=split_name,
+        frame_indices=np.arange(len(kp)),
+    )

@@ -1,0 +1,183 @@
+"""Turn what a user points `predict` at into per-joint 2D evidence.
+
+An input is an image, a folder of images, a video, a keypoints file (COCO-style JSON or npz) or a
+heatmaps npz. Images and video frames go through a 2D detector (its heatmaps when it has them,
+otherwise its keypoints + confidence); frames with no person get no evidence at all (every joint
+missing, broad H_K). Video frames are streamed: only the per-frame evidence is kept in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from diffpose3d.errors import InputFileError
+from diffpose3d.evidence import broad_mixture
+from diffpose3d.io.images import is_image, list_images, read_image
+from diffpose3d.io.video import VideoReader, is_video
+from diffpose3d.uncertainty.gmm import GaussianMixture
+
+KEYPOINT_SUFFIXES = {".json", ".npz"}
+
+
+@dataclass
+class Evidence2D:
+    """Per-frame 2D evidence in one layout: mixtures in normalised coordinates, confidences."""
+
+    name: str
+    layout: str
+    image_size: tuple[int, int]
+    gmm: GaussianMixture  # (T, J, M, 2)
+    confidence: np.ndarray  # (T, J)
+    frame_indices: np.ndarray  # (T,)
+    kind: str  # image | images | video | keypoints | heatmaps
+    fps: float = 0.0
+    frames: Callable[[], Iterator[np.ndarray]] | None = None  # re-reads the frames, for renders
+    detector: dict = field(default_factory=dict)
+
+
+def stack_mixtures(mixtures: list[GaussianMixture]) -> GaussianMixture:
+    """Concatenate per-frame mixtures (1, J, M_i, 2) along time, padding with empty components."""
+    m = max(g.weights.shape[-1] for g in mixtures)
+    padded = []
+    for g in mixtures:
+        pad = m - g.weights.shape[-1]
+        if pad:
+            g = GaussianMixture(
+                torch.cat([g.weights, torch.zeros(*g.weights.shape[:-1], pad)], -1),
+                torch.cat([g.means, g.means[..., :1, :].expand(*g.means.shape[:-2], pad, 2)], -2),
+                torch.cat([g.covariances, g.covariances[..., :1, :, :].expand(*g.covariances.shape[:-3], pad, 2, 2)], -3),
+            )
+        padded.append(g)
+    return GaussianMixture.cat(padded, dim=0)
+
+
+def detection_evidence(detection, image_size: tuple[int, int], num_joints: int) -> tuple[GaussianMixture, np.ndarray]:
+    """One detector result (or None) -> ((1, J, M, 2) mixture, (1, J) confidence)."""
+    from diffpose3d.uncertainty.heatmaps import heatmaps_to_gmm, keypoints_to_gmm
+
+    if detection is None:
+        return broad_mixture((1, num_joints)), np.zeros((1, num_joints), np.float32)
+    conf = np.asarray(detection.confidence, np.float32)[None]
+    if detection.heatmaps is not None and detection.heatmap_to_image is not None:
+        gmm = heatmaps_to_gmm(detection.heatmaps[None], detection.heatmap_to_image[None], image_size)
+    else:
+        gmm = keypoints_to_gmm(detection.keypoints[None], conf, image_size)
+    return gmm, conf
+
+
+def _detect_frames(frames: Iterator[np.ndarray], detector, total: int | None, desc: str, progress: bool):
+    """Detect every frame; returns per-frame mixtures, confidences and the set of image sizes."""
+    gmms, confs, sizes = [], [], set()
+    for image in tqdm(frames, total=total, desc=desc, disable=not progress, unit="frame"):
+        size = (int(image.shape[1]), int(image.shape[0]))
+        sizes.add(size)
+        gmm, conf = detection_evidence(detector.detect(image), size, _layout_joints(detector.layout))
+        gmms.append(gmm)
+        confs.append(conf)
+    return gmms, confs, sizes
+
+
+def _layout_joints(layout: str) -> int:
+    from diffpose3d.skeleton import get_skeleton
+
+    return get_skeleton(layout).num_joints
+
+
+def read_input(path: str | Path, detector_factory: Callable[[], object] | None = None, *, progress: bool = True) -> Evidence2D:
+    """Dispatch on what `path` is. `detector_factory` is called only for images and videos."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no such file or folder")
+    if path.is_dir():
+        images = list_images(path)
+        if not images:
+            raise InputFileError(path, "folder holds no images (.jpg, .png, ...)")
+        return _from_images(path, images, detector_factory, progress, kind="images")
+    if is_image(path):
+        return _from_images(path, [path], detector_factory, progress, kind="image")
+    if is_video(path):
+        return _from_video(path, detector_factory, progress)
+    if path.suffix.lower() in KEYPOINT_SUFFIXES:
+        return _from_file(path)
+    raise InputFileError(path, "unsupported input (an image, a folder of images, a video, or a .json/.npz keypoints file)")
+
+
+def _need_detector(detector_factory, path: Path):
+    if detector_factory is None:
+        raise InputFileError(path, "images and videos need a 2D detector (pip install 'diffpose3d[detect]')")
+    return detector_factory()
+
+
+def _from_images(path: Path, images: list[Path], detector_factory, progress: bool, kind: str) -> Evidence2D:
+    detector = _need_detector(detector_factory, path)
+    try:
+        gmms, confs, sizes = _detect_frames((read_image(p) for p in images), detector, len(images), "detecting", progress and len(images) > 1)
+    finally:
+        detector.close()
+    if len(sizes) != 1:
+        raise InputFileError(path, "images of different sizes in one folder: run them separately")
+    size = sizes.pop()
+    return Evidence2D(
+        name=path.stem, layout=detector.layout, image_size=size, gmm=stack_mixtures(gmms),
+        confidence=np.concatenate(confs), frame_indices=np.arange(len(images)), kind=kind,
+        frames=lambda: (read_image(p) for p in images),
+    )
+
+
+def _from_video(path: Path, detector_factory, progress: bool) -> Evidence2D:
+    detector = _need_detector(detector_factory, path)
+    try:
+        with VideoReader(path) as reader:
+            fps = reader.fps
+            gmms, confs, sizes = _detect_frames(iter(reader), detector, reader.num_frames or None, "detecting", progress)
+    finally:
+        detector.close()
+    if not gmms:
+        raise InputFileError(path, "video has no frames")
+
+    def frames() -> Iterator[np.ndarray]:
+        with VideoReader(path) as again:
+            yield from again
+
+    return Evidence2D(
+        name=path.stem, layout=detector.layout, image_size=sizes.pop(), gmm=stack_mixtures(gmms),
+        confidence=np.concatenate(confs), frame_indices=np.arange(len(gmms)), kind="video",
+        fps=fps, frames=frames,
+    )
+
+
+def _from_file(path: Path) -> Evidence2D:
+    """A heatmaps npz (keys heatmaps, heatmap_to_image, image_size, layout) or a keypoints file."""
+    from diffpose3d.uncertainty.heatmaps import heatmaps_to_gmm, keypoints_to_gmm
+
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                keys = set(f.files)
+                if "heatmaps" in keys:
+                    heatmaps = np.asarray(f["heatmaps"], np.float32)
+                    affine = np.asarray(f["heatmap_to_image"], np.float64)
+                    size = tuple(int(v) for v in f["image_size"])
+                    layout = str(f["layout"])
+                    if heatmaps.ndim != 4 or affine.shape != (heatmaps.shape[0], 2, 3) or len(size) != 2:
+                        raise InputFileError(path, "heatmaps must be (T, J, H, W) with heatmap_to_image (T, 2, 3)")
+                    gmm = heatmaps_to_gmm(heatmaps, affine, size)
+                    conf = np.clip(heatmaps.reshape(*heatmaps.shape[:2], -1).sum(-1), 0, 1).astype(np.float32)
+                    return Evidence2D(path.stem, layout, size, gmm, conf, np.arange(len(heatmaps)), "heatmaps")
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputFileError(path, f"not a readable npz ({exc})") from None
+    from diffpose3d.data.keypoints import load_keypoints
+
+    seq = load_keypoints(path)
+    conf = seq.confidence if seq.confidence is not None else np.ones(seq.keypoints_2d.shape[:2], np.float32)
+    conf = np.nan_to_num(conf, nan=0.0).astype(np.float32)
+    kp = np.nan_to_num(seq.keypoints_2d).astype(np.float32)
+    gmm = keypoints_to_gmm(kp, conf, seq.image_size)
+    frames = seq.frame_indices if seq.frame_indices is not None else np.arange(len(seq))
+    return Evidence2D(path.stem, seq.skeleton, tuple(seq.image_size), gmm, conf, np.asarray(frames), "keypoints")

@@ -1,0 +1,250 @@
+"""Batched EM: many small, independent Gaussian-mixture fits at once, in PyTorch.
+
+`fit_gmm(x (B, N, D), weights (B, N))` fits one M-component mixture per row `b` to the (optionally
+weighted, e.g. heatmap pixels weighted by their value) samples `x[b]`. Every fit is independent:
+a fit's result depends only on its own data and its own random draws, never on how long its
+neighbours in the batch take (converged fits leave the working set and are frozen).
+
+Numerics (safe in float32):
+- each fit is standardised first (weighted mean 0, unit variance per feature), EM runs in those
+  units and the result is mapped back, so the fit is equivariant to shifts and scales of the data;
+- `reg_covar` is **relative**: `reg_covar * var_d` (the fit's weighted data variance of feature d)
+  is added to the diagonal of every covariance, the scale-free analogue of scikit-learn's absolute
+  `reg_covar`; `reg_covar_abs` (data units squared, per fit and/or feature) is added on top, e.g. the
+  quantisation variance of a heatmap pixel;
+- a component that loses all its mass is kept with a tiny weight (~1e-6) as a broad component (the
+  fit's data mean and covariance), so nothing is ever NaN; a fit whose weights are all zero is
+  fitted with uniform weights; a feature with zero variance keeps unit scale.
+Components come out sorted by weight, heaviest first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from diffpose3d.uncertainty.gmm import GaussianMixture, robust_cholesky
+
+COVARIANCE_TYPES = ("full", "diag")
+INIT_METHODS = ("kmeans++", "kmeans")
+_MEMORY_ELEMENTS = 2**23  # per-chunk working set (elements of the largest (b, N, M*D*D) tensors)
+
+
+def fit_gmm(
+    x: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    num_components: int = 5,
+    *,
+    covariance: str = "full",
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    reg_covar_abs: float | torch.Tensor = 0.0,
+    init: str = "kmeans++",
+    kmeans_iter: int = 10,
+    generator: torch.Generator | None = None,
+    seed: int = 0,
+    chunk_size: int | None = None,
+) -> tuple[GaussianMixture, torch.Tensor]:
+    """Fit `B` independent GMMs to `x (B, N, D)` with sample weights `(B, N)` (None = equal).
+
+    Returns the mixtures (weights `(B, M)`, means `(B, M, D)`, covariances `(B, M, D, D)`; a diagonal
+    fit returns diagonal matrices) and the weighted mean log-likelihood per sample `(B,)` under the
+    final parameters (scikit-learn's `score`). EM stops per fit when the mean log-likelihood changes
+    by less than `tol`. `init`: "kmeans++" (seeding only, then hard assignment) or "kmeans"
+    (seeding + `kmeans_iter` Lloyd iterations, scikit-learn's default). Random draws come from
+    `generator` (on `x`'s device) or a new one seeded with `seed`. `reg_covar_abs` broadcasts to
+    `(B, D)` (a per-fit value is `(B, 1)`). `chunk_size` fits are processed at a time (default:
+    bounded by a fixed memory budget).
+    """
+    if x.dim() != 3:
+        raise ValueError(f"x must be (B, N, D), got {tuple(x.shape)}")
+    if covariance not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance must be one of {COVARIANCE_TYPES}, got {covariance!r}")
+    if init not in INIT_METHODS:
+        raise ValueError(f"init must be one of {INIT_METHODS}, got {init!r}")
+    if num_components < 1:
+        raise ValueError(f"num_components must be >= 1, got {num_components}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x holds NaN or infinite values")
+    b, n, d = x.shape
+    if n < 1:
+        raise ValueError("every fit needs at least one sample")
+    if not x.is_floating_point():
+        x = x.float()
+    w = torch.ones(b, n, dtype=x.dtype, device=x.device) if weights is None else weights.to(x)
+    if w.shape != (b, n):
+        raise ValueError(f"weights must be {(b, n)}, got {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError("weights must be finite and non-negative")
+    try:
+        reg_abs = torch.as_tensor(reg_covar_abs, dtype=x.dtype, device=x.device).expand(b, d)
+    except RuntimeError:
+        raise ValueError(f"reg_covar_abs must broadcast to {(b, d)} (per fit: shape (B, 1))") from None
+    if generator is None:
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+    m = num_components
+    chunk = chunk_size or max(1, _MEMORY_ELEMENTS // (n * (m * (d * d + d) + d * d)))
+
+    out_w, out_mu, out_cov, out_ll = [], [], [], []
+    for start in range(0, b, chunk):
+        sl = slice(start, start + chunk)
+        res = _fit_chunk(x[sl], w[sl], m, covariance, max_iter, tol, reg_covar, reg_abs[sl],
+                         init, kmeans_iter, generator)
+        for acc, value in zip((out_w, out_mu, out_cov, out_ll), res):
+            acc.append(value)
+    gmm = GaussianMixture(torch.cat(out_w), torch.cat(out_mu), torch.cat(out_cov))
+    return gmm, torch.cat(out_ll)
+
+
+# -- one chunk ---------------------------------------------------------------------------------
+
+
+def _fit_chunk(x, w, m, covariance, max_iter, tol, reg_rel, reg_abs, init, kmeans_iter, generator):
+    b, n, d = x.shape
+    full = covariance == "full"
+    total = w.sum(1, keepdim=True)
+    w = torch.where(total > 0, w / total.clamp_min(torch.finfo(x.dtype).tiny), torch.full_like(w, 1.0 / n))
+    center = (w.unsqueeze(-1) * x).sum(1)  # (b, D)
+    var = (w.unsqueeze(-1) * (x - center.unsqueeze(1)) ** 2).sum(1)
+    scale = torch.where(var > 0, var.sqrt(), torch.ones_like(var))
+    z = (x - center.unsqueeze(1)) / scale.unsqueeze(1)
+    reg = reg_rel * torch.where(var > 0, torch.ones_like(var), torch.zeros_like(var)) + reg_abs / scale**2
+    reg = reg.clamp_min(torch.finfo(x.dtype).eps)  # never a singular covariance
+
+    centers = _kmeanspp(z, w, m, generator)
+    if init == "kmeans":
+        centers = _lloyd(z, w, centers, kmeans_iter)
+    resp = torch.nn.functional.one_hot(_sqdist(z, centers).argmin(-1), m).to(z.dtype)
+    params = _m_step(z, w.unsqueeze(-1) * resp, reg, full)
+
+    # Working set of unconverged fits; finished fits are written into `final` and leave it.
+    final = [p.clone() for p in params]
+    active = torch.arange(b, device=x.device)
+    za, wa, rega, pa = z, w, reg, params
+    prev = torch.full((b,), -math.inf, dtype=x.dtype, device=x.device)
+    for _ in range(max_iter):
+        ll, resp = _e_step(za, wa, pa, full)
+        pa = _m_step(za, wa.unsqueeze(-1) * resp, rega, full)
+        done = (ll - prev).abs() < tol
+        prev = ll
+        for f, p in zip(final, pa):
+            f[active] = p
+        if bool(done.all()):
+            active = active[:0]
+            break
+        if bool(done.any()):
+            keep = ~done
+            active, za, wa, rega, prev = active[keep], za[keep], wa[keep], rega[keep], prev[keep]
+            pa = tuple(p[keep] for p in pa)
+    ll, _ = _e_step(z, w, final, full)
+    pi, mu, cov = final
+    ll = ll - scale.log().sum(-1)  # density in data units
+    mu = mu * scale.unsqueeze(1) + center.unsqueeze(1)
+    cov = cov * (scale.unsqueeze(-1) * scale.unsqueeze(-2)).unsqueeze(1)
+    order = torch.sort(pi, dim=-1, descending=True, stable=True).indices
+    pi = pi.gather(-1, order)
+    mu = mu.gather(1, order.unsqueeze(-1).expand(-1, -1, d))
+    cov = cov.gather(1, order[..., None, None].expand(-1, -1, d, d))
+    return pi, mu, cov, ll
+
+
+def _sqdist(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Squared distances `(b, N, M)` between samples `(b, N, D)` and centres `(b, M, D)`."""
+    cross = torch.bmm(z, centers.transpose(1, 2))
+    return ((z * z).sum(-1, keepdim=True) - 2 * cross + (centers * centers).sum(-1).unsqueeze(1)).clamp_min(0)
+
+
+def _draw(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of non-negative `p (b, N)`, drawn on the generator's device."""
+    idx = torch.multinomial(p.to(generator.device), 1, generator=generator)
+    return idx.to(p.device).squeeze(1)
+
+
+def _kmeanspp(z: torch.Tensor, w: torch.Tensor, m: int, generator: torch.Generator) -> torch.Tensor:
+    """Weighted k-means++ seeding: centres `(b, M, D)` drawn with probability `w * dist^2`."""
+    b, n, d = z.shape
+    rows = torch.arange(b, device=z.device)
+    pos = w > 0
+    first = _draw(pos.to(z.dtype) * w + (~pos.any(1, keepdim=True)).to(z.dtype), generator)
+    centers = [z[rows, first]]
+    dist = ((z - centers[0].unsqueeze(1)) ** 2).sum(-1)
+    for _ in range(1, m):
+        p = w * dist
+        empty = p.sum(1, keepdim=True) <= 0  # all mass on the centres already chosen
+        p = torch.where(empty, w + (w.sum(1, keepdim=True) <= 0).to(z.dtype), p)
+        c = z[rows, _draw(p, generator)]
+        centers.append(c)
+        dist = torch.minimum(dist, ((z - c.unsqueeze(1)) ** 2).sum(-1))
+    return torch.stack(centers, 1)
+
+
+def _lloyd(z: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, iters: int) -> torch.Tensor:
+    """Weighted Lloyd iterations; an empty cluster keeps its centre."""
+    m = centers.shape[1]
+    labels = None
+    for _ in range(iters):
+        new = _sqdist(z, centers).argmin(-1)
+        if labels is not None and bool((new == labels).all()):
+            break
+        labels = new
+        a = torch.nn.functional.one_hot(labels, m).to(z.dtype) * w.unsqueeze(-1)  # (b, N, M)
+        mass = a.sum(1)  # (b, M)
+        sums = torch.bmm(a.transpose(1, 2), z)
+        centers = torch.where(mass.unsqueeze(-1) > 0, sums / mass.clamp_min(1e-30).unsqueeze(-1), centers)
+    return centers
+
+
+def _m_step(z, r, reg, full):
+    """Weighted responsibilities `r (b, N, M)` (rows sum to the sample weights) -> parameters."""
+    b, n, d = z.shape
+    eps = 10 * torch.finfo(z.dtype).eps
+    nk = r.sum(1)  # (b, M)
+    empty = nk < eps
+    nk_safe = nk.clamp_min(eps)
+    rt = r.transpose(1, 2)
+    mu = torch.bmm(rt, z) / nk_safe.unsqueeze(-1)
+    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    if full:
+        second = torch.bmm(rt, (z.unsqueeze(-1) * z.unsqueeze(-2)).reshape(b, n, d * d)) / nk_safe.unsqueeze(-1)
+        cov = second.reshape(b, -1, d, d) - mu.unsqueeze(-1) * mu.unsqueeze(-2)
+        cov = 0.5 * (cov + cov.transpose(-1, -2))
+        diag = cov.diagonal(dim1=-2, dim2=-1)
+        cov = cov - torch.diag_embed(diag) + torch.diag_embed(diag.clamp_min(0))
+    else:
+        second = torch.bmm(rt, z * z) / nk_safe.unsqueeze(-1)
+        cov = torch.diag_embed((second - mu * mu).clamp_min(0))
+    cov = cov + torch.diag_embed(reg).unsqueeze(1)
+    # An emptied component becomes broad and nearly weightless: the (standardised) data moments.
+    mu = torch.where(empty.unsqueeze(-1), torch.zeros_like(mu), mu)
+    cov = torch.where(empty[..., None, None], eye + torch.diag_embed(reg).unsqueeze(1), cov)
+    pi = nk + eps
+    pi = pi / pi.sum(-1, keepdim=True)
+    return pi, mu, cov
+
+
+def _e_step(z, w, params, full):
+    """Weighted mean log-likelihood `(b,)` and responsibilities `(b, N, M)`."""
+    pi, mu, cov = params
+    b, n, d = z.shape
+    if full:
+        chol = robust_cholesky(cov)  # (b, M, D, D)
+        eye = torch.eye(d, dtype=z.dtype, device=z.device).expand_as(chol)
+        inv = torch.linalg.solve_triangular(chol, eye, upper=False)
+        prec = inv.transpose(-1, -2) @ inv  # (b, M, D, D)
+        logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        zz = (z.unsqueeze(-1) * z.unsqueeze(-2)).reshape(b, n, d * d)
+        pmu = (prec @ mu.unsqueeze(-1)).squeeze(-1)  # (b, M, D)
+        quad = torch.bmm(zz, prec.reshape(b, -1, d * d).transpose(1, 2))
+        quad = quad - 2 * torch.bmm(z, pmu.transpose(1, 2)) + (mu * pmu).sum(-1).unsqueeze(1)
+    else:
+        var = cov.diagonal(dim1=-2, dim2=-1)  # (b, M, D)
+        ivar = 1.0 / var
+        logdet = var.log().sum(-1)
+        quad = torch.bmm(z * z, ivar.transpose(1, 2)) - 2 * torch.bmm(z, (mu * ivar).transpose(1, 2))
+        quad = quad + (mu * mu * ivar).sum(-1).unsqueeze(1)
+    log_p = -0.5 * (quad.clamp_min(0) + logdet.unsqueeze(1) + d * math.log(2 * math.pi)) + pi.log().unsqueeze(1)
+    ll_n = torch.logsumexp(log_p, -1)  # (b, N)
+    resp = (log_p - ll_n.unsqueeze(-1)).exp()
+    return (w * ll_n).sum(1), resp

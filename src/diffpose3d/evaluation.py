@@ -20,6 +20,7 @@ Predictions with 16 joints are scored on Human3.6M against the 16 joints without
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -141,9 +142,15 @@ def _mean_of_rows(rows: Sequence[Row]) -> Row:
     return {n: float(np.mean([r[n] for r in rows if n in r])) for n in names}
 
 
-def _ordered(keys: Sequence[Any], preferred: Sequence[Any]) -> list[Any]:
+def _natural(text: str) -> tuple[Any, ...]:
+    """Sort key putting "S9" before "S11"."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def _ordered(keys: Sequence[str], preferred: Sequence[str]) -> list[str]:
     present = set(keys)
-    return [k for k in preferred if k in present] + sorted(k for k in present if k not in preferred)
+    rest = sorted((k for k in present if k not in preferred), key=_natural)
+    return [k for k in preferred if k in present] + rest
 
 
 def _skeleton_name(seq: Any) -> str:
@@ -227,7 +234,11 @@ class _CalibrationPool:
 
 
 def _check_keys(sequences: Sequence[Any], predictions: Mapping[PredictionKey, Any], source: str | Path) -> None:
-    missing = [k for k in ((s.subject, s.name, s.camera_index) for s in sequences) if k not in predictions]
+    keys = [(s.subject, s.name, s.camera_index) for s in sequences]
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise InputFileError(source, f"sequence {twice} occurs twice (evaluate one split at a time)")
+    missing = [k for k in keys if k not in predictions]
     if missing:
         shown = ", ".join(str(k) for k in missing[:3]) + (" ..." if len(missing) > 3 else "")
         raise InputFileError(source, f"no prediction for {len(missing)} of {len(sequences)} sequences: {shown}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from diffpose3d.config import load_config
@@ -32,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluate:
         from diffpose3d.evaluate_model import evaluate_checkpoint
 
-        report = evaluate_checkpoint(args.out, split="test")
-        print(report.format_table())
-        (Path(args.out) / "test_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+        from diffpose3d.io.atomic import save_json_atomic
+
+        reports = evaluate_checkpoint(args.out, split="test")
+        for name, report in reports.items():
+            print(f"\n== {name} (held-out test split)\n{report.format_table()}")
+        save_json_atomic(Path(args.out) / "test_report.json", {k: r.to_dict() for k, r in reports.items()})
     return 0

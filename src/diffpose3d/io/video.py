@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -13,6 +11,7 @@ from types import TracebackType
 import numpy as np
 
 from diffpose3d.errors import InputFileError
+from diffpose3d.io.atomic import atomic_write
 from diffpose3d.io.images import to_rgb_uint8
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".gif"})
@@ -22,22 +21,6 @@ WRITE_EXTENSIONS = frozenset({".mp4", ".gif"})
 def is_video(path: str | Path) -> bool:
     """True when the file name has a video extension (the file need not exist)."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix); move it onto `path` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: the encoder creates the file, so it gets the usual permissions (umask).
-    tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _rotate(rgb: np.ndarray, degrees: int) -> np.ndarray:
@@ -166,8 +149,8 @@ class VideoWriter:
         self.fps = float(fps)
         self.crf = int(crf)
         self.frames_written = 0
-        self._atomic = atomic_output(self.path)
-        self._tmp: Path = self._atomic.__enter__()
+        self._atomic = atomic_write(self.path, "wb")
+        self._file = self._atomic.__enter__()
         self._size: tuple[int, int] | None = None
         self._container = None
         self._stream = None
@@ -177,7 +160,7 @@ class VideoWriter:
     def _open_mp4(self, height: int, width: int) -> None:
         import av
 
-        self._container = av.open(str(self._tmp), mode="w")
+        self._container = av.open(self._file, mode="w", format="mp4")
         rate = Fraction(self.fps).limit_denominator(1001)
         stream = self._container.add_stream("libx264", rate=rate)
         stream.width, stream.height = width + width % 2, height + height % 2
@@ -221,7 +204,7 @@ class VideoWriter:
                 import imageio.v3 as iio
 
                 # GIF delays are in 1/100 s; Pillow takes milliseconds.
-                iio.imwrite(self._tmp, np.stack(self._gif_frames), extension=".gif",
+                iio.imwrite(self._file, np.stack(self._gif_frames), extension=".gif",
                             duration=round(1000.0 / self.fps), loop=0)
                 self._gif_frames.clear()
             else:

@@ -42,7 +42,7 @@ def fit_gmm(
     reg_covar: float = 1e-6,
     reg_covar_abs: float | torch.Tensor = 0.0,
     init: str = "kmeans++",
-    kmeans_iter: int = 10,
+    kmeans_iter: int = 30,
     generator: torch.Generator | None = None,
     seed: int = 0,
     chunk_size: int | None = None,
@@ -163,20 +163,28 @@ def _draw(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def _kmeanspp(z: torch.Tensor, w: torch.Tensor, m: int, generator: torch.Generator) -> torch.Tensor:
-    """Weighted k-means++ seeding: centres `(b, M, D)` drawn with probability `w * dist^2`."""
+    """Weighted greedy k-means++ seeding: centres `(b, M, D)`.
+
+    Each new centre is the best (lowest weighted potential) of `2 + ln M` candidates drawn with
+    probability `w * dist^2`, as in scikit-learn.
+    """
     b, n, d = z.shape
     rows = torch.arange(b, device=z.device)
-    pos = w > 0
-    first = _draw(pos.to(z.dtype) * w + (~pos.any(1, keepdim=True)).to(z.dtype), generator)
+    trials = 2 + int(math.log(m))
+    no_mass = (w.sum(1, keepdim=True) <= 0).to(z.dtype)
+    first = _draw(w + no_mass, generator)
     centers = [z[rows, first]]
     dist = ((z - centers[0].unsqueeze(1)) ** 2).sum(-1)
     for _ in range(1, m):
         p = w * dist
         empty = p.sum(1, keepdim=True) <= 0  # all mass on the centres already chosen
-        p = torch.where(empty, w + (w.sum(1, keepdim=True) <= 0).to(z.dtype), p)
-        c = z[rows, _draw(p, generator)]
-        centers.append(c)
-        dist = torch.minimum(dist, ((z - c.unsqueeze(1)) ** 2).sum(-1))
+        p = torch.where(empty, w + no_mass, p)
+        cand = torch.multinomial(p.to(generator.device), trials, replacement=True, generator=generator)
+        cand = z[rows.unsqueeze(1), cand.to(z.device)]  # (b, L, D)
+        cand_dist = torch.minimum(dist.unsqueeze(1), _sqdist(z, cand).transpose(1, 2))  # (b, L, N)
+        best = (cand_dist * w.unsqueeze(1)).sum(-1).argmin(1)  # (b,)
+        centers.append(cand[rows, best])
+        dist = cand_dist[rows, best]
     return torch.stack(centers, 1)
 
 

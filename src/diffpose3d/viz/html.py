@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffpose3d.io.video import atomic_output
+from diffpose3d.io.atomic import atomic_write
 
 LEFT_COLOUR = "#4ea4ff"
 RIGHT_COLOUR = "#ff8b3d"
@@ -17,10 +17,10 @@ _TO_PLOT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
 def _spread_from_hypotheses(hypotheses: np.ndarray) -> np.ndarray:
-    """(T, N, J, 3) -> (T, J) RMS 3D distance of the hypotheses from their mean, metres."""
+    """(T, N, J, 3) -> (T, J) RMS per-axis standard deviation sqrt(trace(Sigma) / 3), metres."""
     d = hypotheses - hypotheses.mean(axis=1, keepdims=True)
     n = max(hypotheses.shape[1] - 1, 1)
-    return np.sqrt((d**2).sum(axis=(1, 3)) / n)
+    return np.sqrt((d**2).sum(axis=(1, 3)) / (3.0 * n))
 
 
 def _bone_lines(pose: np.ndarray, bones: list[tuple[int, int]]) -> tuple[list, list, list]:
@@ -77,7 +77,7 @@ def write_html(
     """Write an offline HTML page animating `poses` (T, J, 3) with a frame slider.
 
     Poses and `hypotheses` (T, N, J, 3) are root-relative camera-frame metres; `uncertainty`
-    (T, J) is the per-joint spread in metres (computed from the hypotheses when None). Joints are
+    (T, J) is the per-joint spread in metres, sqrt(trace(Sigma) / 3) (computed from the hypotheses when None). Joints are
     sized and coloured by spread; hovering shows the joint name and spread in mm. At most
     `max_hypotheses` hypotheses per frame are drawn, as faint points.
     """
@@ -97,7 +97,7 @@ def write_html(
     spread_mm = (np.full((T, J), np.nan) if uncertainty is None
                  else np.asarray(uncertainty, float).reshape(T, J) * 1000.0)
     finite = spread_mm[np.isfinite(spread_mm)]
-    cmax = float(max(50.0, np.percentile(finite, 99))) if finite.size else 100.0
+    cmax = float(max(40.0, np.percentile(finite, 99))) if finite.size else 100.0
 
     left_set, right_set = set(left or ()), set(right or ())
     groups = [(LEFT_COLOUR, [(p, j) for j, p in enumerate(parents) if p >= 0 and j in left_set], 7),
@@ -131,6 +131,6 @@ def write_html(
         margin={"l": 0, "r": 0, "t": 50, "b": 0})
     fig = go.Figure(data=frames[0].data, layout=layout, frames=frames if T > 1 else None)
     path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.write_html(tmp, include_plotlyjs=True, full_html=True, auto_play=False)
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        fig.write_html(handle, include_plotlyjs=True, full_html=True, auto_play=False)
     return path

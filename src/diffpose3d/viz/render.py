@@ -2,8 +2,8 @@
 
 Pure matplotlib on the Agg canvas (no pyplot, no display needed). 3D poses are in the camera
 frame (x right, y down, z forward, metres); the 3D panel plots (x, z, -y) so up is up and depth
-recedes from the viewer. Per-joint *spread* is ``sqrt(trace(Sigma))``: the RMS 3D distance of the
-hypotheses from their mean, shown in millimetres.
+recedes from the viewer. Per-joint *spread* is ``sqrt(trace(Sigma) / 3)``, the RMS standard deviation per axis (as
+``aggregate.joint_spread``), shown in millimetres.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
 from diffpose3d.io.images import to_rgb_uint8
-from diffpose3d.io.video import VideoWriter, atomic_output
+from diffpose3d.io.atomic import atomic_write
+from diffpose3d.io.video import VideoWriter
 
 BACKGROUND = "#15171c"
 PANEL = "#1d2027"
@@ -34,8 +35,8 @@ _TO_PLOT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
 def joint_spread_mm(covariance: np.ndarray) -> np.ndarray:
-    """Per-joint spread ``sqrt(trace(Sigma))`` in mm from covariances (..., 3, 3) in m^2."""
-    trace = np.trace(np.asarray(covariance, dtype=float), axis1=-2, axis2=-1)
+    """Per-joint spread ``sqrt(trace(Sigma) / 3)`` in mm from covariances (..., 3, 3) in m^2."""
+    trace = np.trace(np.asarray(covariance, dtype=float), axis1=-2, axis2=-1) / 3.0
     return np.sqrt(np.clip(trace, 0.0, None)) * 1000.0
 
 
@@ -172,7 +173,7 @@ def render_frame(
     right: Sequence[int] | None = None,
     joint_names: Sequence[str] | None = None,
     confidence_threshold: float = 0.3,
-    spread_range_mm: tuple[float, float] = (0.0, 100.0),
+    spread_range_mm: tuple[float, float] = (0.0, 80.0),
     box: float = 1.0,
 ) -> np.ndarray:
     """Draw image + 2D skeleton (left) and 3D mean, hypotheses and 1-sigma ellipsoids (right).
@@ -217,8 +218,8 @@ def save_image(path: str | Path, array: np.ndarray) -> Path:
     import imageio.v3 as iio
 
     path = Path(path)
-    with atomic_output(path) as tmp:
-        iio.imwrite(tmp, to_rgb_uint8(array), extension=path.suffix.lower())
+    with atomic_write(path, "wb") as handle:
+        iio.imwrite(handle, to_rgb_uint8(array), extension=path.suffix.lower())
     return path
 
 

@@ -26,9 +26,12 @@ def _vec(n: int) -> np.ndarray:
     return np.zeros(n, dtype=np.float64)
 
 
-@dataclass
+@dataclass(eq=False)
 class Camera:
-    """One calibrated camera; ``translation`` is the camera centre in world coordinates, metres."""
+    """One calibrated camera; ``translation`` is the camera centre in world coordinates, metres.
+
+    Equality is identity (the fields are arrays).
+    """
 
     id: str
     res_w: int

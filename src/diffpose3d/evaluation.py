@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from diffpose3d import metrics
+from diffpose3d.data.base import PoseSequence
 from diffpose3d.errors import InputFileError
 from diffpose3d.skeleton import get_skeleton
 
@@ -153,12 +154,7 @@ def _ordered(keys: Sequence[str], preferred: Sequence[str]) -> list[str]:
     return [k for k in preferred if k in present] + rest
 
 
-def _skeleton_name(seq: Any) -> str:
-    skeleton = getattr(seq, "skeleton", "")
-    return skeleton if isinstance(skeleton, str) else getattr(skeleton, "name", str(skeleton))
-
-
-def _prepare(seq: Any, value: Any, key: PredictionKey, source: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(seq: PoseSequence, value: Any, key: PredictionKey, source: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Ground truth `(T, J, 3)` and prediction `(T, [N,] J, 3)`, root-relative mm, joints matched."""
     if seq.pose_3d is None:
         raise InputFileError(source, f"sequence {key} has no 3D ground truth to score against")
@@ -173,11 +169,11 @@ def _prepare(seq: Any, value: Any, key: PredictionKey, source: str | Path) -> tu
         raise InputFileError(source, f"prediction {key} contains NaN or infinite values")
     joints = pred.shape[-2]
     if joints != gt.shape[1]:
-        if _skeleton_name(seq) == "h36m17" and joints == 16:
+        if seq.skeleton == "h36m17" and joints == 16:
             gt = np.delete(gt, get_skeleton("h36m17").index("neck_nose"), axis=1)
         else:
             raise InputFileError(
-                source, f"prediction {key} has {joints} joints; the {_skeleton_name(seq)} sequence has {gt.shape[1]}"
+                source, f"prediction {key} has {joints} joints; the {seq.skeleton} sequence has {gt.shape[1]}"
             )
     pred = (pred - pred[..., :1, :]) * 1000.0
     return gt, pred
@@ -233,7 +229,7 @@ class _CalibrationPool:
         }
 
 
-def _check_keys(sequences: Sequence[Any], predictions: Mapping[PredictionKey, Any], source: str | Path) -> None:
+def _check_keys(sequences: Sequence[PoseSequence], predictions: Mapping[PredictionKey, Any], source: str | Path) -> None:
     keys = [(s.subject, s.name, s.camera_index) for s in sequences]
     if len(set(keys)) != len(keys):
         twice = next(k for k in keys if keys.count(k) > 1)
@@ -245,7 +241,7 @@ def _check_keys(sequences: Sequence[Any], predictions: Mapping[PredictionKey, An
 
 
 def evaluate_sequences(
-    sequences: Sequence[Any],
+    sequences: Sequence[PoseSequence],
     predictions: Mapping[PredictionKey, Any],
     *,
     protocol: str,

@@ -223,11 +223,17 @@ def _index_table(src: str, dst: str) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(s.index(n) for n in names) for names in mapping_table(src, dst).values())
 
 
-def map_keypoints(points: np.ndarray, src: str, dst: str) -> np.ndarray:
+def mapping_indices(src: str, dst: str) -> tuple[tuple[int, ...], ...]:
+    """``mapping_table`` as source joint indices, one tuple per ``dst`` joint (``()`` = missing)."""
+    return _index_table(src, dst)
+
+
+def map_keypoints(points: np.ndarray, src: str, dst: str, *, confidence: bool | None = None) -> np.ndarray:
     """Convert ``(..., J_src, C)`` keypoints to ``(..., J_dst, C)`` following ``mapping_table``.
 
-    With ``C == 3`` the last channel is a confidence: a derived joint gets the minimum confidence of
-    its sources, a missing joint gets NaN coordinates and confidence 0.
+    If ``confidence`` (default: ``C == 3``) the last channel is a score: a derived joint gets the
+    minimum score of its sources, a missing joint gets NaN coordinates and score 0. Pass
+    ``confidence=False`` to map 3D points.
     """
     points = np.asarray(points)
     j_src = get_skeleton(src).num_joints
@@ -235,18 +241,18 @@ def map_keypoints(points: np.ndarray, src: str, dst: str) -> np.ndarray:
         raise ValueError(f"expected (..., {j_src}, C) keypoints for {src}, got {points.shape}")
     dtype = points.dtype if np.issubdtype(points.dtype, np.floating) else np.float64
     points = points.astype(dtype, copy=False)
-    has_conf = points.shape[-1] == 3
+    has_conf = points.shape[-1] == 3 if confidence is None else confidence
     table = _index_table(src, dst)
     out = np.full(points.shape[:-2] + (len(table), points.shape[-1]), np.nan, dtype=dtype)
     for j, sources in enumerate(table):
         if not sources:
             if has_conf:
-                out[..., j, 2] = 0.0
+                out[..., j, -1] = 0.0
             continue
         picked = points[..., list(sources), :]
         if has_conf:
-            out[..., j, :2] = picked[..., :2].mean(axis=-2)
-            out[..., j, 2] = picked[..., 2].min(axis=-1)
+            out[..., j, :-1] = picked[..., :-1].mean(axis=-2)
+            out[..., j, -1] = picked[..., -1].min(axis=-1)
         else:
             out[..., j, :] = picked.mean(axis=-2)
     return out

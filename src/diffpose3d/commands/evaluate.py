@@ -2,8 +2,10 @@
 
 Scores a predictions file (layout in docs/PREDICTIONS.md) against a dataset split with the
 published protocol of that dataset, prints the tables and writes the JSON report atomically.
-Without filters the protocol's test set is used: Human3.6M S9 and S11; HumanEva-I Validate,
-Walk/Jog/Box. Give ``all`` to a filter to lift it.
+Without filters the protocol's test set is used (``data.protocol_filters(dataset, "test")``:
+Human3.6M S9 and S11; HumanEva-I Validate, Walk/Jog/Box; 3DHP TS1-TS6). ``all`` lifts a filter.
+Reading predictions (``predictions_from_file``) is kept apart from scoring (``score``) so that other
+sources of predictions (a checkpoint) can feed the same path.
 """
 
 from __future__ import annotations
@@ -14,18 +16,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from diffpose3d.data import load_dataset, protocol_filters
 from diffpose3d.data.base import PoseSequence, load_pickled_npz, require_dict
-from diffpose3d.errors import InputFileError
+from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.evaluation import PROTOCOLS, EvaluationReport, PredictionKey, evaluate_sequences
 from diffpose3d.io.atomic import save_json_atomic
 
 UNIT_SCALE = {"m": 1.0, "mm": 0.001}
-# The protocol's test set when the user gives no filter (None = no restriction).
-PROTOCOL_DEFAULTS: dict[str, dict[str, str | None]] = {
-    "h36m": {"subjects": "S9,S11", "split": None, "actions": None},
-    "humaneva": {"subjects": None, "split": "Validate", "actions": "Walk,Jog,Box"},
-    "3dhp": {"subjects": None, "split": None, "actions": None},
-}
+FILTER_OPTIONS = ("subjects", "split", "actions", "cameras")
 
 FileKey = tuple[str, str, int]
 
@@ -34,52 +32,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", required=True, metavar="FILE",
                         help="npz with positions_3d[subject][action] -> list per camera (docs/PREDICTIONS.md)")
     parser.add_argument("--dataset", required=True, choices=PROTOCOLS, help="dataset and protocol")
-    parser.add_argument("--data-3d", required=True, metavar="FILE", help="the dataset's 3D file")
-    parser.add_argument("--data-2d", metavar="FILE", help="the dataset's 2D file (if the reader needs one)")
-    parser.add_argument("--subjects", help="comma-separated subjects, or 'all' (h36m default: S9,S11)")
-    parser.add_argument("--split", help="Train or Validate, or 'all' (humaneva default: Validate)")
+    parser.add_argument("--data-3d", required=True, metavar="FILE",
+                        help="the dataset's 3D file (3dhp: data_test_3dhp.npz or data_train_3dhp.npz)")
+    parser.add_argument("--data-2d", metavar="FILE", help="the dataset's 2D file (h36m, humaneva; optional)")
+    parser.add_argument("--subjects", help="comma-separated subjects (3dhp: sequences), or 'all' "
+                        "(default: the protocol's test set, e.g. h36m S9,S11)")
+    parser.add_argument("--split", help="humaneva: Train or Validate, or 'all' (default: Validate)")
     parser.add_argument("--actions", help="comma-separated actions, or 'all' (humaneva default: Walk,Jog,Box)")
-    parser.add_argument("--cameras", help="comma-separated camera indices (default: all)")
+    parser.add_argument("--cameras", help="comma-separated camera indices or ids (default: all)")
     parser.add_argument("--out", required=True, metavar="FILE", help="JSON report to write")
 
 
-def _csv(value: str | None) -> list[str] | None:
-    if value is None or value.strip().lower() == "all":
+def _csv(value: str) -> list[str] | None:
+    """Comma-separated items; None for 'all' (no restriction)."""
+    if value.strip().lower() == "all":
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
-    return items or None
+    if not items:
+        raise ConfigError(f"empty filter value {value!r}")
+    return items
 
 
 def dataset_filters(args: argparse.Namespace) -> dict[str, Any]:
-    """Reader filters from the arguments, falling back to the protocol's test set."""
-    defaults = PROTOCOL_DEFAULTS[args.dataset]
-    filters: dict[str, Any] = {}
-    for name in ("subjects", "actions"):
-        chosen = _csv(getattr(args, name) if getattr(args, name) is not None else defaults[name])
-        if chosen is not None:
-            filters[name] = chosen
-    split = args.split if args.split is not None else defaults["split"]
-    if split is not None and split.lower() != "all":
-        filters["split"] = split
-    cameras = _csv(args.cameras)
-    if cameras is not None:
-        try:
-            filters["cameras"] = [int(c) for c in cameras]
-        except ValueError:
-            raise InputFileError("--cameras", f"camera indices must be integers, got {args.cameras!r}") from None
+    """Reader filters: the protocol's test set (`data.protocol_filters`), overridden by the options."""
+    filters = protocol_filters(args.dataset, "test")
+    for option in FILTER_OPTIONS:
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        key = option
+        if args.dataset == "3dhp":
+            if option != "subjects":
+                raise ConfigError(f"--{option} does not apply to 3dhp (filter with --subjects TS1,TS2)")
+            key = "sequences"
+        items = _csv(value)
+        if items is None:
+            filters.pop(key, None)
+        elif option == "cameras":
+            filters[key] = [int(c) if c.isdigit() else c for c in items]
+        else:
+            filters[key] = items
     return filters
 
 
 def load_sequences(args: argparse.Namespace) -> list[PoseSequence]:
     """The dataset sequences to score, with ground truth, after the filters."""
-    from diffpose3d.data import load_dataset
-
-    return load_dataset(args.dataset, args.data_3d, args.data_2d, **dataset_filters(args))
+    filters = dataset_filters(args)
+    try:
+        sequences = load_dataset(args.dataset, args.data_3d, args.data_2d, **filters)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not sequences:
+        raise InputFileError(args.data_3d, f"no sequences match the filters {filters} ('all' lifts one)")
+    return sequences
 
 
 def _pose_array(value: Any, path: str | Path, where: str) -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value, dtype=np.float32)  # float32 keeps a whole test set in memory
     except (TypeError, ValueError):
         raise InputFileError(path, f"{where}: not a numeric array") from None
     if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
@@ -121,12 +131,12 @@ def predictions_from_file(path: str | Path) -> dict[FileKey, np.ndarray]:
 def match_predictions(
     predictions: Mapping[FileKey, np.ndarray], sequences: Sequence[PoseSequence]
 ) -> dict[PredictionKey, np.ndarray]:
-    """Re-key file predictions by `PoseSequence.key`; the file's subject may carry the split prefix."""
+    """Re-key file predictions by `PoseSequence.key`; a "Split/Subject" file key wins over "Subject"."""
     matched: dict[PredictionKey, np.ndarray] = {}
     for seq in sequences:
         candidates = [(seq.subject, seq.name, seq.camera_index)]
         if seq.split:
-            candidates.append((f"{seq.split}/{seq.subject}", seq.name, seq.camera_index))
+            candidates.insert(0, (f"{seq.split}/{seq.subject}", seq.name, seq.camera_index))
         for key in candidates:
             if key in predictions:
                 matched[seq.key] = predictions[key]

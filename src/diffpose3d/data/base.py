@@ -16,7 +16,7 @@ from ..skeleton import get_skeleton, map_keypoints
 DATASETS = ("h36m", "humaneva", "3dhp", "custom")
 
 
-@dataclass
+@dataclass(eq=False)
 class PoseSequence:
     """One (subject, action chunk, camera) sequence.
 
@@ -205,7 +205,9 @@ def read_2d_array(value: Any, path: str | Path, what: str, num_joints: int) -> t
     return split_confidence(arr)
 
 
-def map_2d(keypoints: np.ndarray, confidence: np.ndarray | None, src: str, dst: str) -> tuple[np.ndarray, np.ndarray | None]:
+def map_2d(
+    keypoints: np.ndarray, confidence: np.ndarray | None, src: str, dst: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Map pixels (+ confidence) between layouts, then mark non-finite joints as missing."""
     if src != dst:
         stacked = keypoints if confidence is None else np.concatenate([keypoints, confidence[..., None]], -1)

@@ -85,9 +85,10 @@ def attach_gmm(sequences: Iterable[PoseSequence], path: str | Path) -> list[Pose
             raise InputFileError(path, f"no mixture for {seq.subject} '{seq.name}' camera {seq.camera_index}")
         gmm = views[seq.camera_index]
         frames = seq.frame_indices if seq.frame_indices is not None else np.arange(len(seq))
+        where = f"{seq.subject} '{seq.name}'"
         if len(frames) and int(frames.max()) >= len(gmm):
-            raise InputFileError(path, f"{seq.subject} '{seq.name}': {len(gmm)} frames, sequence needs {int(frames.max()) + 1}")
+            raise InputFileError(path, f"{where}: {len(gmm)} frames, sequence needs {int(frames.max()) + 1}")
         if gmm.shape[1] != seq.num_joints:
-            raise InputFileError(path, f"{seq.subject} '{seq.name}': {gmm.shape[1]} joints, sequence has {seq.num_joints}")
+            raise InputFileError(path, f"{where}: {gmm.shape[1]} joints, sequence has {seq.num_joints}")
         out.append(replace(seq, gmm_2d=gmm[frames]))
     return out

@@ -85,6 +85,8 @@ def load_humaneva(
         split_name, _, subject = str(key).rpartition("/")
         if split_name not in splits or not _wanted(subject_f, subject, key):
             continue
+        if pos3d is not None and subject not in cams:
+            raise InputFileError(cam_source, f"no calibration for subject {subject} (needed by '{key}')")
         actions_here = require_dict(base[key], base_path, f"entry '{key}'")
         for name in sorted(actions_here):
             action = canonical_humaneva_action(name)

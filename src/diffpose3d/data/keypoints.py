@@ -31,8 +31,9 @@ def _source_layout(num_joints: int, declared: str | None, path: Path) -> str:
     if declared:
         if declared not in SKELETON_NAMES:
             raise InputFileError(path, f"unknown layout '{declared}' (known: {', '.join(SKELETON_NAMES)})")
-        if get_skeleton(declared).num_joints != num_joints:
-            raise InputFileError(path, f"layout '{declared}' has {get_skeleton(declared).num_joints} joints, data has {num_joints}")
+        expected = get_skeleton(declared).num_joints
+        if expected != num_joints:
+            raise InputFileError(path, f"layout '{declared}' has {expected} joints, data has {num_joints}")
         return declared
     if num_joints not in _DEFAULT_SOURCE:
         raise InputFileError(path, f"cannot tell the layout of {num_joints} joints: pass src_layout")

@@ -68,6 +68,8 @@ class DDIMSampler:
         `sample` is `h_k`, `mu`/`chol` the component of each joint. Returns `(h_{k_prev}, pred_h0)`.
         `chol` may be None when no noise is injected (`eta = 0`).
         """
+        if isinstance(k, int) and isinstance(k_prev, int):
+            assert 0 <= k_prev < k <= self.schedule.K, f"need 0 <= k_prev < k <= K, got k={k}, k_prev={k_prev}"
         eta = self.eta if eta is None else float(eta)
         a_k = _abar(self.schedule, k, sample)
         a_prev = _abar(self.schedule, k_prev, sample)

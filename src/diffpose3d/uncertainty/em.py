@@ -116,29 +116,29 @@ def _fit_chunk(x, w, m, covariance, max_iter, tol, reg_rel, reg_abs, init, kmean
     centers = _kmeanspp(z, w, m, generator)
     if init == "kmeans":
         centers = _lloyd(z, w, centers, kmeans_iter)
+    feats = _features(z, full)  # (b, N, K): EM needs only these sufficient statistics
     resp = torch.nn.functional.one_hot(_sqdist(z, centers).argmin(-1), m).to(z.dtype)
-    params = _m_step(z, w.unsqueeze(-1) * resp, reg, full)
+    params = _m_step(torch.bmm((w.unsqueeze(-1) * resp).transpose(1, 2), feats), reg, d, full)
 
     # Working set of unconverged fits; finished fits are written into `final` and leave it.
     final = [p.clone() for p in params]
     active = torch.arange(b, device=x.device)
-    za, wa, rega, pa = z, w, reg, params
+    fa, wa, rega, pa = feats, w, reg, params
     prev = torch.full((b,), -math.inf, dtype=x.dtype, device=x.device)
     for _ in range(max_iter):
-        ll, resp = _e_step(za, wa, pa, full)
-        pa = _m_step(za, wa.unsqueeze(-1) * resp, rega, full)
+        ll, stats = _e_step(fa, wa, pa, full)
+        pa = _m_step(stats, rega, d, full)
         done = (ll - prev).abs() < tol
         prev = ll
         for f, p in zip(final, pa):
             f[active] = p
         if bool(done.all()):
-            active = active[:0]
             break
         if bool(done.any()):
             keep = ~done
-            active, za, wa, rega, prev = active[keep], za[keep], wa[keep], rega[keep], prev[keep]
+            active, fa, wa, rega, prev = active[keep], fa[keep], wa[keep], rega[keep], prev[keep]
             pa = tuple(p[keep] for p in pa)
-    ll, _ = _e_step(z, w, final, full)
+    ll, _ = _e_step(feats, w, final, full)
     pi, mu, cov = final
     ll = ll - scale.log().sum(-1)  # density in data units
     mu = mu * scale.unsqueeze(1) + center.unsqueeze(1)
@@ -148,6 +148,20 @@ def _fit_chunk(x, w, m, covariance, max_iter, tol, reg_rel, reg_abs, init, kmean
     mu = mu.gather(1, order.unsqueeze(-1).expand(-1, -1, d))
     cov = cov.gather(1, order[..., None, None].expand(-1, -1, d, d))
     return pi, mu, cov, ll
+
+
+def _pairs(d: int, full: bool) -> tuple[list[int], list[int]]:
+    """Index pairs (i <= j) of the second-order features: all pairs (full) or i == j (diag)."""
+    if full:
+        idx = torch.triu_indices(d, d)
+        return idx[0].tolist(), idx[1].tolist()
+    return list(range(d)), list(range(d))
+
+
+def _features(z: torch.Tensor, full: bool) -> torch.Tensor:
+    """`[1, z_1..z_D, z_i z_j (i <= j)]` per sample `(b, N, K)`: log-densities are linear in these."""
+    ii, jj = _pairs(z.shape[-1], full)
+    return torch.cat([torch.ones_like(z[..., :1]), z, z[..., ii] * z[..., jj]], -1)
 
 
 def _sqdist(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -204,27 +218,25 @@ def _lloyd(z: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, iters: int) 
     return centers
 
 
-def _m_step(z, r, reg, full):
-    """Weighted responsibilities `r (b, N, M)` (rows sum to the sample weights) -> parameters."""
-    b, n, d = z.shape
-    eps = 10 * torch.finfo(z.dtype).eps
-    nk = r.sum(1)  # (b, M)
+def _m_step(stats: torch.Tensor, reg: torch.Tensor, d: int, full: bool):
+    """Weighted sufficient statistics `(b, M, K)` (see `_features`) -> `(pi, mu, cov)`."""
+    eps = 10 * torch.finfo(stats.dtype).eps
+    nk = stats[..., 0]  # (b, M)
     empty = nk < eps
-    nk_safe = nk.clamp_min(eps)
-    rt = r.transpose(1, 2)
-    mu = torch.bmm(rt, z) / nk_safe.unsqueeze(-1)
-    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    nk_safe = nk.clamp_min(eps).unsqueeze(-1)
+    mu = stats[..., 1 : 1 + d] / nk_safe
+    ii, jj = _pairs(d, full)
+    second = stats.new_zeros(*stats.shape[:-1], d, d)
+    second[..., ii, jj] = stats[..., 1 + d :] / nk_safe
+    second[..., jj, ii] = second[..., ii, jj]
     if full:
-        second = torch.bmm(rt, (z.unsqueeze(-1) * z.unsqueeze(-2)).reshape(b, n, d * d)) / nk_safe.unsqueeze(-1)
-        cov = second.reshape(b, -1, d, d) - mu.unsqueeze(-1) * mu.unsqueeze(-2)
-        cov = 0.5 * (cov + cov.transpose(-1, -2))
-        diag = cov.diagonal(dim1=-2, dim2=-1)
-        cov = cov - torch.diag_embed(diag) + torch.diag_embed(diag.clamp_min(0))
+        cov = second - mu.unsqueeze(-1) * mu.unsqueeze(-2)
     else:
-        second = torch.bmm(rt, z * z) / nk_safe.unsqueeze(-1)
-        cov = torch.diag_embed((second - mu * mu).clamp_min(0))
-    cov = cov + torch.diag_embed(reg).unsqueeze(1)
+        cov = torch.diag_embed(second.diagonal(dim1=-2, dim2=-1) - mu * mu)
+    diag = cov.diagonal(dim1=-2, dim2=-1)
+    cov = cov + torch.diag_embed(reg.unsqueeze(1) + (-diag).clamp_min(0))  # cancellation can dip below 0
     # An emptied component becomes broad and nearly weightless: the (standardised) data moments.
+    eye = torch.eye(d, dtype=stats.dtype, device=stats.device)
     mu = torch.where(empty.unsqueeze(-1), torch.zeros_like(mu), mu)
     cov = torch.where(empty[..., None, None], eye + torch.diag_embed(reg).unsqueeze(1), cov)
     pi = nk + eps
@@ -232,27 +244,30 @@ def _m_step(z, r, reg, full):
     return pi, mu, cov
 
 
-def _e_step(z, w, params, full):
-    """Weighted mean log-likelihood `(b,)` and responsibilities `(b, N, M)`."""
+def _e_step(feats: torch.Tensor, w: torch.Tensor, params, full: bool):
+    """Weighted mean log-likelihood `(b,)` and the weighted sufficient statistics `(b, M, K)`.
+
+    The log-density of every component is linear in the features `[1, z, z_i z_j]`, so all
+    `N x M` log-densities come from one batched matrix product, and so do the next M-step's sums.
+    """
     pi, mu, cov = params
-    b, n, d = z.shape
-    if full:
-        chol = robust_cholesky(cov)  # (b, M, D, D)
-        eye = torch.eye(d, dtype=z.dtype, device=z.device).expand_as(chol)
-        inv = torch.linalg.solve_triangular(chol, eye, upper=False)
-        prec = inv.transpose(-1, -2) @ inv  # (b, M, D, D)
-        logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        zz = (z.unsqueeze(-1) * z.unsqueeze(-2)).reshape(b, n, d * d)
-        pmu = (prec @ mu.unsqueeze(-1)).squeeze(-1)  # (b, M, D)
-        quad = torch.bmm(zz, prec.reshape(b, -1, d * d).transpose(1, 2))
-        quad = quad - 2 * torch.bmm(z, pmu.transpose(1, 2)) + (mu * pmu).sum(-1).unsqueeze(1)
-    else:
-        var = cov.diagonal(dim1=-2, dim2=-1)  # (b, M, D)
-        ivar = 1.0 / var
-        logdet = var.log().sum(-1)
-        quad = torch.bmm(z * z, ivar.transpose(1, 2)) - 2 * torch.bmm(z, (mu * ivar).transpose(1, 2))
-        quad = quad + (mu * mu * ivar).sum(-1).unsqueeze(1)
-    log_p = -0.5 * (quad.clamp_min(0) + logdet.unsqueeze(1) + d * math.log(2 * math.pi)) + pi.log().unsqueeze(1)
-    ll_n = torch.logsumexp(log_p, -1)  # (b, N)
-    resp = (log_p - ll_n.unsqueeze(-1)).exp()
-    return (w * ll_n).sum(1), resp
+    d = mu.shape[-1]
+    chol = robust_cholesky(cov)  # (b, M, D, D)
+    eye = torch.eye(d, dtype=mu.dtype, device=mu.device).expand_as(chol)
+    inv = torch.linalg.solve_triangular(chol, eye, upper=False)
+    prec = inv.transpose(-1, -2) @ inv  # (b, M, D, D)
+    logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    pmu = (prec @ mu.unsqueeze(-1)).squeeze(-1)  # (b, M, D)
+    ii, jj = _pairs(d, full)
+    quad = prec[..., ii, jj] * torch.tensor([-0.5 if i == j else -1.0 for i, j in zip(ii, jj)], dtype=mu.dtype,
+                                            device=mu.device)
+    const = -0.5 * ((mu * pmu).sum(-1) + logdet + d * math.log(2 * math.pi)) + pi.log()
+    coef = torch.cat([const.unsqueeze(-1), pmu, quad], -1)  # (b, M, K)
+    log_p = torch.bmm(feats, coef.transpose(1, 2))  # (b, N, M)
+    top = log_p.amax(-1, keepdim=True)
+    p = log_p.sub_(top).exp_()
+    total = p.sum(-1, keepdim=True)
+    ll_n = (total.log() + top).squeeze(-1)  # (b, N)
+    p.mul_(w.unsqueeze(-1) / total)  # weighted responsibilities
+    stats = torch.bmm(p.transpose(1, 2), feats)
+    return (w * ll_n).sum(1), stats

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffpose3d.data import attach_gmm, load_h36m, read_gmm_file, write_gmm_file
+from diffpose3d.errors import InputFileError
+
+
+def _gmm_like_authors(kp: np.ndarray, k: int = 3) -> np.ndarray:
+    """(T, J, 2) -> (T, J, K, 5) with weights (1, 0, ...), means at the keypoints, variance 4 px^2."""
+    t, j = kp.shape[:2]
+    out = np.zeros((t, j, k, 5), np.float32)
+    out[..., 0, 0] = 1.0
+    out[..., 1:3] = kp[:, :, None, :]
+    out[..., 3:] = 4.0
+    return out
+
+
+def test_write_read_attach(tmp_path: Path, h36m_files: dict[str, Path]) -> None:
+    gt = np.load(h36m_files["gt"], allow_pickle=True)["positions_2d"].item()
+    data = {s: {a: [_gmm_like_authors(v) for v in views] for a, views in acts.items()} for s, acts in gt.items()}
+    path = tmp_path / "data_2d_h36m_gt_gmm.npz"
+    write_gmm_file(path, data, {"num_joints": 17, "kernels": 3})
+    back, meta = read_gmm_file(path)
+    assert meta == {"num_joints": 17, "kernels": 3}
+    np.testing.assert_array_equal(back["S9"]["Walking"][2], data["S9"]["Walking"][2])
+
+    seqs = attach_gmm(load_h36m(h36m_files["3d"], h36m_files["gt"], subjects="S1", stride=2), path)
+    for s in seqs:
+        assert s.gmm_2d.shape == (len(s), 17, 3, 5)
+        np.testing.assert_allclose(s.gmm_2d[:, :, 0, 1:3], s.keypoints_2d)  # same frames after stride
+
+
+def test_validation(tmp_path: Path, h36m_files: dict[str, Path], write_npz) -> None:
+    bad = np.zeros((4, 17, 3, 5), np.float32)
+    bad[..., 0] = 0.5  # weights sum to 1.5
+    with pytest.raises(InputFileError, match="out.npz: 'S1/Walking' camera 0: kernel weights"):
+        write_gmm_file(tmp_path / "out.npz", {"S1": {"Walking": [bad]}})
+    assert not (tmp_path / "out.npz").exists()
+    path = write_npz(tmp_path / "shape.npz", positions_2d={"S1": {"Walking": [np.zeros((4, 17, 2))]}})
+    with pytest.raises(InputFileError, match=r"shape.npz: 'S1/Walking' camera 0: expected \(T, J, K, 5\)"):
+        read_gmm_file(path)
+    good = np.zeros((2, 17, 1, 5), np.float32)
+    good[..., 0] = 1
+    path = tmp_path / "partial.npz"
+    write_gmm_file(path, {"S1": {"Walking 1": [good] * 4}})
+    seqs = load_h36m(h36m_files["3d"], subjects="S1")
+    with pytest.raises(InputFileError, match="partial.npz: S1 'Walking 1': 2 frames, sequence needs 12"):
+        attach_gmm([s for s in seqs if s.name == "Walking 1"], path)
+    with pytest.raises(InputFileError, match="partial.npz: no mixture for S1 'Directions' camera 0"):
+        attach_gmm(seqs, path)

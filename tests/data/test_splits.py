@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffpose3d.data import holdout_split, load_h36m, load_humaneva, protocol_filters
+from diffpose3d.data.base import PoseSequence
+
+
+def _seq(n: int, name: str = "a", camera: int = 0) -> PoseSequence:
+    return PoseSequence(dataset="custom", subject="S1", action="A", name=name, camera_index=camera,
+                        skeleton="h36m17", keypoints_2d=np.zeros((n, 17, 2), np.float32), image_size=(100, 100),
+                        frame_indices=np.arange(n))
+
+
+def test_holdout_blocks_are_disjoint_with_gaps() -> None:
+    seqs = [_seq(200, "a", 0), _seq(200, "a", 1), _seq(57, "b"), _seq(12, "short")]
+    parts = holdout_split(seqs, fractions=(0.7, 0.1, 0.2), gap_frames=10)
+    assert set(parts) == {"train", "val", "test"}
+    assert [s.name for s in parts["train"]].count("short") == 1
+    assert all(s.name != "short" for s in parts["val"] + parts["test"])
+    for name, camera in (("a", 0), ("a", 1), ("b", 0)):
+        blocks = {p: [s for s in parts[p] if s.key == ("S1", name, camera)] for p in parts}
+        assert all(len(b) == 1 for b in blocks.values())
+        frames = {p: set(b[0].frame_indices.tolist()) for p, b in blocks.items()}
+        assert not (frames["train"] & frames["val"]) and not (frames["val"] & frames["test"])
+        assert min(frames["val"]) - max(frames["train"]) > 10
+        assert min(frames["test"]) - max(frames["val"]) > 10
+        total = sum(len(f) for f in frames.values())
+        assert total == len(next(s for s in seqs if s.key == ("S1", name, camera))) - 20
+    # same cut for every camera of a take, and deterministic
+    a0 = [s.frame_indices for s in parts["test"] if s.name == "a"]
+    np.testing.assert_array_equal(a0[0], a0[1])
+    again = holdout_split(seqs)
+    np.testing.assert_array_equal(again["val"][0].frame_indices, parts["val"][0].frame_indices)
+
+
+def test_holdout_without_val() -> None:
+    parts = holdout_split([_seq(100)], fractions=(0.8, 0.0, 0.2), gap_frames=5)
+    assert parts["val"] == []
+    assert len(parts["train"][0]) + len(parts["test"][0]) == 95
+    with pytest.raises(ValueError):
+        holdout_split([_seq(10)], fractions=(0.5, -0.1, 0.6))
+
+
+def test_protocols_drive_the_readers(h36m_files: dict[str, Path], humaneva_files: dict[str, Path]) -> None:
+    test = load_h36m(h36m_files["3d"], **protocol_filters("h36m", "test"))
+    assert {s.subject for s in test} == {"S9", "S11"}
+    train = load_humaneva(humaneva_files["3d"], **protocol_filters("humaneva", "train"))
+    assert {(s.split, s.action) for s in train} == {("Train", "Walk"), ("Train", "Box")}
+    val = load_humaneva(humaneva_files["3d"], **protocol_filters("humaneva", "test"))
+    assert {(s.split, s.action) for s in val} == {("Validate", "Jog")}
+    with pytest.raises(ValueError, match="no protocol"):
+        protocol_filters("h36m", "val")

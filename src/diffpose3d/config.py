@@ -41,7 +41,9 @@ class DataConfig:
 class EvidenceConfig:
     """How the 2D evidence (and so the (u, v) part of H_K) is produced for training and tests."""
 
-    source: str = "synthetic"  # synthetic: detector-like heatmaps from GT 2D | gt | gmm_file
+    # synthetic: detector-like multi-modal evidence made from GT 2D | keypoints: a tight component at
+    # the file's 2D | gmm_file: an authors'-layout *_gmm.npz | confidence: keypoints + confidence
+    source: str = "synthetic"
     gmm_file: str = ""  # with source = gmm_file: an authors'-layout *_gmm.npz
     noise_px: float = 4.0  # localisation noise of the synthetic detector (pixels)
     swap_prob: float = 0.03  # probability of a left/right confusion mode per joint pair

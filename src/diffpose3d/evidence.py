@@ -1,7 +1,8 @@
 """2D evidence for H_K: per-joint mixtures over (u, v) and the keypoints the context encoder sees.
 
 Sources, all ending in the model's joint layout and normalised screen coordinates:
-- `gt`: one tight component at the ground-truth 2D (the field's "GT 2D" setting);
+- `keypoints`: one tight component at the file's 2D keypoints (ground truth for the field's "GT 2D"
+  setting, or a detector's keypoints such as CPN's);
 - `synthetic`: detector-like multi-modal evidence made from the ground-truth 2D
   (`uncertainty.synthetic`), so training and tests exercise left/right confusion and occlusion;
 - `gmm_file`: the per-joint mixtures of an authors'-layout `*_gmm.npz` (attached to the sequence);
@@ -19,8 +20,8 @@ import torch
 from diffpose3d.cameras import normalize_screen_coordinates
 from diffpose3d.config import EvidenceConfig
 from diffpose3d.data.base import PoseSequence
-from diffpose3d.skeleton import Skeleton, _index_table
-from diffpose3d.uncertainty.gmm import GaussianMixture
+from diffpose3d.skeleton import Skeleton, mapping_indices
+from diffpose3d.uncertainty.gmm import GaussianMixture, top_components
 
 BROAD_STD = 1.0  # normalised units: about half the image width, for joints with no evidence
 
@@ -59,7 +60,7 @@ def map_gmm(gmm: GaussianMixture, src: str, dst: str, max_components: int | None
     if src == dst:
         return gmm
     m = max_components or gmm.weights.shape[-1]
-    table = _index_table(src, dst)
+    table = mapping_indices(src, dst)
     t = gmm.weights.shape[0]
     ws, mus, covs = [], [], []
     for sources in table:
@@ -77,14 +78,8 @@ def map_gmm(gmm: GaussianMixture, src: str, dst: str, max_components: int | None
             mu = mu.gather(1, keep[..., None].expand(-1, -1, 2))
             cov = cov.gather(1, keep[..., None, None].expand(-1, -1, 2, 2))
         n = len(sources)
-        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        mu, cov = mu / n, cov / n**2
-        if w.shape[1] < m:  # pad with empty components so every joint has m
-            pad = m - w.shape[1]
-            w = torch.cat([w, torch.zeros(t, pad)], 1)
-            mu = torch.cat([mu, mu[:, :1].expand(-1, pad, -1)], 1)
-            cov = torch.cat([cov, cov[:, :1].expand(-1, pad, -1, -1)], 1)
-        ws.append(w[:, :m]), mus.append(mu[:, :m]), covs.append(cov[:, :m])
+        joint = top_components(GaussianMixture(w, mu / n, cov / n**2), m)
+        ws.append(joint.weights), mus.append(joint.means), covs.append(joint.covariances)
     return GaussianMixture(torch.stack(ws, 1), torch.stack(mus, 1), torch.stack(covs, 1))
 
 
@@ -108,9 +103,9 @@ def evidence_for_sequence(
 ) -> tuple[torch.Tensor, GaussianMixture]:
     """(keypoints_uv (T, J, 2), uv mixture (T, J, M, 2)) for one sequence, in the model's layout."""
     w, h = seq.image_size
-    if seq.skeleton != skeleton.name and cfg.source in ("gt", "synthetic"):
+    if seq.skeleton != skeleton.name and cfg.source in ("keypoints", "synthetic"):
         raise ValueError(f"sequence layout {seq.skeleton} differs from the model's {skeleton.name}")
-    if cfg.source == "gt":
+    if cfg.source == "keypoints":
         kp = torch.as_tensor(normalize_screen_coordinates(seq.keypoints_2d, w, h), dtype=torch.float32)
         return kp, gt_mixture(kp, cfg.min_std_px * 2.0 / w)
     if cfg.source == "synthetic":
@@ -130,5 +125,5 @@ def evidence_for_sequence(
         gmm = keypoints_to_gmm(seq.keypoints_2d, conf, (w, h))
         gmm = map_gmm(gmm, seq.skeleton, skeleton.name)
     else:
-        raise ValueError(f"unknown evidence source '{cfg.source}' (gt | synthetic | gmm_file | confidence)")
+        raise ValueError(f"unknown evidence source '{cfg.source}' (keypoints | synthetic | gmm_file | confidence)")
     return top_mode(gmm), gmm

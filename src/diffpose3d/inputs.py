@@ -89,8 +89,20 @@ def _layout_joints(layout: str) -> int:
     return get_skeleton(layout).num_joints
 
 
-def read_input(path: str | Path, detector_factory: Callable[[], object] | None = None, *, progress: bool = True) -> Evidence2D:
-    """Dispatch on what `path` is. `detector_factory` is called only for images and videos."""
+def read_input(
+    path: str | Path,
+    detector_factory: Callable[[], object] | None = None,
+    *,
+    layout: str = "humaneva15",
+    source_layout: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> Evidence2D:
+    """Dispatch on what `path` is. `detector_factory` is called only for images and videos.
+
+    Keypoints files are mapped to `layout` (the model's) on reading; `source_layout` and
+    `image_size` fill in what a file does not say (COCO JSON carries no image size).
+    """
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "no such file or folder")
@@ -104,7 +116,7 @@ def read_input(path: str | Path, detector_factory: Callable[[], object] | None =
     if is_video(path):
         return _from_video(path, detector_factory, progress)
     if path.suffix.lower() in KEYPOINT_SUFFIXES:
-        return _from_file(path)
+        return _from_file(path, layout, source_layout, image_size)
     raise InputFileError(path, "unsupported input (an image, a folder of images, a video, or a .json/.npz keypoints file)")
 
 
@@ -152,7 +164,7 @@ def _from_video(path: Path, detector_factory, progress: bool) -> Evidence2D:
     )
 
 
-def _from_file(path: Path) -> Evidence2D:
+def _from_file(path: Path, layout: str, source_layout: str | None, image_size: tuple[int, int] | None) -> Evidence2D:
     """A heatmaps npz (keys heatmaps, heatmap_to_image, image_size, layout) or a keypoints file."""
     from diffpose3d.uncertainty.heatmaps import heatmaps_to_gmm, keypoints_to_gmm
 
@@ -174,7 +186,7 @@ def _from_file(path: Path) -> Evidence2D:
             raise InputFileError(path, f"not a readable npz ({exc})") from None
     from diffpose3d.data.keypoints import load_keypoints
 
-    seq = load_keypoints(path)
+    seq = load_keypoints(path, layout=layout, image_size=image_size, src_layout=source_layout)
     conf = seq.confidence if seq.confidence is not None else np.ones(seq.keypoints_2d.shape[:2], np.float32)
     conf = np.nan_to_num(conf, nan=0.0).astype(np.float32)
     kp = np.nan_to_num(seq.keypoints_2d).astype(np.float32)

@@ -32,10 +32,15 @@ def predict_path(
     html: bool = False,
     use_heatmaps: bool = True,
     progress: bool = True,
+    source_layout: str | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> list[Path]:
     """Write `<out>/<name>.npz/.json` (and renders); returns the written paths."""
     is_video = input_path.is_file() and _looks_like_video(input_path)
-    evidence = read_input(input_path, detector_factory(use_heatmaps, static=not is_video), progress=progress)
+    evidence = read_input(
+        input_path, detector_factory(use_heatmaps, static=not is_video), layout=model.layout,
+        source_layout=source_layout, image_size=image_size, progress=progress,
+    )
     result = model.from_evidence(evidence)
     written = list(write_result(result, out_dir, evidence.name))
     if render:

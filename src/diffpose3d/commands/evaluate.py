@@ -20,6 +20,7 @@ from diffpose3d.data import load_dataset, protocol_filters
 from diffpose3d.data.base import PoseSequence, load_pickled_npz, require_dict
 from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.evaluation import PROTOCOLS, EvaluationReport, PredictionKey, evaluate_sequences
+from diffpose3d.commands.predict import add_inference_arguments, inference_overrides
 from diffpose3d.io.atomic import save_json_atomic
 
 UNIT_SCALE = {"m": 1.0, "mm": 0.001}
@@ -29,8 +30,11 @@ FileKey = tuple[str, str, int]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--predictions", required=True, metavar="FILE",
-                        help="npz with positions_3d[subject][action] -> list per camera (docs/PREDICTIONS.md)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--predictions", metavar="FILE",
+                      help="npz with positions_3d[subject][action] -> list per camera (docs/PREDICTIONS.md)")
+    what.add_argument("--checkpoint", nargs="?", const="", metavar="CKPT",
+                      help="run a model bundle on the split instead (no value: the bundled model)")
     parser.add_argument("--dataset", required=True, choices=PROTOCOLS, help="dataset and protocol")
     parser.add_argument("--data-3d", required=True, metavar="FILE",
                         help="the dataset's 3D file (3dhp: data_test_3dhp.npz or data_train_3dhp.npz)")
@@ -41,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actions", help="comma-separated actions, or 'all' (humaneva default: Walk,Jog,Box)")
     parser.add_argument("--cameras", help="comma-separated camera indices or ids (default: all)")
     parser.add_argument("--out", required=True, metavar="FILE", help="JSON report to write")
+    parser.add_argument("--evidence", choices=["keypoints", "synthetic", "gmm_file"], default="keypoints",
+                        help="with --checkpoint: the 2D evidence of H_K: the 2D file's keypoints (default), "
+                             "synthetic detector-like evidence made from them, or --gmm-file")
+    parser.add_argument("--gmm-file", metavar="FILE", help="an authors'-layout *_gmm.npz for --evidence gmm_file")
+    add_inference_arguments(parser)
 
 
 def _csv(value: str) -> list[str] | None:
@@ -150,14 +159,41 @@ def score(sequences: Sequence[PoseSequence], predictions: Mapping[PredictionKey,
     return evaluate_sequences(sequences, predictions, protocol=protocol, source=source)
 
 
+def run_checkpoint(args: argparse.Namespace, sequences: list[PoseSequence]) -> dict[str, EvaluationReport]:
+    """Score a model bundle: its hypotheses (mode, N, steps, aggregation from the options) and its
+    context encoder alone, on the same frames and evidence."""
+    from dataclasses import replace
+
+    from diffpose3d.checkpoint import load_bundle
+    from diffpose3d.data.gmm_files import attach_gmm
+    from diffpose3d.evaluate_model import score_model
+    from diffpose3d.train import resolve_device
+
+    model, _ = load_bundle(args.checkpoint or None, device=resolve_device(args.device))
+    if args.evidence == "gmm_file":
+        if not args.gmm_file:
+            raise InputFileError("--gmm-file", "--evidence gmm_file needs --gmm-file FILE")
+        sequences = attach_gmm(sequences, args.gmm_file)
+    evidence = replace(model.config.evidence, source=args.evidence)  # synthetic keeps the model's noise settings
+    inference = replace(model.config.inference, **inference_overrides(args))
+    return score_model(model, sequences, evidence, inference, args.dataset)
+
+
 def run(args: argparse.Namespace) -> int:
     sequences = load_sequences(args)
-    predictions = match_predictions(predictions_from_file(args.predictions), sequences)
-    report = score(sequences, predictions, args.dataset, args.predictions)
-    print(report.format_table())
-    result = report.to_dict()
+    if args.predictions is None:
+        reports = run_checkpoint(args, sequences)
+        for name, report in reports.items():
+            print(f"== {name}\n{report.format_table()}\n")
+        result = {name: report.to_dict() for name, report in reports.items()}
+    else:
+        predictions = match_predictions(predictions_from_file(args.predictions), sequences)
+        report = score(sequences, predictions, args.dataset, args.predictions)
+        print(report.format_table())
+        result = report.to_dict()
     result["inputs"] = {
-        "predictions": str(Path(args.predictions).resolve()),
+        "predictions": str(Path(args.predictions).resolve()) if args.predictions else None,
+        "checkpoint": None if args.predictions else (args.checkpoint or "bundled"),
         "dataset": args.dataset,
         "data_3d": str(Path(args.data_3d).resolve()),
         "data_2d": str(Path(args.data_2d).resolve()) if args.data_2d else None,

@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render", action="store_true", help="also write a picture (image) or an mp4 (video)")
     parser.add_argument("--html", action="store_true", help="also write an interactive 3D page (offline)")
     parser.add_argument("--no-heatmaps", action="store_true", help="use detector keypoints + visibility, not heatmaps")
+    parser.add_argument("--layout", default=None,
+                        help="joint layout of a keypoints file that does not say (coco17, blazepose33, h36m17, ...)")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                        help="image size of a keypoints file that does not say (COCO JSON)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -44,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     written = predict_path(
         model, Path(args.input), Path(args.out), render=args.render, html=args.html,
         use_heatmaps=not args.no_heatmaps, progress=not args.quiet,
+        source_layout=args.layout, image_size=tuple(args.image_size) if args.image_size else None,
     )
     for path in written:
         print(path)

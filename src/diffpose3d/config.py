@@ -91,6 +91,7 @@ class TrainConfig:
     eval_every: int = 5  # epochs between validations (model selection on validation only)
     val_hypotheses: int = 5
     val_steps: int = 5
+    val_max_frames: int = 1500  # stage-2 validation samples N hypotheses: an evenly spaced subset
     progress: bool = True
 
 

@@ -32,10 +32,12 @@ def score_model(
     hyps = frames.split_by_sequence(pred.hypotheses)
     poses = frames.split_by_sequence(pred.pose)
     lifter = frames.split_by_sequence(pred.lifter)
-    report = evaluate_sequences(sequences, hyps if inference.aggregate == "mean" else poses, protocol=protocol)
-    if inference.aggregate != "mean":
+    several = pred.hypotheses.shape[1] > 1
+    report = evaluate_sequences(sequences, hyps if several and inference.aggregate == "mean" else poses, protocol=protocol)
+    if several and inference.aggregate != "mean":
         # the protocol tables score the aggregated pose; keep best-of-N / calibration from the hypotheses
         report.calibration = evaluate_sequences(sequences, hyps, protocol=protocol).calibration
+    report.hypotheses = pred.hypotheses.shape[1]
     return {
         inference.mode: report,
         "lifter": evaluate_sequences(sequences, lifter, protocol=protocol),

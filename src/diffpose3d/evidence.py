@@ -111,7 +111,7 @@ def evidence_for_sequence(
     if cfg.source == "synthetic":
         from diffpose3d.uncertainty.synthetic import synthetic_gmm
 
-        gmm_px = synthetic_gmm(seq.keypoints_2d, skeleton, cfg, seed=seed)
+        gmm_px = synthetic_gmm(seq.keypoints_2d, (skeleton.left, skeleton.right), cfg, seed=seed)
         gmm = pixel_gmm_to_normalised(gmm_px, w, h)
     elif cfg.source == "gmm_file":
         if seq.gmm_2d is None:

@@ -10,8 +10,10 @@ the best one: the test split is never looked at during training.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +102,12 @@ def lifter_mpjpe_mm(encoder: torch.nn.Module, frames: FrameSet, device: torch.de
     return float(residual.norm(dim=-1).mean() * 1000.0), residual
 
 
-def train_encoder(model: DiffPoseModel, train: FrameSet, val: FrameSet, config: Config, device: torch.device, budget: Budget) -> dict:
+def train_encoder(
+    model: DiffPoseModel, train: FrameSet, val: FrameSet, config: Config, device: torch.device, budget: Budget,
+    share: float = 0.35,
+    log: Callable[[dict], None] | None = None,
+) -> dict:
+    """Stage 1; stops at `share` of the wall-clock budget (the rest is the denoiser's)."""
     cfg = config.train
     encoder = model.encoder
     ema = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
@@ -125,10 +132,12 @@ def train_encoder(model: DiffPoseModel, train: FrameSet, val: FrameSet, config: 
             sched.step()
             ema.update_parameters(encoder)
             losses.append(loss.item())
-        last = epoch + 1 == cfg.encoder_epochs or budget.expired(0.35)
+        last = epoch + 1 == cfg.encoder_epochs or budget.expired(share)
         if (epoch + 1) % cfg.eval_every == 0 or last:
             val_mm, _ = lifter_mpjpe_mm(ema.module, val, device)
-            history.append({"epoch": epoch + 1, "train_mpjpe_mm": 1000 * float(np.mean(losses)), "val_mpjpe_mm": val_mm})
+            history.append({"stage": 1, "epoch": epoch + 1, "train_mpjpe_mm": 1000 * float(np.mean(losses)), "val_mpjpe_mm": val_mm})
+            if log:
+                log(history[-1])
             if val_mm < best[0]:
                 best = (val_mm, copy.deepcopy(ema.module.state_dict()), epoch + 1)
             bar.set_postfix(loss_mm=f"{1000 * np.mean(losses):.1f}", val_mm=f"{val_mm:.1f}")
@@ -153,12 +162,19 @@ def denoiser_step_loss(model: DiffPoseModel, kp, tuv, txyz, gmm, gen: torch.Gene
 
 
 def diffpose_val_mm(model: DiffPoseModel, val: FrameSet, config: Config) -> float:
+    """Validation MPJPE (mm) of the sampled mean pose, on at most `train.val_max_frames` frames."""
+    cap = config.train.val_max_frames
+    if cap and len(val) > cap:
+        val = val.subset(torch.linspace(0, len(val) - 1, cap).long())
     cfg = InferenceConfig(hypotheses=config.train.val_hypotheses, steps=config.train.val_steps, seed=config.train.seed)
     pred = predict_frames(model, val, cfg)
     return float(np.linalg.norm(pred.pose - val.target_xyz.numpy(), axis=-1).mean() * 1000.0)
 
 
-def train_denoiser(model: DiffPoseModel, train: FrameSet, val: FrameSet, config: Config, device: torch.device, budget: Budget) -> dict:
+def train_denoiser(
+    model: DiffPoseModel, train: FrameSet, val: FrameSet, config: Config, device: torch.device, budget: Budget,
+    log: Callable[[dict], None] | None = None,
+) -> dict:
     cfg = config.train
     model.encoder.eval().requires_grad_(False)
     den = model.denoiser
@@ -191,7 +207,9 @@ def train_denoiser(model: DiffPoseModel, train: FrameSet, val: FrameSet, config:
             den.load_state_dict(ema.module.state_dict())
             val_mm = diffpose_val_mm(model, val, config)
             den.load_state_dict(live)
-            history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_mpjpe_mm": val_mm})
+            history.append({"stage": 2, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_mpjpe_mm": val_mm})
+            if log:
+                log(history[-1])
             if val_mm < best[0]:
                 best = (val_mm, copy.deepcopy(ema.module.state_dict()), epoch + 1)
             bar.set_postfix(loss=f"{np.mean(losses):.4f}", val_mm=f"{val_mm:.1f}")
@@ -220,12 +238,20 @@ def train(config: Config, out_dir: str | Path) -> dict:
     train_frames = build_frames(splits["train"], model.skeleton, config.evidence, seed_offset=0)
     val_frames = build_frames(splits["val"], model.skeleton, config.evidence, seed_offset=100_000)
 
+    log_path = out_dir / "train_log.jsonl"
+    log_path.write_text("")
+
+    def log(record: dict) -> None:
+        record = {**record, "minutes": round((time.monotonic() - budget.start) / 60, 2)}
+        with log_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
     t0 = time.monotonic()
-    stage1 = train_encoder(model, train_frames, val_frames, config, device, budget)
+    stage1 = train_encoder(model, train_frames, val_frames, config, device, budget, log=log)
     _, residual = lifter_mpjpe_mm(model.encoder, val_frames, device)
     model.residual_std.copy_(residual.std(dim=0).clamp_min(1e-3).to(device))
     t1 = time.monotonic()
-    stage2 = train_denoiser(model, train_frames, val_frames, config, device, budget)
+    stage2 = train_denoiser(model, train_frames, val_frames, config, device, budget, log=log)
     t2 = time.monotonic()
 
     info = {

@@ -1,0 +1,94 @@
+"""DiffPose vs the deterministic lifter it is conditioned on, under the same CPU budget.
+
+Trains on the shared HumanEva-I Train data (Walk, Jog, Box of S1-S3) with contiguous held-out blocks
+as validation and test (never the public test split), then prints, on the held-out test blocks:
+(a) the context encoder alone, trained for the whole budget; (b) DiffPose (stage 1 + stage 2 in the
+same budget, N hypotheses, mean); (c) the `authors` mode of the same DiffPose weights (deterministic
+refinement of the lifter output, one hypothesis, no f_ST); P-MPJPE per action x subject (HumanEva
+protocol), MPJPE, best-of-N and the calibration figures.
+
+    python benchmarks/bench_diffpose_vs_lifter.py --minutes 30 --out runs/bench_frame
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from diffpose3d.checkpoint import load_bundle, save_bundle
+from diffpose3d.config import InferenceConfig, load_config
+from diffpose3d.datasets import load_training_splits
+from diffpose3d.evaluate_model import score_model
+from diffpose3d.frames import build_frames
+from diffpose3d.model import DiffPoseModel
+from diffpose3d.train import Budget, resolve_device, train, train_encoder
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneva"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "humaneva_frame.yaml"))
+    ap.add_argument("--minutes", type=float, default=30.0, help="the CPU budget of each contender")
+    ap.add_argument("--data", default=str(SHARED), help="folder with the HumanEva-I npz files")
+    ap.add_argument("--out", default="runs/bench_frame")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--reuse", action="store_true", help="reuse bundles already in --out")
+    args = ap.parse_args()
+    out = Path(args.out)
+    overrides = [
+        f"data.data_3d={Path(args.data) / 'data_3d_humaneva15_train.npz'}",
+        f"data.data_2d={Path(args.data) / 'data_2d_humaneva15_gt_train.npz'}",
+        f"train.max_minutes={args.minutes}",
+        *args.overrides,
+    ]
+    config = load_config(args.config, overrides)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {args.minutes} min each")
+
+    diff_dir = out / "diffpose"
+    t0 = time.monotonic()
+    if not (args.reuse and (diff_dir / "model.safetensors").is_file()):
+        train(config, diff_dir)
+    print(f"DiffPose trained in {(time.monotonic() - t0) / 60:.1f} min")
+
+    lifter_dir = out / "lifter_only"
+    t0 = time.monotonic()
+    if not (args.reuse and (lifter_dir / "model.safetensors").is_file()):
+        lifter_cfg = replace(config, train=replace(config.train, encoder_epochs=config.train.encoder_epochs * 4))
+        device = resolve_device(lifter_cfg.train.device)
+        splits = load_training_splits(lifter_cfg)
+        lifter = DiffPoseModel(lifter_cfg).to(device)
+        tr = build_frames(splits["train"], lifter.skeleton, lifter_cfg.evidence, seed_offset=0)
+        va = build_frames(splits["val"], lifter.skeleton, lifter_cfg.evidence, seed_offset=100_000)
+        info = train_encoder(lifter, tr, va, lifter_cfg, device, Budget(args.minutes), share=1.0)
+        save_bundle(lifter, lifter_cfg, lifter_dir, {"stage1": info})
+    print(f"lifter alone trained in {(time.monotonic() - t0) / 60:.1f} min")
+
+    model, _ = load_bundle(diff_dir)
+    lifter_model, _ = load_bundle(lifter_dir)
+    test = load_training_splits(config)["test"]
+    inference = config.inference
+    results = {}
+    lifter_alone = score_model(lifter_model, test, config.evidence, inference, "humaneva")["lifter"]
+    diff = score_model(model, test, config.evidence, inference, "humaneva")
+    authors = score_model(model, test, config.evidence, replace(inference, mode="authors"), "humaneva")["authors"]
+    for name, report in (("(a) lifter alone (full budget)", lifter_alone),
+                         ("(b) DiffPose, N=%d, %d steps, %s" % (inference.hypotheses, inference.steps, inference.aggregate), diff["diffpose"]),
+                         ("    its own stage-1 lifter", diff["lifter"]),
+                         ("(c) authors mode (deterministic refinement, N=1, no f_ST)", authors)):
+        print(f"\n===== {name}\n{report.format_table()}")
+        results[name] = report.to_dict()
+    a, b = lifter_alone.summary["p_mpjpe"], diff["diffpose"].summary["p_mpjpe"]
+    print(f"\nP-MPJPE (mean of action x subject cells): lifter alone {a:.1f} mm, DiffPose {b:.1f} mm, "
+          f"ratio {b / a:.3f}; authors mode {authors.summary['p_mpjpe']:.1f} mm")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

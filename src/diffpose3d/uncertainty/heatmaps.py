@@ -1,0 +1,152 @@
+"""2D evidence of H_K: per-joint heatmaps (or keypoints + confidence) -> per-joint GMM over (u, v).
+
+Heatmaps `(T, J, H, W)` come with a per-frame affine `(T, 2, 3)` that maps a heatmap pixel centre
+`(col, row, 1)` to image pixels `(x, y)` (the inverse of the detector's crop). Each joint's heatmap
+is treated as a distribution over positions: its `top_k` strongest pixels (and only those above
+`threshold * peak`) become weighted samples at their centres, mapped to normalised image
+coordinates `uv = xy / w * 2 - [1, h / w]`, and batched EM fits the mixture. The variance of a
+uniform position within one heatmap pixel is added to every covariance, so a one-pixel peak still
+gives a proper Gaussian. A flat, all-zero or non-finite heatmap carries no evidence: it becomes one
+broad component with the moments of a uniform position over the whole image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from diffpose3d.uncertainty.em import fit_gmm
+from diffpose3d.uncertainty.gmm import GaussianMixture
+
+
+def pixels_to_uv(xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Pixels `(..., 2)` -> normalised screen coordinates (see `cameras.normalize_screen_coordinates`)."""
+    w, h = image_size
+    return xy * (2.0 / w) - xy.new_tensor([1.0, h / w])
+
+
+def broad_gmm(batch_shape: tuple[int, ...], image_size: tuple[int, int], num_components: int = 1,
+              dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> GaussianMixture:
+    """'Anywhere in the image': the moments of a uniform position over the image, in uv.
+
+    Component 0 carries all the weight; the others (if any) are zero-weight copies so that every
+    joint has the same number of components.
+    """
+    w, h = image_size
+    weights = torch.zeros(*batch_shape, num_components, dtype=dtype, device=device)
+    weights[..., 0] = 1.0
+    means = torch.zeros(*batch_shape, num_components, 2, dtype=dtype, device=device)
+    var = torch.tensor([1.0 / 3.0, (h / w) ** 2 / 3.0], dtype=dtype, device=device)  # (2 ext)^2 / 12
+    cov = torch.diag_embed(var).expand(*batch_shape, num_components, 2, 2).clone()
+    return GaussianMixture(weights, means, cov)
+
+
+def heatmaps_to_gmm(
+    heatmaps: torch.Tensor | np.ndarray,
+    affine: torch.Tensor | np.ndarray,
+    image_size: tuple[int, int],
+    num_components: int = 5,
+    *,
+    top_k: int = 128,
+    threshold: float = 0.02,
+    flat_tol: float = 1e-3,
+    covariance: str = "full",
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    seed: int = 0,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
+) -> GaussianMixture:
+    """Fit one mixture per joint: heatmaps `(T, J, H, W)` + affines `(T, 2, 3)` -> `(T, J, M, 2)` in uv.
+
+    Negative values count as zero. A heatmap whose peak-to-trough range is below `flat_tol` times
+    its peak (or that is all zero / non-finite) becomes `broad_gmm`. Components are sorted by weight.
+    """
+    hm = torch.as_tensor(heatmaps)
+    hm = hm.float() if not hm.is_floating_point() else hm
+    aff = torch.as_tensor(affine, dtype=hm.dtype, device=hm.device)
+    if hm.dim() != 4:
+        raise ValueError(f"heatmaps must be (T, J, H, W), got {tuple(hm.shape)}")
+    t, j, hh, ww = hm.shape
+    if aff.shape != (t, 2, 3):
+        raise ValueError(f"affine must be ({t}, 2, 3), got {tuple(aff.shape)}")
+    flat = torch.nan_to_num(hm, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0).reshape(t * j, hh * ww)
+    peak = flat.amax(-1)
+    trough = flat.amin(-1)
+    no_evidence = (peak <= 0) | (peak - trough <= flat_tol * peak)
+
+    k = min(top_k, hh * ww)
+    vals, idx = flat.topk(k, dim=-1)  # (B, k)
+    vals = torch.where(vals >= threshold * peak.unsqueeze(-1), vals, torch.zeros_like(vals))
+    vals = torch.where(no_evidence.unsqueeze(-1), torch.ones_like(vals), vals)  # fitted, then replaced
+    cols = (idx % ww).to(hm.dtype)
+    rows = torch.div(idx, ww, rounding_mode="floor").to(hm.dtype)
+    a = aff.repeat_interleave(j, dim=0)  # (B, 2, 3)
+    x = a[:, 0, :1] * cols + a[:, 0, 1:2] * rows + a[:, 0, 2:3]
+    y = a[:, 1, :1] * cols + a[:, 1, 1:2] * rows + a[:, 1, 2:3]
+    uv = pixels_to_uv(torch.stack([x, y], -1), image_size)  # (B, k, 2)
+    # Variance of a uniform position inside one heatmap pixel, in uv units (axis-aligned part).
+    lin = a[:, :, :2] * (2.0 / image_size[0])
+    pixel_var = (lin**2).sum(-1) / 12.0  # (B, 2)
+
+    gmm, _ = fit_gmm(
+        uv, vals, num_components, covariance=covariance, max_iter=max_iter, tol=tol,
+        reg_covar_abs=pixel_var, generator=generator, seed=seed, chunk_size=chunk_size,
+    )
+    broad = broad_gmm((t * j,), image_size, num_components, dtype=hm.dtype, device=hm.device)
+    sel = no_evidence
+    gmm = GaussianMixture(
+        torch.where(sel[:, None], broad.weights, gmm.weights),
+        torch.where(sel[:, None, None], broad.means, gmm.means),
+        torch.where(sel[:, None, None, None], broad.covariances, gmm.covariances),
+    )
+    return gmm.reshape(t, j)
+
+
+def heatmap_argmax(heatmaps: torch.Tensor | np.ndarray, affine: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Image-pixel position `(T, J, 2)` of each heatmap's strongest pixel (a detector's keypoint)."""
+    hm = torch.nan_to_num(torch.as_tensor(heatmaps).float(), nan=-math.inf)
+    aff = torch.as_tensor(affine, dtype=hm.dtype)
+    t, j, hh, ww = hm.shape
+    idx = hm.reshape(t, j, hh * ww).argmax(-1)
+    pix = torch.stack([(idx % ww).to(hm.dtype), torch.div(idx, ww, rounding_mode="floor").to(hm.dtype),
+                       torch.ones(t, j, dtype=hm.dtype)], -1)
+    return torch.einsum("tab,tjb->tja", aff, pix)
+
+
+def keypoints_to_gmm(
+    keypoints: torch.Tensor | np.ndarray,
+    confidence: torch.Tensor | np.ndarray,
+    image_size: tuple[int, int],
+    *,
+    min_std_px: float = 2.0,
+    num_components: int = 1,
+) -> GaussianMixture:
+    """Stand-in 2D evidence when a detector gives only keypoints `(T, J, 2)` px + confidence `(T, J)`.
+
+    Not a fitted heatmap: one isotropic Gaussian per joint at the keypoint, with standard deviation
+    `min_std_px / sqrt(confidence)` (a fully confident joint keeps `min_std_px`; the spread grows as
+    confidence falls), capped at the broad, whole-image spread. A joint with confidence 0 or NaN, or
+    a NaN keypoint, gets `broad_gmm`. Extra components (if `num_components > 1`) have zero weight.
+    Output `(T, J, M, 2)` in uv.
+    """
+    kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32))
+    conf = torch.as_tensor(np.asarray(confidence, dtype=np.float32))
+    if kp.dim() != 3 or kp.shape[-1] != 2 or conf.shape != kp.shape[:2]:
+        raise ValueError(f"need keypoints (T, J, 2) and confidence (T, J), got {tuple(kp.shape)}, {tuple(conf.shape)}")
+    broad = broad_gmm(tuple(kp.shape[:2]), image_size, num_components)
+    missing = ~torch.isfinite(kp).all(-1) | ~torch.isfinite(conf) | (conf <= 0)
+    c = torch.where(missing, torch.ones_like(conf), conf.clamp(max=1.0))
+    std_uv = min_std_px / c.sqrt() * (2.0 / image_size[0])
+    var = torch.minimum(std_uv**2, broad.covariances[..., 0, 0, 0])  # cap at the broad u-variance
+    mean = pixels_to_uv(torch.nan_to_num(kp), image_size)
+    means = mean.unsqueeze(-2).expand(*kp.shape[:2], num_components, 2)
+    cov = (var[..., None, None, None] * torch.eye(2)).expand(*kp.shape[:2], num_components, 2, 2)
+    sel = missing
+    return GaussianMixture(
+        broad.weights,
+        torch.where(sel[..., None, None], broad.means, means),
+        torch.where(sel[..., None, None, None], broad.covariances, cov),
+    )

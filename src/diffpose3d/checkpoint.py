@@ -69,7 +69,11 @@ def load_bundle(folder: str | Path | None = None, device: str | torch.device = "
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputFileError(folder / WEIGHTS, f"not a readable safetensors file ({exc})") from None
     model = DiffPoseModel(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "shape mismatch")
+        raise InputFileError(folder / WEIGHTS, f"weights do not match the config ({first})") from None
     if missing or unexpected:
         raise InputFileError(
             folder / WEIGHTS,

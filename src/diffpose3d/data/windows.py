@@ -1,0 +1,177 @@
+"""Fixed-length temporal windows over pose sequences: sampling, gathering, stitching, mirroring.
+
+Pure functions on numpy arrays or torch tensors (the type of the input is kept). Frames outside a
+sequence are filled by edge replication: a window that runs off either end repeats the first or last
+frame, so chunks shorter than the window (HumanEva-I has 2-frame chunks) still fill one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+def window_index(T: int, start: int, window: int) -> np.ndarray:
+    """Frame indices `(window,)` of the window `[start, start + window)`, clamped to `0..T-1`."""
+    assert T >= 1 and window >= 1, f"need T >= 1 and window >= 1, got T={T}, window={window}"
+    return np.clip(np.arange(start, start + window), 0, T - 1)
+
+
+def gather_window(x: Array, start: int, window: int) -> Array:
+    """`x (T, ...)` -> `(window, ...)` frames `start .. start + window - 1`, edge-padded off either end."""
+    idx = window_index(int(x.shape[0]), start, window)
+    if isinstance(x, torch.Tensor):
+        return x[torch.as_tensor(idx, device=x.device)]
+    return x[idx]
+
+
+def pad_sequence_edges(x: Array, length: int) -> tuple[Array, int]:
+    """Edge-pad a short `x (T, ...)` to `length` frames, centred; returns `(padded, start)` where
+    `padded[start : start + T]` is `x`. Sequences of at least `length` frames come back unchanged."""
+    T = int(x.shape[0])
+    if T >= length:
+        return x, 0
+    left = (length - T) // 2
+    return gather_window(x, -left, length), left
+
+
+def sample_windows(
+    lengths: Sequence[int],
+    window: int,
+    count: int | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    overhang: int | None = None,
+) -> list[tuple[int, int]]:
+    """Random training windows `(seq_index, start)`; `start` may be negative or run past the end
+    (gather with edge padding). Starts are uniform over every window that overlaps a sequence by at
+    least one real frame (`overhang = window - 1`, the default), with sequences weighted by their
+    number of starts, so every frame of every sequence is covered with the same probability.
+    A smaller `overhang` means less padding but edge frames covered less often.
+    `count` defaults to `ceil(2 * total_frames / window)`.
+    """
+    assert window >= 1, f"window must be >= 1, got {window}"
+    over = window - 1 if overhang is None else int(overhang)
+    assert 0 <= over <= window - 1, f"overhang must be in 0..{window - 1}, got {over}"
+    lengths = [int(n) for n in lengths]
+    total = sum(lengths)
+    if total == 0:
+        return []
+    if count is None:
+        count = math.ceil(2 * total / window)
+    # Per sequence the starts lo .. hi; a sequence shorter than the window always has its centred
+    # padded window among them (0 .. T - window would be empty).
+    lo = [-over if n >= window else min(-over, -((window - n) // 2)) for n in lengths]
+    hi = [n - window + over if n >= window else max(n - window + over, -((window - n) // 2)) for n in lengths]
+    sizes = torch.tensor([h - l + 1 if n > 0 else 0 for n, l, h in zip(lengths, lo, hi)], dtype=torch.float64)
+    seqs = torch.multinomial(sizes, count, replacement=True, generator=generator)
+    u = torch.rand(count, generator=generator, dtype=torch.float64)
+    offsets = (u * sizes[seqs]).floor().long().clamp(max=sizes[seqs].long() - 1)
+    return [(int(s), lo[int(s)] + int(o)) for s, o in zip(seqs, offsets)]
+
+
+def sliding_windows(T: int, window: int, stride: int) -> list[int]:
+    """Starts of windows covering all `T` frames: every `stride` frames, the last aligned to the end.
+    A sequence shorter than the window gets one centred, edge-padded window (negative start)."""
+    assert window >= 1 and 1 <= stride <= window, f"need 1 <= stride <= window, got stride={stride}, window={window}"
+    if T <= 0:
+        return []
+    if T <= window:
+        return [-((window - T) // 2)]
+    starts = list(range(0, T - window + 1, stride))
+    if starts[-1] != T - window:
+        starts.append(T - window)
+    return starts
+
+
+def window_weights(window: int, taper: bool = False) -> np.ndarray:
+    """Per-frame stitching weights `(window,)`: all ones, or a centre-weighted triangle
+    (`min(i + 1, window - i)`) so frames near a window's centre, with context on both sides, dominate."""
+    if not taper:
+        return np.ones(window)
+    i = np.arange(window)
+    return np.minimum(i + 1, window - i).astype(np.float64)
+
+
+def stitch_into(total: Array, weight_sum: Array, start: int, output: Array, weights: np.ndarray) -> None:
+    """Add one window's `output (window, ...)` into the running `total (T, ...)` and
+    `weight_sum (T,)` (in place). Frames outside `0..T-1` (padding) are dropped."""
+    T, window = int(total.shape[0]), int(output.shape[0])
+    frames = np.arange(start, start + window)
+    keep = (frames >= 0) & (frames < T)
+    idx, w = frames[keep], weights[keep]
+    if isinstance(total, torch.Tensor):
+        dev = total.device
+        w_t = torch.as_tensor(w, dtype=total.dtype, device=dev)
+        rows = output[torch.as_tensor(np.nonzero(keep)[0], device=output.device)].to(dev, total.dtype)
+        total.index_add_(0, torch.as_tensor(idx, device=dev), rows * w_t.reshape((-1,) + (1,) * (rows.dim() - 1)))
+        weight_sum.index_add_(0, torch.as_tensor(idx, device=dev), w_t)
+    else:
+        rows = np.asarray(output[keep], dtype=total.dtype)
+        np.add.at(total, idx, rows * w.reshape((-1,) + (1,) * (rows.ndim - 1)))
+        np.add.at(weight_sum, idx, w)
+
+
+def _accumulator_dtype(like: torch.Tensor) -> torch.dtype:
+    # float64 sums make a plain average of identical float32 values exact; MPS has no float64.
+    return torch.float32 if like.device.type == "mps" else torch.float64
+
+
+def stitch(window_outputs: Sequence[tuple[int, Array]], T: int, window: int, taper: bool = False) -> Array:
+    """Average overlapping window predictions `[(start, (window, ...))]` into `(T, ...)`.
+
+    The plain average (default) of identical float32 predictions is exact, so stitching the windows
+    of an identity model returns the sequence bit for bit. Every frame must be covered.
+    """
+    assert window_outputs, "nothing to stitch"
+    weights = window_weights(window, taper)
+    first = window_outputs[0][1]
+    tail = tuple(first.shape[1:])
+    if isinstance(first, torch.Tensor):
+        acc = _accumulator_dtype(first)
+        total = torch.zeros((T,) + tail, dtype=acc, device=first.device)
+        weight_sum = torch.zeros(T, dtype=acc, device=first.device)
+    else:
+        total, weight_sum = np.zeros((T,) + tail), np.zeros(T)
+    for start, output in window_outputs:
+        assert output.shape[0] == window, f"window output has {output.shape[0]} frames, expected {window}"
+        stitch_into(total, weight_sum, start, output, weights)
+    assert bool((weight_sum > 0).all()), "some frames are covered by no window"
+    mean = total / weight_sum.reshape((T,) + (1,) * len(tail))
+    return mean.to(first.dtype) if isinstance(first, torch.Tensor) else mean.astype(first.dtype)
+
+
+def _mirror(x: Array, perm: Sequence[int]) -> Array:
+    """Swap left/right joints (`perm` on axis -2) and negate channel 0 (the horizontal one)."""
+    perm = list(perm)
+    assert len(perm) == x.shape[-2], f"flip permutation has {len(perm)} joints, data has {x.shape[-2]}"
+    if isinstance(x, torch.Tensor):
+        sign = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
+        sign[0] = -1
+        return x[..., torch.as_tensor(perm, device=x.device), :] * sign
+    sign = np.ones(x.shape[-1], dtype=x.dtype)
+    sign[0] = -1
+    return x[..., perm, :] * sign
+
+
+def flip_keypoints(uv: Array, perm: Sequence[int]) -> Array:
+    """Mirror normalised 2D keypoints `(..., J, C)` left-right: `u -> -u`, left/right joints swapped
+    (extra channels such as a confidence are carried along unchanged)."""
+    return _mirror(uv, perm)
+
+
+def flip_pose(xyz: Array, perm: Sequence[int]) -> Array:
+    """Mirror root-relative camera-frame poses `(..., J, 3)`: `x -> -x`, left/right joints swapped."""
+    return _mirror(xyz, perm)
+
+
+def flip_tta(fn: Callable[[Array], Array], uv: Array, perm: Sequence[int]) -> Array:
+    """Flip test-time augmentation: the mean of `fn(uv)` and the un-mirrored `fn(flip(uv))`.
+    `fn` maps keypoints `(..., J, C)` to poses `(..., J, 3)`."""
+    return 0.5 * (fn(uv) + flip_pose(fn(flip_keypoints(uv, perm)), perm))

@@ -1,0 +1,96 @@
+"""Video-setting context encoder f_ST: a MixSTE-style seq2seq 2D -> 3D lifter.
+
+Each frame's joints are embedded by a shared linear layer, a learned joint (spatial) and a learned
+frame (temporal) position embedding are added, then `depth` pairs of transformer blocks alternate
+between attention over the J joints of each frame (spatial) and attention over the T frames of each
+joint (temporal; weights shared by all joints). Every frame of the window gets a pose (seq2seq), and
+the hidden state after the final LayerNorm is the per-frame, per-joint context f_ST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from diffpose3d.models.graph import JointAttention
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: multi-head self-attention over axis 1 of `(B, N, width)`, then a GELU MLP."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        hidden = int(round(width * mlp_ratio))
+        self.norm_attn = nn.LayerNorm(width)
+        # JointAttention is plain scaled_dot_product_attention over axis 1, whatever that axis is.
+        self.attn = JointAttention(width, heads, dropout)
+        self.norm_mlp = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm_attn(x)))
+        return x + self.drop(self.mlp(self.norm_mlp(x)))
+
+
+class VideoContextEncoder(nn.Module):
+    """`forward(uv (B, T, J, in_dim)) -> (xyz (B, T, J, 3), features (B, T, J, width))`.
+
+    `xyz` is root-relative (joint 0 exactly zero in every frame). `T` may be at most `frames`; a
+    shorter clip uses the centre `T` rows of the learned temporal embedding (the embedding is per
+    frame offset, so slicing keeps the frame spacing it was trained with; callers that want the
+    training conditions exactly should edge-pad short clips to `frames`, see `data.windows`).
+    """
+
+    def __init__(
+        self,
+        parents: Sequence[int],
+        in_dim: int = 2,
+        frames: int = 27,
+        width: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        dropout: float = 0.0,
+        mlp_ratio: float = 2.0,
+    ) -> None:
+        super().__init__()
+        assert in_dim >= 1 and frames >= 1 and depth >= 1, (
+            f"need in_dim, frames, depth >= 1, got {in_dim}, {frames}, {depth}"
+        )
+        self.parents = list(parents)
+        self.in_dim, self.frames, self.width, self.depth = in_dim, frames, width, depth
+        J = len(self.parents)
+        self.embed = nn.Linear(in_dim, width)
+        self.joint_pos = nn.Parameter(torch.zeros(1, 1, J, width))
+        self.time_pos = nn.Parameter(torch.zeros(1, frames, 1, width))
+        nn.init.trunc_normal_(self.joint_pos, std=0.02)
+        nn.init.trunc_normal_(self.time_pos, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        self.spatial = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.temporal = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.norm_out = nn.LayerNorm(width)
+        self.head = nn.Linear(width, 3)
+
+    def temporal_embedding(self, T: int) -> torch.Tensor:
+        """The `(1, T, 1, width)` frame embedding for a clip of `T <= frames` frames (centre slice)."""
+        assert 1 <= T <= self.frames, f"clip length must be in 1..{self.frames}, got {T}"
+        first = (self.frames - T) // 2
+        return self.time_pos[:, first : first + T]
+
+    def forward(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        J = len(self.parents)
+        assert uv.dim() == 4 and uv.shape[2:] == (J, self.in_dim), (
+            f"uv must be (B, T, {J}, {self.in_dim}), got {tuple(uv.shape)}"
+        )
+        B, T = uv.shape[:2]
+        x = self.drop(self.embed(uv) + self.joint_pos + self.temporal_embedding(T))
+        W = self.width
+        for spatial, temporal in zip(self.spatial, self.temporal):
+            x = spatial(x.reshape(B * T, J, W)).reshape(B, T, J, W)
+            x = x.transpose(1, 2).reshape(B * J, T, W)
+            x = temporal(x).reshape(B, J, T, W).transpose(1, 2)
+        features = self.norm_out(x)
+        xyz = self.head(features)
+        return xyz - xyz[:, :, :1], features

@@ -1,0 +1,53 @@
+import pickle
+
+import pytest
+import torch
+
+from diffpose3d.checkpoint import load_bundle, save_bundle
+from diffpose3d.config import load_config
+from diffpose3d.errors import InputFileError
+from diffpose3d.model import DiffPoseModel
+
+
+class _Payload:
+    def __reduce__(self):  # what a crafted checkpoint would run on unpickling
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+@pytest.fixture()
+def bundle(tmp_path):
+    cfg = load_config(None, ["model.width=8", "model.blocks=1", "model.encoder_width=8", "model.encoder_blocks=1"])
+    torch.manual_seed(0)
+    model = DiffPoseModel(cfg)
+    save_bundle(model, cfg, tmp_path / "b", {"x": 1})
+    return tmp_path / "b", model
+
+
+def test_round_trip_is_exact(bundle):
+    folder, model = bundle
+    loaded, info = load_bundle(folder)
+    assert info == {"x": 1}
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_a_pickle_in_place_of_the_weights_is_refused_and_never_run(bundle, tmp_path, monkeypatch):
+    folder, _ = bundle
+    monkeypatch.chdir(tmp_path)
+    (folder / "model.safetensors").write_bytes(pickle.dumps(_Payload()))
+    torch.save({"x": _Payload()}, folder / "extra.pt")  # a torch pickle lying beside it is ignored
+    with pytest.raises(InputFileError, match="model.safetensors"):
+        load_bundle(folder)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_missing_and_mismatched_bundles(bundle, tmp_path):
+    folder, _ = bundle
+    with pytest.raises(InputFileError, match="checkpoint not found"):
+        load_bundle(tmp_path / "nope")
+    (folder / "config.yaml").write_text((folder / "config.yaml").read_text().replace("width: 8", "width: 16"))
+    with pytest.raises(InputFileError, match="do not match"):
+        load_bundle(folder)
+    (folder / "config.yaml").unlink()
+    with pytest.raises(InputFileError, match="missing"):
+        load_bundle(folder)

@@ -22,7 +22,7 @@ def tiny_run(humaneva_dir, tmp_path_factory):
         "data.train_subjects=S1", "data.actions=Walk", "data.stride=3", "data.test_stride=3",
         "model.encoder_width=32", "model.encoder_blocks=1", "model.width=32", "model.blocks=1",
         "train.encoder_epochs=6", "train.denoiser_epochs=3", "train.eval_every=2", "train.batch_size=64",
-        "train.progress=false", "train.threads=2",
+        "train.progress=false", "train.threads=1",
     ])
     info = train(cfg, out)
     return out, info
@@ -32,7 +32,7 @@ def test_training_learns_and_writes_a_loadable_bundle(tiny_run):
     out, info = tiny_run
     assert 200 <= info["train_frames"] <= 1500
     h = info["stage1"]["history"]
-    assert h[-1]["train_mpjpe_mm"] < h[0]["train_mpjpe_mm"]
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
     assert math.isfinite(info["stage2"]["best_val_mpjpe_mm"])
     for name in ("model.safetensors", "config.yaml", "info.json"):
         assert (out / name).is_file()

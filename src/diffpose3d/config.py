@@ -89,6 +89,7 @@ class TrainConfig:
     flip_augment: bool = True
     uv_loss_weight: float = 0.1
     eval_every: int = 5  # epochs between validations (model selection on validation only)
+    checkpoint_every: int = 1  # epochs between resumable checkpoints (out/checkpoints/<stage>.*)
     val_hypotheses: int = 5
     val_steps: int = 5
     val_max_frames: int = 1500  # stage-2 validation samples N hypotheses: an evenly spaced subset

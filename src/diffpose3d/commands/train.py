@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from diffpose3d.config import load_config
+from diffpose3d.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a config value, e.g. --set train.max_minutes=30 (repeatable)",
     )
     parser.add_argument("--out", required=True, help="output folder for the model bundle")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed run from OUT/checkpoints (same config), exactly where it stopped")
     parser.add_argument("--evaluate", action="store_true", help="afterwards, score the held-out test split")
 
 
@@ -22,7 +25,13 @@ def run(args: argparse.Namespace) -> int:
     from diffpose3d.train import train
 
     config = load_config(args.config, args.overrides)
-    info = train(config, args.out)
+    if args.resume and (Path(args.out) / "config.yaml").is_file():
+        saved = load_config(Path(args.out) / "config.yaml")
+        if saved != config:
+            raise ConfigError(f"--resume: the config differs from the one saved in {args.out}/config.yaml")
+    info = train(config, args.out, resume=args.resume)
+    if info.get("rank", 0) != 0:
+        return 0
     print(f"stage 1 (context encoder): best validation MPJPE {info['stage1']['best_val_mpjpe_mm']:.1f} mm "
           f"(epoch {info['stage1']['best_epoch']})")
     print(f"stage 2 (denoiser g):      best validation MPJPE {info['stage2']['best_val_mpjpe_mm']:.1f} mm "

@@ -103,19 +103,20 @@ def stitch_into(total: Array, weight_sum: Array, start: int, output: Array, weig
     """Add one window's `output (window, ...)` into the running `total (T, ...)` and
     `weight_sum (T,)` (in place). Frames outside `0..T-1` (padding) are dropped."""
     T, window = int(total.shape[0]), int(output.shape[0])
-    frames = np.arange(start, start + window)
-    keep = (frames >= 0) & (frames < T)
-    idx, w = frames[keep], weights[keep]
+    first, stop = max(start, 0), min(start + window, T)
+    if stop <= first:
+        return
+    rows = output[first - start : stop - start]
+    w = weights[first - start : stop - start]
     if isinstance(total, torch.Tensor):
-        dev = total.device
-        w_t = torch.as_tensor(w, dtype=total.dtype, device=dev)
-        rows = output[torch.as_tensor(np.nonzero(keep)[0], device=output.device)].to(dev, total.dtype)
-        total.index_add_(0, torch.as_tensor(idx, device=dev), rows * w_t.reshape((-1,) + (1,) * (rows.dim() - 1)))
-        weight_sum.index_add_(0, torch.as_tensor(idx, device=dev), w_t)
+        w_t = torch.as_tensor(w, dtype=total.dtype, device=total.device)
+        rows = rows.to(total.device, total.dtype)
+        total[first:stop] += rows * w_t.reshape((-1,) + (1,) * (rows.dim() - 1))
+        weight_sum[first:stop] += w_t
     else:
-        rows = np.asarray(output[keep], dtype=total.dtype)
-        np.add.at(total, idx, rows * w.reshape((-1,) + (1,) * (rows.ndim - 1)))
-        np.add.at(weight_sum, idx, w)
+        rows = np.asarray(rows, dtype=total.dtype)
+        total[first:stop] += rows * w.reshape((-1,) + (1,) * (rows.ndim - 1))
+        weight_sum[first:stop] += w
 
 
 def _accumulator_dtype(like: torch.Tensor) -> torch.dtype:

@@ -22,13 +22,18 @@ def _expand_k(factor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return factor.reshape(factor.shape + (1,) * (like.dim() - factor.dim()))
 
 
-def sample_components(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_components(
+    weights: torch.Tensor, generator: torch.Generator | None = None, uniform: torch.Tensor | None = None
+) -> torch.Tensor:
     """Draw one component index per mixture: `weights (..., M)` -> `(...,)` long.
 
-    Inverse-CDF sampling with one uniform per mixture, so the draw depends only on the generator.
+    Inverse-CDF sampling with one uniform per mixture, so the draw depends only on the generator
+    (or on `uniform (..., 1)` when the caller drew it, e.g. for a whole batch shared across ranks).
     """
     cdf = weights.cumsum(-1)
-    u = torch.rand(weights.shape[:-1] + (1,), generator=generator, device=weights.device, dtype=weights.dtype)
+    u = uniform if uniform is not None else torch.rand(
+        weights.shape[:-1] + (1,), generator=generator, device=weights.device, dtype=weights.dtype
+    )
     u = u * cdf[..., -1:]  # tolerate weights that sum to 1 only up to rounding
     return (cdf <= u).sum(-1).clamp(max=weights.shape[-1] - 1)
 
@@ -46,9 +51,11 @@ def gather_component(
     return mu, L
 
 
-def correlated_noise(L: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`eps = L z`, `z ~ N(0, I)`: noise with covariance `L L^T`, shape `L.shape[:-1]`."""
-    z = torch.randn(L.shape[:-1], generator=generator, device=L.device, dtype=L.dtype)
+def correlated_noise(
+    L: torch.Tensor, generator: torch.Generator | None = None, normal: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`eps = L z`, `z ~ N(0, I)` (or the given `normal`): noise with covariance `L L^T`."""
+    z = normal if normal is not None else torch.randn(L.shape[:-1], generator=generator, device=L.device, dtype=L.dtype)
     return (L @ z.unsqueeze(-1)).squeeze(-1)
 
 
@@ -72,19 +79,23 @@ def q_sample(
     chol: torch.Tensor,
     schedule: Schedule,
     generator: torch.Generator | None = None,
+    *,
+    uniform: torch.Tensor | None = None,
+    normal: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GMM forward process: `h0 (B, J, D)`, `k (B,)` long, per-joint mixtures `(B, J, M, ...)`.
 
     Returns `(h_k (B, J, D), m (B, J) long)`; the component indices let a loss or a test reproduce
-    the shift `mu_m` that was used.
+    the shift `mu_m` that was used. `uniform (B, J, 1)` and `normal (B, J, D)` replace the draws
+    from `generator` when given.
     """
     assert h0.shape == means.shape[:-2] + means.shape[-1:], (
         f"h0 {tuple(h0.shape)} must match the mixture means {tuple(means.shape)} without the M axis"
     )
     assert k.shape == h0.shape[:1], f"k must have one step per frame, shape ({h0.shape[0]},), got {tuple(k.shape)}"
-    m = sample_components(weights, generator)
+    m = sample_components(weights, generator, uniform)
     mu, L = gather_component(means, chol, m)
-    eps = correlated_noise(L, generator)
+    eps = correlated_noise(L, generator, normal)
     signal, noise = schedule.signal_noise(k, h0)
     signal, noise = _expand_k(signal, h0), _expand_k(noise, h0)
     # Same as mu + s (h0 - mu) + n eps, but returns h0 bit-exactly at k = 0.

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from diffpose3d.diffusion.forward import correlated_noise, sample_mixture
+from diffpose3d.diffusion.forward import correlated_noise, gather_component, sample_mixture
 from diffpose3d.diffusion.schedule import Schedule
 
 Model = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -62,11 +62,13 @@ class DDIMSampler:
         *,
         eta: float | None = None,
         generator: torch.Generator | None = None,
+        z: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One DDIM update from step `k` to `k_prev < k`, all in `(B, J, D)`.
 
         `sample` is `h_k`, `mu`/`chol` the component of each joint. Returns `(h_{k_prev}, pred_h0)`.
-        `chol` may be None when no noise is injected (`eta = 0`).
+        `chol` may be None when no noise is injected (`eta = 0`). `z` (standard normal, `(B, J, D)`)
+        replaces the injected noise's own draw, so callers can share it between rows.
         """
         if isinstance(k, int) and isinstance(k_prev, int):
             assert 0 <= k_prev < k <= self.schedule.K, f"need 0 <= k_prev < k <= K, got k={k}, k_prev={k_prev}"
@@ -82,7 +84,8 @@ class DDIMSampler:
         h_prev = s_prev * pred_h0 + (1.0 - s_prev) * mu + (1.0 - a_prev - sigma**2).clamp(min=0.0).sqrt() * eps
         if eta > 0.0:
             assert chol is not None, "eta > 0 injects noise N(0, Sigma_m): pass the Cholesky factors"
-            h_prev = h_prev + sigma * correlated_noise(chol, generator)
+            noise = correlated_noise(chol, generator) if z is None else (chol @ z.unsqueeze(-1)).squeeze(-1)
+            h_prev = h_prev + sigma * noise
         return h_prev, pred_h0
 
     @torch.no_grad()
@@ -95,12 +98,20 @@ class DDIMSampler:
         context: torch.Tensor | None,
         num_hypotheses: int = 5,
         generator: torch.Generator | None = None,
+        noise_groups: int | None = None,
     ) -> torch.Tensor:
         """Draw `N = num_hypotheses` poses per frame from H_K and denoise them.
 
         Mixtures are `(B, J, M, ...)`, `context (B, J, C)`. All `B * N` hypotheses run as one batch
         (frame-major: row `b * N + n`). Returns `(B, N, J, D)`. Runs without autograd; a seeded
         `generator` on the input's device makes the result reproducible.
+
+        `noise_groups = G` makes hypotheses temporally coherent: the B frames are split into
+        consecutive groups of G (a window; the last may be shorter) and hypothesis n of every frame
+        in a group uses the same standard-normal noise and the same uniform quantile to pick its
+        components (and, with `eta > 0`, the same step noise). Each frame still colours the shared
+        draw with its own mixture, so the N outputs are N plausible motions instead of per-frame
+        jitter. `None` (default) draws independently per frame; `G = 1` gives the same numbers.
         """
         assert num_hypotheses >= 1, f"num_hypotheses must be >= 1, got {num_hypotheses}"
         B, J, M, D = means.shape
@@ -112,13 +123,47 @@ class DDIMSampler:
             return t.unsqueeze(1).expand((B, N) + t.shape[1:]).reshape((B * N,) + t.shape[1:])
 
         ctx = rep(context) if context is not None else None
-        # The H_K draw: one component per joint and hypothesis, kept for the whole trajectory.
-        h, _, mu, L = sample_mixture(rep(weights), rep(means), rep(chol), generator)
+        if noise_groups is None:
+            # The H_K draw: one component per joint and hypothesis, kept for the whole trajectory.
+            h, _, mu, L = sample_mixture(rep(weights), rep(means), rep(chol), generator)
+        else:
+            assert noise_groups >= 1, f"noise_groups must be >= 1, got {noise_groups}"
+            u = shared_draw(torch.rand, (B, N, J, 1), noise_groups, means, generator)
+            m = components_from_uniform(rep(weights), u)
+            mu, L = gather_component(rep(means), rep(chol), m)
+            z0 = shared_draw(torch.randn, (B, N, J, D), noise_groups, means, generator)
+            h = mu + (L @ z0.unsqueeze(-1)).squeeze(-1)
         for k, k_prev in self.pairs:
             k_batch = torch.full((B * N,), k, dtype=torch.long, device=h.device)
             pred_h0 = model(h, k_batch, ctx)
-            h, _ = self.step(pred_h0, k, k_prev, h, mu, L, generator=generator)
+            z = None
+            if noise_groups is not None and self.eta > 0.0:
+                z = shared_draw(torch.randn, (B, N, J, D), noise_groups, means, generator)
+            h, _ = self.step(pred_h0, k, k_prev, h, mu, L, generator=generator, z=z)
         return h.reshape(B, N, J, D)
+
+
+def shared_draw(
+    draw: Callable[..., torch.Tensor],
+    shape: tuple[int, ...],
+    group: int,
+    like: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random numbers of `shape = (B, N, ...)` (from `torch.rand` or `torch.randn`) shared by
+    consecutive groups of `group` rows along B, flattened to `(B * N, ...)` (frame-major)."""
+    B = shape[0]
+    groups = -(-B // group)
+    values = draw((groups,) + shape[1:], generator=generator, device=like.device, dtype=like.dtype)
+    values = values.repeat_interleave(group, dim=0)[:B]
+    return values.reshape((B * shape[1],) + shape[2:])
+
+
+def components_from_uniform(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF component choice `(...,)` from `weights (..., M)` and given uniforms `u (..., 1)`
+    (the rule of `forward.sample_components`, with the uniforms supplied)."""
+    cdf = weights.cumsum(-1)
+    return (cdf <= u * cdf[..., -1:]).sum(-1).clamp(max=weights.shape[-1] - 1)
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from diffpose3d.uncertainty.gmm import GaussianMixture
 
 COVARIANCE_TYPES = ("full", "diag")
 INIT_METHODS = ("kmeans++", "kmeans")
-_MEMORY_ELEMENTS = 2**23  # per-chunk working set (elements of the largest (b, N, M*D*D) tensors)
+_MEMORY_ELEMENTS = 2**24  # per-chunk working set, in elements (about 64 MB of float32 per big tensor)
 
 
 def fit_gmm(
@@ -85,7 +85,7 @@ def fit_gmm(
     if generator is None:
         generator = torch.Generator(device=x.device).manual_seed(seed)
     m = num_components
-    chunk = chunk_size or max(1, _MEMORY_ELEMENTS // (n * (m * (d * d + d) + d * d)))
+    chunk = chunk_size or max(1, _MEMORY_ELEMENTS // (n * (m + 2 * (d * d + d + 1))))
 
     out_w, out_mu, out_cov, out_ll = [], [], [], []
     for start in range(0, b, chunk):
@@ -116,20 +116,23 @@ def _fit_chunk(x, w, m, covariance, max_iter, tol, reg_rel, reg_abs, init, kmean
     centers = _kmeanspp(z, w, m, generator)
     if init == "kmeans":
         centers = _lloyd(z, w, centers, kmeans_iter)
-    feats = _features(z, full)  # (b, N, K): EM needs only these sufficient statistics
+    lay = _Layout(d, full, z)
+    reg = reg[:, lay.diag_of] * lay.diag_mask  # packed (b, P): only on the diagonal entries
+    feats = _features(z, lay)  # (b, N, K): EM needs only these sufficient statistics
+    feats_t = feats.transpose(1, 2).contiguous()  # (b, K, N): component-major products are faster
     resp = torch.nn.functional.one_hot(_sqdist(z, centers).argmin(-1), m).to(z.dtype)
-    params = _m_step(torch.bmm((w.unsqueeze(-1) * resp).transpose(1, 2), feats), reg, d, full)
+    params = _m_step(torch.bmm((w.unsqueeze(-1) * resp).transpose(1, 2), feats), reg, lay)
 
     # Working set: fits leave it in batches once converged; a converged fit's parameters are
     # copied out at its first convergence, so later updates of the working set never reach it.
     final = [p.clone() for p in params]
     active = torch.arange(b, device=x.device)
     finished = torch.zeros(b, dtype=torch.bool, device=x.device)
-    fa, wa, rega, pa = feats, w, reg, params
+    fa, fta, wa, rega, pa = feats, feats_t, w, reg, params
     prev = torch.full((b,), -math.inf, dtype=x.dtype, device=x.device)
     for _ in range(max_iter):
-        ll, stats = _e_step(fa, wa, pa, full)
-        pa = _m_step(stats, rega, d, full)
+        ll, stats = _e_step(fa, fta, wa, pa, lay)
+        pa = _m_step(stats, rega, lay)
         new = ((ll - prev).abs() < tol) & ~finished
         prev = ll
         if bool(new.any()):
@@ -142,15 +145,16 @@ def _fit_chunk(x, w, m, covariance, max_iter, tol, reg_rel, reg_abs, init, kmean
             break
         if 8 * n_done >= finished.numel():  # compact once an eighth of the working set is done
             keep = (~finished).nonzero().squeeze(1)
-            active, fa, wa, rega, prev = (t.index_select(0, keep) for t in (active, fa, wa, rega, prev))
+            active, fa, fta, wa, rega, prev = (t.index_select(0, keep) for t in (active, fa, fta, wa, rega, prev))
             pa = tuple(p.index_select(0, keep) for p in pa)
             finished = finished[keep]
     else:  # max_iter reached: keep the last parameters of the unconverged fits
         rows = (~finished).nonzero().squeeze(1)
         for f, p in zip(final, pa):
             f.index_copy_(0, active[rows], p.index_select(0, rows))
-    ll, _ = _e_step(feats, w, final, full)
+    ll, _ = _e_step(feats, feats_t, w, final, lay)
     pi, mu, cov = final
+    cov = lay.unpack(cov)
     ll = ll - scale.log().sum(-1)  # density in data units
     mu = mu * scale.unsqueeze(1) + center.unsqueeze(1)
     cov = cov * (scale.unsqueeze(-1) * scale.unsqueeze(-2)).unsqueeze(1)
@@ -161,18 +165,34 @@ def _fit_chunk(x, w, m, covariance, max_iter, tol, reg_rel, reg_abs, init, kmean
     return pi, mu, cov, ll
 
 
-def _pairs(d: int, full: bool) -> tuple[list[int], list[int]]:
-    """Index pairs (i <= j) of the second-order features: all pairs (full) or i == j (diag)."""
-    if full:
-        idx = torch.triu_indices(d, d)
-        return idx[0].tolist(), idx[1].tolist()
-    return list(range(d)), list(range(d))
+class _Layout:
+    """Packed storage of symmetric D x D matrices: the entries (i <= j) of `pairs` (all of them for
+    full covariances, the diagonal for diagonal ones), so the EM loop needs no matrix indexing."""
+
+    def __init__(self, d: int, full: bool, like: torch.Tensor) -> None:
+        self.d, self.full = d, full
+        self.pairs = [(i, j) for i in range(d) for j in range(i, d)] if full else [(i, i) for i in range(d)]
+        self.pos = {pair: k for k, pair in enumerate(self.pairs)}
+        p = len(self.pairs)
+        opts = {"dtype": like.dtype, "device": like.device}
+        self.diag_mask = torch.tensor([float(i == j) for i, j in self.pairs], **opts)
+        self.diag_of = torch.tensor([i for i, _ in self.pairs], device=like.device)
+        self.first = torch.tensor([i for i, _ in self.pairs], device=like.device)
+        self.second = torch.tensor([j for _, j in self.pairs], device=like.device)
+        self.quad_scale = torch.tensor([-0.5 if i == j else -1.0 for i, j in self.pairs], **opts)
+        # packed -> full: index into the packed entries plus one trailing zero (absent entries)
+        self.full_index = torch.tensor(
+            [self.pos.get((min(i, j), max(i, j)), p) for i in range(d) for j in range(d)], device=like.device)
+        self.eye = self.diag_mask.clone()
+
+    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        padded = torch.cat([packed, torch.zeros_like(packed[..., :1])], -1)
+        return padded[..., self.full_index].reshape(*packed.shape[:-1], self.d, self.d)
 
 
-def _features(z: torch.Tensor, full: bool) -> torch.Tensor:
-    """`[1, z_1..z_D, z_i z_j (i <= j)]` per sample `(b, N, K)`: log-densities are linear in these."""
-    ii, jj = _pairs(z.shape[-1], full)
-    return torch.cat([torch.ones_like(z[..., :1]), z, z[..., ii] * z[..., jj]], -1)
+def _features(z: torch.Tensor, lay: _Layout) -> torch.Tensor:
+    """`[1, z_1..z_D, z_i z_j ((i, j) in pairs)]` per sample `(b, N, K)`: log-densities are linear in these."""
+    return torch.cat([torch.ones_like(z[..., :1]), z, z[..., lay.first] * z[..., lay.second]], -1)
 
 
 def _sqdist(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -229,88 +249,76 @@ def _lloyd(z: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, iters: int) 
     return centers
 
 
-def _m_step(stats: torch.Tensor, reg: torch.Tensor, d: int, full: bool):
-    """Weighted sufficient statistics `(b, M, K)` (see `_features`) -> `(pi, mu, cov)`."""
+def _m_step(stats: torch.Tensor, reg: torch.Tensor, lay: _Layout):
+    """Weighted sufficient statistics `(b, M, K)` (see `_features`) -> `(pi, mu, packed cov)`."""
+    d = lay.d
     eps = 10 * torch.finfo(stats.dtype).eps
     nk = stats[..., 0]  # (b, M)
-    empty = nk < eps
+    empty = (nk < eps).unsqueeze(-1)
     nk_safe = nk.clamp_min(eps).unsqueeze(-1)
     mu = stats[..., 1 : 1 + d] / nk_safe
-    ii, jj = _pairs(d, full)
-    second = stats.new_zeros(*stats.shape[:-1], d, d)
-    second[..., ii, jj] = stats[..., 1 + d :] / nk_safe
-    second[..., jj, ii] = second[..., ii, jj]
-    if full:
-        cov = second - mu.unsqueeze(-1) * mu.unsqueeze(-2)
-    else:
-        cov = torch.diag_embed(second.diagonal(dim1=-2, dim2=-1) - mu * mu)
-    diag = cov.diagonal(dim1=-2, dim2=-1)
-    cov = cov + torch.diag_embed(reg.unsqueeze(1) + (-diag).clamp_min(0))  # cancellation can dip below 0
+    cov = stats[..., 1 + d :] / nk_safe - mu[..., lay.first] * mu[..., lay.second]
+    cov = cov + (-cov).clamp_min(0) * lay.diag_mask  # cancellation can dip a variance below 0
+    cov = cov + reg.unsqueeze(1)
     # An emptied component becomes broad and nearly weightless: the (standardised) data moments.
-    eye = torch.eye(d, dtype=stats.dtype, device=stats.device)
-    mu = torch.where(empty.unsqueeze(-1), torch.zeros_like(mu), mu)
-    cov = torch.where(empty[..., None, None], eye + torch.diag_embed(reg).unsqueeze(1), cov)
+    mu = torch.where(empty, torch.zeros_like(mu), mu)
+    cov = torch.where(empty, lay.eye + reg.unsqueeze(1), cov)
     pi = nk + eps
     pi = pi / pi.sum(-1, keepdim=True)
     return pi, mu, cov
 
 
-def _e_step(feats: torch.Tensor, w: torch.Tensor, params, full: bool):
+def _e_step(feats: torch.Tensor, feats_t: torch.Tensor, w: torch.Tensor, params, lay: _Layout):
     """Weighted mean log-likelihood `(b,)` and the weighted sufficient statistics `(b, M, K)`.
 
     The log-density of every component is linear in the features `[1, z, z_i z_j]`, so all
     `N x M` log-densities come from one batched matrix product, and so do the next M-step's sums.
     """
     pi, mu, cov = params
-    d = mu.shape[-1]
-    if full:
-        prec, logdet = _precision(cov)
+    d = lay.d
+    if not lay.full or d == 1:  # diagonal matrices
+        prec, logdet = 1.0 / cov, cov.log().sum(-1)
+        pmu = prec * mu
     else:
-        var = cov.diagonal(dim1=-2, dim2=-1)
-        prec, logdet = torch.diag_embed(1.0 / var), var.log().sum(-1)
-    pmu = (prec * mu.unsqueeze(-2)).sum(-1)  # (b, M, D)
-    ii, jj = _pairs(d, full)
-    quad = prec[..., ii, jj] * torch.tensor([-0.5 if i == j else -1.0 for i, j in zip(ii, jj)], dtype=mu.dtype,
-                                            device=mu.device)
+        prec, logdet = _precision(cov, lay)
+        pmu = (lay.unpack(prec) * mu.unsqueeze(-2)).sum(-1)  # (b, M, D)
     const = -0.5 * ((mu * pmu).sum(-1) + logdet + d * math.log(2 * math.pi)) + pi.log()
-    coef = torch.cat([const.unsqueeze(-1), pmu, quad], -1)  # (b, M, K)
-    log_p = torch.bmm(feats, coef.transpose(1, 2))  # (b, N, M)
-    top = log_p.amax(-1, keepdim=True)
+    coef = torch.cat([const.unsqueeze(-1), pmu, prec * lay.quad_scale], -1)  # (b, M, K)
+    log_p = torch.bmm(coef, feats_t)  # (b, M, N), component-major
+    top = log_p.amax(1, keepdim=True)
     p = log_p.sub_(top).exp_()
-    total = p.sum(-1, keepdim=True)
-    ll_n = (total.log() + top).squeeze(-1)  # (b, N)
-    p.mul_(w.unsqueeze(-1) / total)  # weighted responsibilities
-    stats = torch.bmm(p.transpose(1, 2), feats)
+    total = p.sum(1, keepdim=True)  # (b, 1, N)
+    ll_n = (total.log() + top).squeeze(1)  # (b, N)
+    p.mul_(w.unsqueeze(1) / total)  # weighted responsibilities
+    stats = torch.bmm(p, feats)  # (b, M, K)
     return (w * ll_n).sum(1), stats
 
 
-def _precision(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Precision matrices and log-determinants of many tiny SPD matrices `(..., D, D)`.
+def _precision(cov: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed precision matrices and log-determinants of many tiny SPD matrices (packed `(..., P)`).
 
     An unrolled Cholesky on whole tensors of entries: for D <= ~8 this is far faster than batched
     LAPACK calls on millions of 2x2 or 5x5 matrices. A pivot is clamped to a relative floor, so a
     numerically indefinite matrix gets a finite (jittered) answer instead of NaN.
     """
-    d = cov.shape[-1]
-    c = [[cov[..., i, j] for j in range(d)] for i in range(d)]
-    floor = cov.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(torch.finfo(cov.dtype).tiny) * 1e-7
-    chol = [[None] * d for _ in range(d)]
+    d = lay.d
+    c = {pair: cov[..., k] for pair, k in lay.pos.items()}
+    diag = torch.stack([c[(i, i)] for i in range(d)], -1)
+    floor = diag.amax(-1).clamp_min(torch.finfo(cov.dtype).tiny) * 1e-7
+    zero = torch.zeros_like(floor)
+    chol: dict[tuple[int, int], torch.Tensor] = {}
     for j in range(d):
-        pivot = c[j][j] - sum((chol[j][k] ** 2 for k in range(j)), torch.zeros_like(floor))
-        chol[j][j] = torch.maximum(pivot, floor).sqrt()
+        pivot = c[(j, j)] - sum((chol[(j, k)] ** 2 for k in range(j)), zero)
+        chol[(j, j)] = torch.maximum(pivot, floor).sqrt()
         for i in range(j + 1, d):
-            acc = c[i][j] - sum((chol[i][k] * chol[j][k] for k in range(j)), torch.zeros_like(floor))
-            chol[i][j] = acc / chol[j][j]
-    inv = [[None] * d for _ in range(d)]  # inverse of the lower factor, also lower triangular
+            acc = c[(j, i)] - sum((chol[(i, k)] * chol[(j, k)] for k in range(j)), zero)
+            chol[(i, j)] = acc / chol[(j, j)]
+    inv: dict[tuple[int, int], torch.Tensor] = {}  # inverse of the lower factor, lower triangular
     for i in range(d):
-        inv[i][i] = 1.0 / chol[i][i]
+        inv[(i, i)] = 1.0 / chol[(i, i)]
         for j in range(i):
-            acc = sum((chol[i][k] * inv[k][j] for k in range(j, i)), torch.zeros_like(floor))
-            inv[i][j] = -acc * inv[i][i]
-    prec = [[None] * d for _ in range(d)]
-    for a in range(d):
-        for b in range(a, d):
-            prec[a][b] = sum((inv[k][a] * inv[k][b] for k in range(b, d)), torch.zeros_like(floor))
-            prec[b][a] = prec[a][b]
-    logdet = 2 * sum((chol[j][j].log() for j in range(d)), torch.zeros_like(floor))
-    return torch.stack([torch.stack(row, -1) for row in prec], -2), logdet
+            acc = sum((chol[(i, k)] * inv[(k, j)] for k in range(j, i)), zero)
+            inv[(i, j)] = -acc * inv[(i, i)]
+    prec = [sum((inv[(k, a)] * inv[(k, b)] for k in range(b, d)), zero) for a, b in lay.pairs]
+    logdet = 2 * sum((chol[(j, j)].log() for j in range(d)), zero)
+    return torch.stack(prec, -1), logdet

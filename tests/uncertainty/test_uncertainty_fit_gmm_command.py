@@ -1,0 +1,87 @@
+"""`diffpose3d fit-gmm`: output layout, and a run stopped mid-way resumes to an identical file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffpose3d.cli import main
+from diffpose3d.data.gmm_files import read_gmm_file
+
+
+def _write_2d(path: Path) -> dict:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(200, 400, (1, 15, 2)).astype(np.float32)
+    data = {
+        "Train/S1": {"Walking 1 chunk0": [base + rng.normal(0, 3, (30, 15, 2)).astype(np.float32) for _ in range(2)]},
+        "Train/S2": {"Jog 1 chunk0": [base + rng.normal(0, 3, (23, 15, 2)).astype(np.float32)]},
+    }
+    meta = {"layout_name": "humaneva15", "num_joints": 15,
+            "keypoints_symmetry": [[2, 3, 4, 8, 9, 10], [5, 6, 7, 11, 12, 13]]}
+    np.savez(path, positions_2d=np.array(data, dtype=object), metadata=np.array(meta, dtype=object))
+    return data
+
+
+def _args(src: Path, out: Path, *extra: str) -> list[str]:
+    return ["fit-gmm", "--data-2d", str(src), "--out", str(out), "--chunk-frames", "16", "--components", "3",
+            "--swap-prob", "0.2", "--seed", "7", "--no-progress", *extra]
+
+
+def test_fit_gmm_writes_the_authors_layout(tmp_path: Path) -> None:
+    src = tmp_path / "in.npz"
+    data = _write_2d(src)
+    out = tmp_path / "out.npz"
+    assert main(_args(src, out)) == 0
+    gmm, meta = read_gmm_file(out)
+    for subject, actions in data.items():
+        for action, views in actions.items():
+            for kp, g in zip(views, gmm[subject][action]):
+                assert g.shape == (len(kp), 15, 3, 5)
+                top = g[np.arange(len(kp))[:, None], np.arange(15)[None], g[..., 0].argmax(-1)]
+                # the heaviest kernel is near the keypoint unless that joint was swapped
+                assert np.median(np.linalg.norm(top[..., 1:3] - kp, axis=-1)) < 10
+    extra = np.load(out, allow_pickle=True)["covariance_2d"].item()
+    assert extra["Train/S2"]["Jog 1 chunk0"][0].shape == (23, 15, 3)
+    assert meta["gmm"]["components"] == 3 and meta["layout_name"] == "humaneva15"
+    assert not (tmp_path / "out.npz.parts").exists()
+
+
+def test_interrupted_run_resumes_to_an_identical_file(tmp_path: Path) -> None:
+    src = tmp_path / "in.npz"
+    _write_2d(src)
+    straight, resumed = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert main(_args(src, straight)) == 0
+    assert main(_args(src, resumed, "--stop-after-chunks", "2")) == 1  # "killed" after 2 of 6 chunks
+    assert not resumed.exists()
+    assert len(list((tmp_path / "b.npz.parts").glob("chunk_*.npz"))) == 2
+    assert main(_args(src, resumed)) == 0
+    a, b = np.load(straight, allow_pickle=True), np.load(resumed, allow_pickle=True)
+    for key in ("positions_2d", "covariance_2d"):
+        da, db = a[key].item(), b[key].item()
+        for s in da:
+            for act in da[s]:
+                for va, vb in zip(da[s][act], db[s][act]):
+                    np.testing.assert_array_equal(va, vb)
+
+
+def test_changed_settings_discard_stale_chunks(tmp_path: Path) -> None:
+    src = tmp_path / "in.npz"
+    _write_2d(src)
+    out = tmp_path / "c.npz"
+    assert main(_args(src, out, "--stop-after-chunks", "1")) == 1
+    assert main(_args(src, out, "--seed", "8")) == 0  # different seed: starts over, still finishes
+    ref = tmp_path / "d.npz"
+    assert main(_args(src, ref, "--seed", "8")) == 0
+    np.testing.assert_array_equal(
+        np.load(out, allow_pickle=True)["positions_2d"].item()["Train/S1"]["Walking 1 chunk0"][0],
+        np.load(ref, allow_pickle=True)["positions_2d"].item()["Train/S1"]["Walking 1 chunk0"][0],
+    )
+
+
+def test_bad_input_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, positions_2d=np.array({"S1": {"a": [np.zeros((3, 15))]}}, dtype=object))
+    assert main(_args(bad, tmp_path / "o.npz")) == 2
+    assert "expected (T, J, 2)" in capsys.readouterr().err

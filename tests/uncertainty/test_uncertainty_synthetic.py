@@ -1,0 +1,69 @@
+"""The synthetic detector: determinism, swap rate, and heatmap path vs the fast path."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from diffpose3d.uncertainty.heatmaps import heatmap_argmax, heatmaps_to_gmm, pixels_to_uv
+from diffpose3d.uncertainty.synthetic import SyntheticDetectorConfig, synthetic_gmm, synthetic_heatmaps
+
+LEFT, RIGHT = [2, 3, 4], [5, 6, 7]
+
+
+def _pose(t: int, seed: int = 0) -> np.ndarray:
+    """Frames of a 8-joint 'person' with left and right joints 60 px apart."""
+    rng = np.random.default_rng(seed)
+    base = np.array([[320, 200], [320, 150], [290, 160], [280, 210], [275, 260],
+                     [350, 160], [360, 210], [365, 260]], dtype=np.float32)
+    return (base[None] + rng.normal(0, 5, (t, 8, 2))).astype(np.float32)
+
+
+def test_deterministic_under_a_seed() -> None:
+    kp = _pose(20)
+    a = synthetic_heatmaps(kp, (LEFT, RIGHT), seed=3)
+    b = synthetic_heatmaps(kp, (LEFT, RIGHT), seed=3)
+    c = synthetic_heatmaps(kp, (LEFT, RIGHT), seed=4)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert torch.equal(synthetic_gmm(kp, (LEFT, RIGHT), seed=3).means, a[2].centres)
+
+
+def test_swaps_happen_at_the_configured_rate_and_show_in_the_heatmaps() -> None:
+    t, p = 3000, 0.1
+    kp = _pose(t, seed=1)
+    cfg = SyntheticDetectorConfig(swap_prob=p, noise_px=2.0, occlusion_prob=0.0, secondary_weight=0.3)
+    hm, aff, modes = synthetic_heatmaps(kp, (LEFT, RIGHT), cfg, seed=0)
+    rate = modes.swapped.float().mean().item()
+    assert abs(rate - p) < 4 * np.sqrt(p * (1 - p) / (t * len(LEFT)))
+    # independent check on the rendered heatmaps: the argmax sits at the mirrored joint
+    top = heatmap_argmax(hm, aff).numpy()
+    d_true = np.linalg.norm(top[:, LEFT] - kp[:, LEFT], axis=-1)
+    d_mirror = np.linalg.norm(top[:, LEFT] - kp[:, RIGHT], axis=-1)
+    looks_swapped = d_mirror < d_true
+    assert np.mean(looks_swapped == modes.swapped.numpy()) > 0.99
+
+
+def test_heatmap_fit_matches_fast_path_in_expectation() -> None:
+    kp = _pose(300, seed=2)
+    cfg = SyntheticDetectorConfig(swap_prob=0.2, occlusion_prob=0.1)
+    hm, aff, _ = synthetic_heatmaps(kp, (LEFT, RIGHT), cfg, seed=5)
+    fitted = heatmaps_to_gmm(hm, aff, (640, 480), num_components=5, top_k=128)
+    fast = synthetic_gmm(kp, (LEFT, RIGHT), cfg, seed=5, num_components=5)
+    fast_uv_mean = pixels_to_uv(fast.mean(), (640, 480))
+    err_px = (fitted.mean() - fast_uv_mean).norm(dim=-1) * 320
+    assert err_px.mean() < 1.0  # heatmap pixels here are ~1.3 image px wide
+    var_fit = fitted.covariance().diagonal(dim1=-2, dim2=-1).sum(-1).mean() * 320**2
+    var_fast = fast.covariance().diagonal(dim1=-2, dim2=-1).sum(-1).mean()
+    assert abs(var_fit / var_fast - 1) < 0.15
+
+
+def test_fast_path_accepts_a_skeleton_and_evidence_config() -> None:
+    from diffpose3d.config import EvidenceConfig
+    from diffpose3d.skeleton import get_skeleton
+
+    sk = get_skeleton("humaneva15")
+    kp = np.random.default_rng(0).uniform(100, 400, (10, sk.num_joints, 2)).astype(np.float32)
+    gmm = synthetic_gmm(kp, sk, EvidenceConfig(swap_prob=0.5), seed=1)
+    assert gmm.weights.shape == (10, sk.num_joints, 2)
+    torch.testing.assert_close(gmm.weights.sum(-1), torch.ones(10, sk.num_joints))

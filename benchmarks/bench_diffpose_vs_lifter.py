@@ -26,7 +26,8 @@ from diffpose3d.datasets import load_training_splits
 from diffpose3d.evaluate_model import score_model
 from diffpose3d.frames import build_frames
 from diffpose3d.model import DiffPoseModel
-from diffpose3d.train import Budget, resolve_device, train, train_encoder
+from diffpose3d.train import resolve_device, train, train_encoder
+from diffpose3d.trainer import Budget
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneva"
 

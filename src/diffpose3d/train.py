@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from diffpose3d.distributed import DistInfo, barrier, init_distributed, shutdown
 from diffpose3d.frames import FrameSet, build_frames, gmm_index
 from diffpose3d.inference import predict_frames
 from diffpose3d.model import DiffPoseModel
-from diffpose3d.trainer import StageSpec, run_stage
+from diffpose3d.trainer import Budget, StageSpec, run_stage
 from diffpose3d.uncertainty.gmm import GaussianMixture
 
 
@@ -35,19 +34,6 @@ def resolve_device(name: str) -> torch.device:
     if name in ("", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-@dataclass
-class Budget:
-    """Wall-clock budget: a stage stops early (keeping its best weights) when its share is spent."""
-
-    minutes: float
-    start: float = field(default_factory=time.monotonic)
-
-    def expired(self, share_until: float) -> bool:
-        if self.minutes <= 0:
-            return False
-        return time.monotonic() - self.start > share_until * self.minutes * 60.0
 
 
 def flip_batch(perm: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -159,7 +145,7 @@ def train_encoder(
     return run_stage(
         spec, model.encoder, encoder_loss(train, perm, device),
         lambda ema: lifter_mpjpe_mm(ema, val, device)[0], len(train), cfg,
-        budget_expired=budget.expired, checkpoint_dir=checkpoint_dir, resume=resume, log=log, dist_info=dist_info,
+        budget=budget, checkpoint_dir=checkpoint_dir, resume=resume, log=log, dist_info=dist_info,
     )
 
 
@@ -184,7 +170,7 @@ def train_denoiser(
     spec = StageSpec("denoiser", cfg.denoiser_epochs, cfg.denoiser_lr, cfg.seed + 1, 1.0, clip_grad=1.0)
     return run_stage(
         spec, model.denoiser, denoiser_loss(model, train, perm, device, cfg.uv_loss_weight),
-        validate, len(train), cfg, budget_expired=budget.expired, checkpoint_dir=checkpoint_dir,
+        validate, len(train), cfg, budget=budget, checkpoint_dir=checkpoint_dir,
         resume=resume, log=log, dist_info=dist_info,
     )
 

@@ -1,5 +1,9 @@
-"""One training stage: AdamW + one-cycle schedule, an EMA copy, validation and model selection,
-a wall-clock budget, and crash-safe checkpoints that a killed run resumes from exactly.
+"""One training stage: AdamW with warm-up + cosine decay, an EMA copy, validation and model
+selection, a wall-clock budget, and crash-safe checkpoints that a killed run resumes from exactly.
+
+Under a budget (`train.max_minutes`) the schedule's progress is the larger of the step fraction and
+the fraction of the stage's time spent, so the learning rate anneals fully however many epochs fit.
+Without a budget the run is a pure function of the seed (and resumes bit-for-bit).
 
 A checkpoint is `<dir>/<stage>.safetensors` (weights, EMA weights, optimizer tensors, RNG states)
 plus `<dir>/<stage>.json` (epoch, schedule, history, best validation); both written atomically, the
@@ -12,8 +16,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +36,34 @@ from diffpose3d.io.atomic import atomic_write
 # loss_fn(net, global_batch_index, flip, generator, rows) -> the loss of this rank's `rows` of the
 # global batch, divided by the global batch size (so the sum over ranks is the global mean).
 LossFn = Callable[[nn.Module, torch.Tensor, bool, torch.Generator, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Budget:
+    """Wall-clock budget of a run; each stage owns the time up to its `share` of it."""
+
+    minutes: float
+    start: float = field(default_factory=time.monotonic)
+
+    def expired(self, share_until: float) -> bool:
+        if self.minutes <= 0:
+            return False
+        return time.monotonic() - self.start > share_until * self.minutes * 60.0
+
+    def progress(self, stage_start: float, share_until: float) -> float:
+        """Fraction of the stage's time window spent (0 without a budget)."""
+        if self.minutes <= 0:
+            return 0.0
+        end = self.start + share_until * self.minutes * 60.0
+        return min(max((time.monotonic() - stage_start) / max(end - stage_start, 1e-9), 0.0), 1.0)
+
+
+def lr_factor(progress: float, warmup: float = 0.05, floor: float = 0.01) -> float:
+    """Linear warm-up, then cosine decay to `floor` of the peak learning rate."""
+    if progress < warmup:
+        return max(progress / warmup, floor)
+    t = min((progress - warmup) / (1.0 - warmup), 1.0)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 @dataclass
@@ -95,7 +128,7 @@ def run_stage(
     num_samples: int,
     cfg: TrainConfig,
     *,
-    budget_expired: Callable[[float], bool],
+    budget: Budget,
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     log: Callable[[dict], None] | None = None,
@@ -110,7 +143,11 @@ def run_stage(
     ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=spec.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(num_samples / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=max(spec.epochs * steps_per_epoch, 1), pct_start=0.1)
+    total_steps = max(spec.epochs * steps_per_epoch, 1)
+    stage_start = time.monotonic()
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(max(step / total_steps, budget.progress(stage_start, spec.budget_share)))
+    )
     gen = torch.Generator().manual_seed(spec.seed)
     train_module = (
         DistributedDataParallel(module, device_ids=[dist_info.local_rank] if next(module.parameters()).is_cuda else None)
@@ -152,7 +189,7 @@ def run_stage(
             sched.step()
             ema.update_parameters(module)
             losses.append(float(loss.detach()))
-        last = epoch + 1 == spec.epochs or budget_expired(spec.budget_share)
+        last = epoch + 1 == spec.epochs or budget.expired(spec.budget_share)
         if (epoch + 1) % cfg.eval_every == 0 or last:
             val = float(validate(ema.module))
             record = {"stage": spec.name, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_mpjpe_mm": val}

@@ -65,17 +65,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=64, help="heatmap pixels kept per joint for EM")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk-frames", type=int, default=256, help="frames per resumable chunk")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0 = torch default; 1 is fastest on a busy, shared CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", required=True, help="output .npz (authors' GMM layout)")
     parser.add_argument("--stop-after-chunks", type=int, default=None, help=argparse.SUPPRESS)  # test hook
 
 
 def run(args: argparse.Namespace) -> int:
+    threads = torch.get_num_threads()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    finished = fit_dataset(args)
+    try:
+        finished = fit_dataset(args)
+    finally:
+        torch.set_num_threads(threads)
     if not finished:
         print(f"stopped early; rerun the same command to resume from {_parts_dir(Path(args.out))}")
         return 1

@@ -117,7 +117,7 @@ def _fit_chunk(x, w, m, covariance, max_iter, tol, reg_rel, reg_abs, init, kmean
     if init == "kmeans":
         centers = _lloyd(z, w, centers, kmeans_iter)
     lay = _Layout(d, full, z)
-    reg = reg[:, lay.diag_of] * lay.diag_mask  # packed (b, P): only on the diagonal entries
+    reg = reg[:, lay.first] * lay.diag_mask  # packed (b, P): only on the diagonal entries
     feats = _features(z, lay)  # (b, N, K): EM needs only these sufficient statistics
     feats_t = feats.transpose(1, 2).contiguous()  # (b, K, N): component-major products are faster
     resp = torch.nn.functional.one_hot(_sqdist(z, centers).argmin(-1), m).to(z.dtype)
@@ -176,7 +176,6 @@ class _Layout:
         p = len(self.pairs)
         opts = {"dtype": like.dtype, "device": like.device}
         self.diag_mask = torch.tensor([float(i == j) for i, j in self.pairs], **opts)
-        self.diag_of = torch.tensor([i for i, _ in self.pairs], device=like.device)
         self.first = torch.tensor([i for i, _ in self.pairs], device=like.device)
         self.second = torch.tensor([j for _, j in self.pairs], device=like.device)
         self.quad_scale = torch.tensor([-0.5 if i == j else -1.0 for i, j in self.pairs], **opts)

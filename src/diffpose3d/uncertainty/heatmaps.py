@@ -54,7 +54,7 @@ def heatmaps_to_gmm(
     flat_tol: float = 1e-3,
     covariance: str = "full",
     max_iter: int = 100,
-    tol: float = 1e-4,
+    tol: float = 1e-3,
     seed: int = 0,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
@@ -112,7 +112,7 @@ def heatmap_argmax(heatmaps: torch.Tensor | np.ndarray, affine: torch.Tensor | n
     t, j, hh, ww = hm.shape
     idx = hm.reshape(t, j, hh * ww).argmax(-1)
     pix = torch.stack([(idx % ww).to(hm.dtype), torch.div(idx, ww, rounding_mode="floor").to(hm.dtype),
-                       torch.ones(t, j, dtype=hm.dtype)], -1)
+                       torch.ones(t, j, dtype=hm.dtype, device=hm.device)], -1)
     return torch.einsum("tab,tjb->tja", aff, pix)
 
 

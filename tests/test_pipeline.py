@@ -21,7 +21,9 @@ def tiny_bundle(tmp_path_factory):
     cfg = load_config(None, ["model.width=16", "model.blocks=1", "model.encoder_width=16", "model.encoder_blocks=1",
                              "inference.hypotheses=4", "inference.steps=3"])
     folder = tmp_path_factory.mktemp("tiny")
-    save_bundle(DiffPoseModel(cfg), cfg, folder, {"note": "untrained"})
+    model = DiffPoseModel(cfg)
+    torch.nn.init.normal_(model.denoiser.head.weight, std=0.1)  # g starts at zero; make it act
+    save_bundle(model, cfg, folder, {"note": "untrained"})
     return folder
 
 

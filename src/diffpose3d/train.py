@@ -25,7 +25,7 @@ from diffpose3d.diffusion.forward import q_sample
 from diffpose3d.distributed import DistInfo, barrier, init_distributed, shutdown
 from diffpose3d.frames import FrameSet, build_frames, gmm_index
 from diffpose3d.inference import predict_frames
-from diffpose3d.model import DiffPoseModel
+from diffpose3d.model import DiffPoseModel, anchored_prediction
 from diffpose3d.trainer import Budget, StageSpec, run_stage
 from diffpose3d.uncertainty.gmm import GaussianMixture
 
@@ -116,7 +116,7 @@ def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, dev
         k = k_all[rows].to(device)
         h_k, _ = q_sample(h0, k, hk.weights, hk.means, hk.cholesky(), model.schedule,
                           uniform=u_all[rows].to(device), normal=z_all[rows].to(device))
-        pred = net(h_k, k, feats)
+        pred = anchored_prediction(net, h_k, k, model.conditioning(kp, xyz, feats))
         per_pose = (pred[..., 2:] - txyz).norm(dim=-1).mean(-1) + uv_weight * (pred[..., :2] - tuv).norm(dim=-1).mean(-1)
         return per_pose.sum() / b
 

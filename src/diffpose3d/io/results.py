@@ -24,21 +24,20 @@ def _round(a: np.ndarray, digits: int = 5) -> list:
     return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
 
 
-def result_to_json(result: PoseResult) -> dict:
-    frames = []
-    for t in range(len(result)):
-        frames.append(
-            {
-                "index": int(result.frame_indices[t]),
-                "pose_3d": _round(result.pose_3d[t]),
-                "uncertainty": _round(result.uncertainty[t]),
-                "covariance": _round(result.covariance[t], 7),
-                "hypotheses": _round(result.hypotheses[t]),
-                "keypoints_2d": _round(result.keypoints_2d[t], 2),
-                "confidence": _round(result.confidence[t], 3),
-                "missing": [bool(m) for m in result.missing[t]],
-            }
-        )
+def frame_to_json(result: PoseResult, t: int) -> dict:
+    return {
+        "index": int(result.frame_indices[t]),
+        "pose_3d": _round(result.pose_3d[t]),
+        "uncertainty": _round(result.uncertainty[t]),
+        "covariance": _round(result.covariance[t], 7),
+        "hypotheses": _round(result.hypotheses[t]),
+        "keypoints_2d": _round(result.keypoints_2d[t], 2),
+        "confidence": _round(result.confidence[t], 3),
+        "missing": [bool(m) for m in result.missing[t]],
+    }
+
+
+def _header(result: PoseResult) -> dict:
     return {
         "schema": SCHEMA_ID,
         "units": "m",
@@ -49,8 +48,12 @@ def result_to_json(result: PoseResult) -> dict:
         "num_frames": len(result),
         "num_hypotheses": result.num_hypotheses,
         "meta": result.meta,
-        "frames": frames,
     }
+
+
+def result_to_json(result: PoseResult) -> dict:
+    """The whole document as one dict (for small results; `write_result` streams instead)."""
+    return {**_header(result), "frames": [frame_to_json(result, t) for t in range(len(result))]}
 
 
 def write_result(result: PoseResult, out_dir: str | Path, name: str) -> tuple[Path, Path]:
@@ -76,7 +79,12 @@ def write_result(result: PoseResult, out_dir: str | Path, name: str) -> tuple[Pa
         meta=np.asarray(json.dumps(result.meta)),
     )
     with atomic_write(json_path, "w") as handle:
-        json.dump(result_to_json(result), handle)
+        # Streamed frame by frame, so memory does not grow with the length of a video.
+        head = json.dumps(_header(result))
+        handle.write(head[:-1] + ', "frames": [')
+        for t in range(len(result)):
+            handle.write(("," if t else "") + json.dumps(frame_to_json(result, t)))
+        handle.write("]}")
     return npz_path, json_path
 
 

@@ -19,7 +19,10 @@ class FrameContextEncoder(nn.Module):
     """`forward(uv (B, J, in_dim)) -> (xyz (B, J, 3), features (B, J, width))`.
 
     `xyz` is root-relative (joint 0 is exactly zero); `features` is the hidden state after the last
-    block and its LayerNorm, i.e. what the xyz head reads.
+    block and its LayerNorm, i.e. what the xyz head reads. The input is seen root-centred, with the
+    root's absolute position as extra channels (perspective cue), and every joint gets a learned
+    identity embedding: the skeleton graph is left/right symmetric, so graph convolutions and
+    attention alone cannot tell a left joint from its right twin.
     """
 
     def __init__(
@@ -37,7 +40,9 @@ class FrameContextEncoder(nn.Module):
         self.parents = list(parents)
         self.in_dim, self.width = in_dim, width
         adjacency = adjacency_from_parents(self.parents)
-        self.embed = ChebConv(in_dim, width, adjacency)
+        self.embed = ChebConv(2 * in_dim, width, adjacency)
+        self.joint_embedding = nn.Parameter(torch.zeros(len(self.parents), width))
+        nn.init.normal_(self.joint_embedding, std=0.02)
         self.blocks = nn.ModuleList(
             GraphTransformerBlock(width, adjacency, heads, mlp_ratio, dropout) for _ in range(blocks)
         )
@@ -49,7 +54,8 @@ class FrameContextEncoder(nn.Module):
         assert uv.dim() == 3 and uv.shape[1:] == (J, self.in_dim), (
             f"uv must be (B, {J}, {self.in_dim}), got {tuple(uv.shape)}"
         )
-        x = self.embed(uv)
+        root = uv[:, :1].expand_as(uv)
+        x = self.embed(torch.cat([uv - root, root], dim=-1)) + self.joint_embedding
         for block in self.blocks:
             x = block(x)
         features = self.norm_out(x)

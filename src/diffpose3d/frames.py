@@ -29,6 +29,9 @@ class FrameSet:
     sequence_index: np.ndarray  # (F,) index into `sequences`
     frame_index: np.ndarray  # (F,) frame within its sequence
     sequences: list[PoseSequence]
+    skeleton: Skeleton | None = None
+    evidence: EvidenceConfig | None = None
+    seed_offset: int = 0
 
     def __len__(self) -> int:
         return int(self.keypoints_uv.shape[0])
@@ -44,6 +47,17 @@ class FrameSet:
             frame_index=self.frame_index[idx.numpy()],
             sequences=self.sequences,
         )
+
+    def redraw_evidence(self, draw: int) -> None:
+        """Draw new synthetic detector evidence (draw 0 is the one built first), in place.
+
+        Training redraws it every epoch, so the networks never see the same detector noise on a
+        frame twice; other evidence sources are fixed and left alone.
+        """
+        if self.evidence is None or self.evidence.source != "synthetic" or self.skeleton is None:
+            return
+        fresh = build_frames(self.sequences, self.skeleton, self.evidence, seed_offset=self.seed_offset + 1_000_003 * draw)
+        self.keypoints_uv, self.uv_gmm = fresh.keypoints_uv, fresh.uv_gmm
 
     def split_by_sequence(self, values: np.ndarray) -> dict[tuple, np.ndarray]:
         """Per-frame rows `values (F, ...)` back into per-sequence arrays keyed by `sequence.key`."""
@@ -97,4 +111,7 @@ def build_frames(
         sequence_index=np.concatenate(seq_idx),
         frame_index=np.concatenate(frame_idx),
         sequences=sequences,
+        skeleton=skeleton,
+        evidence=evidence,
+        seed_offset=seed_offset,
     )

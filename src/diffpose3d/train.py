@@ -146,6 +146,7 @@ def train_encoder(
         spec, model.encoder, encoder_loss(train, perm, device),
         lambda ema: lifter_mpjpe_mm(ema, val, device)[0], len(train), cfg,
         budget=budget, checkpoint_dir=checkpoint_dir, resume=resume, log=log, dist_info=dist_info,
+        on_epoch_start=train.redraw_evidence,
     )
 
 
@@ -172,6 +173,7 @@ def train_denoiser(
         spec, model.denoiser, denoiser_loss(model, train, perm, device, cfg.uv_loss_weight),
         validate, len(train), cfg, budget=budget, checkpoint_dir=checkpoint_dir,
         resume=resume, log=log, dist_info=dist_info,
+        on_epoch_start=lambda epoch: train.redraw_evidence(10_000 + epoch),
     )
 
 

@@ -133,6 +133,7 @@ def run_stage(
     resume: bool = False,
     log: Callable[[dict], None] | None = None,
     dist_info: DistInfo = DistInfo(),
+    on_epoch_start: Callable[[int], None] | None = None,
 ) -> dict:
     """Train `module` for `spec.epochs` epochs; load the best EMA weights into it at the end.
 
@@ -174,6 +175,8 @@ def run_stage(
                disable=not (cfg.progress and dist_info.is_main))
     finished = start_epoch >= spec.epochs
     for epoch in bar:
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)  # a pure function of the epoch, so resuming stays exact
         module.train()
         losses = []
         for index in _batches(num_samples, cfg.batch_size, gen):

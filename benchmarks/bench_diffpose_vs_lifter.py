@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from diffpose3d.checkpoint import load_bundle, save_bundle
-from diffpose3d.config import InferenceConfig, load_config
+from diffpose3d.config import load_config
 from diffpose3d.datasets import load_training_splits
 from diffpose3d.evaluate_model import score_model
 from diffpose3d.frames import build_frames

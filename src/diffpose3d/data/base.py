@@ -223,3 +223,39 @@ def as_filter(values: Any) -> set[str] | None:
     if isinstance(values, (str, int)):
         values = [values]
     return {str(v) for v in values}
+
+
+def load_pose_files(data_3d: str | Path | None, data_2d: str | Path | None, reader: str) -> tuple[dict | None, dict | None, Any]:
+    """A VideoPose3D-layout pair: (positions_3d, positions_2d, the 2D file's metadata); either file may be absent."""
+    if data_3d is None and data_2d is None:
+        raise ValueError(f"{reader} needs data_3d, data_2d or both")
+    pos3d = require_dict(load_pickled_npz(data_3d, "positions_3d"), data_3d, "positions_3d") if data_3d else None
+    pos2d, meta = None, None
+    if data_2d is not None:
+        pos2d = require_dict(load_pickled_npz(data_2d, "positions_2d"), data_2d, "positions_2d")
+        meta = load_pickled_npz(data_2d, "metadata", optional=True)
+    return pos3d, pos2d, meta
+
+
+def camera_views(pos2d: dict | None, key: Any, name: str, data_2d: str | Path | None) -> list | None:
+    """The per-camera 2D arrays of one sequence (None without a 2D file)."""
+    if pos2d is None:
+        return None
+    sub = pos2d.get(key)
+    views = sub.get(name) if isinstance(sub, dict) else None
+    if not isinstance(views, (list, tuple)) or not views:
+        raise InputFileError(data_2d, f"no per-camera 2D list for '{key}/{name}'")
+    return list(views)
+
+
+def trim_to_3d(kp: np.ndarray, conf: np.ndarray | None, frames_3d: int, path: str | Path | None, what: str):
+    """2D sequences can be a few frames longer than the 3D ones: cut them to the 3D length."""
+    if len(kp) < frames_3d:
+        raise InputFileError(path, f"{what}: {len(kp)} 2D frames for {frames_3d} 3D frames")
+    return kp[:frames_3d], None if conf is None else conf[:frames_3d]
+
+
+def apply_stride(sequences: list[PoseSequence], stride: int) -> list[PoseSequence]:
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    return sequences if stride == 1 else [s.slice(step=stride) for s in sequences]

@@ -31,13 +31,16 @@ from ..errors import InputFileError
 from ..skeleton import H36M32_TO_17, get_skeleton
 from .base import (
     PoseSequence,
+    apply_stride,
     as_filter,
     as_float_array,
+    camera_views,
     infer_2d_layout,
-    load_pickled_npz,
+    load_pose_files,
     map_2d,
     read_2d_array,
     require_dict,
+    trim_to_3d,
 )
 
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
@@ -79,15 +82,7 @@ def load_h36m(
     ``cameras`` (index 0-3 or id "54138969"). Actions absent from the 3D file (``S11 Directions``)
     are simply not produced.
     """
-    if data_3d is None and data_2d is None:
-        raise ValueError("load_h36m needs data_3d, data_2d or both")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    pos3d = require_dict(load_pickled_npz(data_3d, "positions_3d"), data_3d, "positions_3d") if data_3d else None
-    pos2d, meta = None, None
-    if data_2d is not None:
-        pos2d = require_dict(load_pickled_npz(data_2d, "positions_2d"), data_2d, "positions_2d")
-        meta = load_pickled_npz(data_2d, "metadata", optional=True)
+    pos3d, pos2d, meta = load_pose_files(data_3d, data_2d, "load_h36m")
     cams = load_h36m_cameras()
     subject_f, action_f, camera_f = as_filter(subjects), as_filter(actions), as_filter(cameras)
 
@@ -104,21 +99,14 @@ def load_h36m(
             if not _wanted(action_f, canonical_h36m_action(name), name):
                 continue
             world = _read_3d(pos3d[subject][name], data_3d, f"'{subject}/{name}'") if pos3d is not None else None
-            views = None
-            if pos2d is not None:
-                sub = pos2d.get(subject)
-                views = sub.get(name) if isinstance(sub, dict) else None
-                if not isinstance(views, (list, tuple)) or not views:
-                    raise InputFileError(data_2d, f"no per-camera 2D list for '{subject}/{name}'")
+            views = camera_views(pos2d, subject, name, data_2d)
             n_cams = len(views) if views is not None else len(subject_cams)
             for c in range(n_cams):
                 if not _wanted(camera_f, c, CAMERA_IDS[c] if c < len(CAMERA_IDS) else c):
                     continue
                 camera = subject_cams[c] if subject_cams is not None and c < len(subject_cams) else None
                 out.append(_sequence(str(subject), name, c, camera, world, views, data_2d, meta))
-    if stride > 1:
-        out = [s.slice(step=stride) for s in out]
-    return out
+    return apply_stride(out, stride)
 
 
 def _sequence(subject: str, name: str, c: int, camera: Camera | None, world: np.ndarray | None,
@@ -142,10 +130,7 @@ def _sequence(subject: str, name: str, c: int, camera: Camera | None, world: np.
         kp, conf = read_2d_array(raw, data_2d, what, raw.shape[1])
         kp, conf = map_2d(kp, conf, src, layout)
         if pose_3d is not None:
-            if len(kp) < len(pose_3d):
-                raise InputFileError(data_2d, f"{what}: {len(kp)} 2D frames for {len(pose_3d)} 3D frames")
-            kp = kp[: len(pose_3d)]
-            conf = None if conf is None else conf[: len(pose_3d)]
+            kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
             if layout == "h36m16":
                 pose_3d = pose_3d[:, _H36M17_TO_16]
     else:

@@ -16,13 +16,16 @@ from ..cameras import Camera, load_humaneva_cameras, project_to_2d, world_to_cam
 from ..errors import InputFileError
 from .base import (
     PoseSequence,
+    apply_stride,
     as_filter,
     as_float_array,
+    camera_views,
     infer_2d_layout,
-    load_pickled_npz,
+    load_pose_files,
     map_2d,
     read_2d_array,
     require_dict,
+    trim_to_3d,
 )
 
 LAYOUT = "humaneva15"
@@ -64,15 +67,7 @@ def load_humaneva(
     skipped unless asked for), ``subjects`` ("S1" or "Train/S1"), ``actions`` (canonical "Walk" or
     the full chunk name), ``cameras`` (index 0-2 or id "C1").
     """
-    if data_3d is None and data_2d is None:
-        raise ValueError("load_humaneva needs data_3d, data_2d or both")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    pos3d = require_dict(load_pickled_npz(data_3d, "positions_3d"), data_3d, "positions_3d") if data_3d else None
-    pos2d, meta = None, None
-    if data_2d is not None:
-        pos2d = require_dict(load_pickled_npz(data_2d, "positions_2d"), data_2d, "positions_2d")
-        meta = load_pickled_npz(data_2d, "metadata", optional=True)
+    pos3d, pos2d, meta = load_pose_files(data_3d, data_2d, "load_humaneva")
     cams = load_humaneva_cameras(cameras_file)
     cam_source = cameras_file or "diffpose3d/assets/cameras/humaneva.json"
     splits = as_filter(split) or set(DEFAULT_SPLITS)
@@ -95,12 +90,7 @@ def load_humaneva(
             world = None
             if pos3d is not None:
                 world = as_float_array(pos3d[key][name], data_3d, f"'{key}/{name}'", (15, 3))
-            views = None
-            if pos2d is not None:
-                sub = pos2d.get(key)
-                views = sub.get(name) if isinstance(sub, dict) else None
-                if not isinstance(views, (list, tuple)) or not views:
-                    raise InputFileError(data_2d, f"no per-camera 2D list for '{key}/{name}'")
+            views = camera_views(pos2d, key, name, data_2d)
             n_cams = len(views) if views is not None else len(cams.get(subject, []))
             for c in range(n_cams):
                 camera = _camera_for(cams, subject, c)
@@ -108,9 +98,7 @@ def load_humaneva(
                     continue
                 out.append(_sequence(key, subject, split_name, name, action, c, camera, world, views,
                                      data_2d, meta, cam_source))
-    if stride > 1:
-        out = [s.slice(step=stride) for s in out]
-    return out
+    return apply_stride(out, stride)
 
 
 def _sequence(key: str, subject: str, split_name: str, name: str, action: str, c: int,
@@ -130,10 +118,7 @@ def _sequence(key: str, subject: str, split_name: str, name: str, action: str, c
         kp, conf = read_2d_array(raw, data_2d, what, raw.shape[1])
         kp, conf = map_2d(kp, conf, layout, LAYOUT)
         if pose_3d is not None:
-            if len(kp) < len(pose_3d):
-                raise InputFileError(data_2d, f"{what}: {len(kp)} 2D frames for {len(pose_3d)} 3D frames")
-            kp = kp[: len(pose_3d)]
-            conf = None if conf is None else conf[: len(pose_3d)]
+            kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
     else:
         kp, conf = project_to_2d(pose_3d, camera).astype(np.float32), None
     return PoseSequence(

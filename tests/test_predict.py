@@ -1,0 +1,104 @@
+"""`predict` and `demo` end to end: detector -> H_K -> hypotheses -> files and renders.
+
+The video and keypoint tests use a tiny untrained model (they check the plumbing); the photograph
+test uses the bundled model (it checks that out-of-frame joints come out uncertain).
+"""
+
+import importlib.util
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from diffpose3d.checkpoint import default_checkpoint, save_bundle
+from diffpose3d.cli import main
+from diffpose3d.config import load_config
+from diffpose3d.io.results import load_result_npz, prediction_schema
+from diffpose3d.model import DiffPoseModel
+
+needs_detector = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
+                                     reason="the detector extra is not installed (pip install 'diffpose3d[detect]')")
+needs_bundled = pytest.mark.skipif(not (default_checkpoint() / "model.safetensors").is_file(),
+                                   reason="no bundled model in this checkout")
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.width=16", "model.blocks=1", "model.encoder_width=16", "model.encoder_blocks=1",
+                             "inference.hypotheses=3", "inference.steps=2"])
+    folder = tmp_path_factory.mktemp("tiny")
+    save_bundle(DiffPoseModel(cfg), cfg, folder)
+    return folder
+
+
+def _astronaut_clip(path, frames=4):
+    from skimage import data
+
+    from diffpose3d.io.video import VideoWriter
+
+    image = data.astronaut()[:, :480]
+    with VideoWriter(path, fps=10) as writer:
+        for t in range(frames):
+            writer.write(np.roll(image, 4 * t, axis=1))
+
+
+@needs_detector
+def test_predict_on_a_video_keeps_frames_and_writes_decodable_renders(tiny_bundle, tmp_path):
+    from diffpose3d.io.video import VideoReader
+
+    clip = tmp_path / "clip.mp4"
+    _astronaut_clip(clip)
+    out = tmp_path / "out"
+    code = main(["predict", str(clip), "--out", str(out), "--checkpoint", str(tiny_bundle), "--render", "--html", "--quiet"])
+    assert code == 0
+    result = load_result_npz(out / "clip.npz")
+    assert len(result) == 4 and result.hypotheses.shape[:2] == (4, 3)
+    jsonschema.validate(json.loads((out / "clip.json").read_text()), prediction_schema())
+    with VideoReader(out / "clip_render.mp4") as reader:
+        rendered = list(reader)
+    assert len(rendered) == 4 and rendered[0].shape[2] == 3 and rendered[0].std() > 5
+    html = (out / "clip.html").read_text()
+    assert "plotly" in html.lower() and "l_ankle" in html
+
+
+def test_predict_on_a_keypoints_file(tiny_bundle, tmp_path):
+    kp = np.random.default_rng(0).uniform(50, 400, size=(5, 17, 3)).astype(np.float32)
+    kp[..., 2] = 0.9
+    src = tmp_path / "people.npz"
+    np.savez(src, keypoints=kp, image_size=np.array([640, 480]), layout=np.array("coco17"))
+    out = tmp_path / "out"
+    assert main(["predict", str(src), "--out", str(out), "--checkpoint", str(tiny_bundle), "--quiet"]) == 0
+    result = load_result_npz(out / "people.npz")
+    assert result.pose_3d.shape == (5, 15, 3) and result.meta["input_kind"] == "keypoints"
+
+
+@needs_detector
+@needs_bundled
+def test_out_of_frame_joints_are_more_uncertain_than_visible_ones(tmp_path):
+    from skimage import data
+
+    from diffpose3d.viz.render import save_image
+
+    photo = save_image(tmp_path / "astronaut.png", data.astronaut())
+    out = tmp_path / "out"
+    assert main(["predict", str(photo), "--out", str(out), "--render", "--quiet"]) == 0
+    res = load_result_npz(out / "astronaut.npz")
+    names = res.joint_names
+    spread = res.uncertainty[0]
+    visible = [names.index(n) for n in ("l_shoulder", "r_shoulder", "head", "thorax")]
+    hidden = [names.index(n) for n in ("l_knee", "r_knee", "l_ankle", "r_ankle")]
+    assert spread[hidden].mean() > 1.5 * spread[visible].mean()
+    kp = res.keypoints_2d[0]
+    assert kp[names.index("head"), 1] < kp[names.index("thorax"), 1] < kp[names.index("pelvis"), 1]
+    assert (out / "astronaut_render.png").is_file()
+
+
+@needs_bundled
+def test_demo_runs_with_the_bundled_model(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    printed = capsys.readouterr().out
+    assert "least certain" in printed
+    assert any(p.suffix == ".png" for p in (tmp_path / "demo").iterdir())

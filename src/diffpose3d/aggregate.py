@@ -1,4 +1,4 @@
-"""From N hypotheses to one pose and a per-joint uncertainty.
+"""From N hypotheses to one pose (the per-joint uncertainty is `metrics.hypothesis_covariance`).
 
 - `mean` is the paper's choice; `median` is the per-coordinate median (robust to one stray sample).
 - `reprojection` picks, per joint, the hypothesis whose 3D position reprojects closest to the input
@@ -41,16 +41,3 @@ def aggregate(hypotheses: torch.Tensor, method: str = "mean", keypoints_uv: torc
         index = best[:, None, :, None].expand(-1, 1, -1, 3)
         return hypotheses.gather(1, index).squeeze(1)
     raise ValueError(f"unknown aggregation '{method}' (choose from {', '.join(AGGREGATES)})")
-
-
-def hypothesis_covariance(hypotheses: torch.Tensor) -> torch.Tensor:
-    """Per-joint covariance of the hypotheses: (B, N, J, 3) -> (B, J, 3, 3) (zero for N = 1)."""
-    n = hypotheses.shape[1]
-    centred = hypotheses - hypotheses.mean(dim=1, keepdim=True)
-    cov = torch.einsum("bnji,bnjk->bjik", centred, centred)
-    return cov / max(n - 1, 1)
-
-
-def joint_spread(covariance: torch.Tensor) -> torch.Tensor:
-    """A per-joint scalar uncertainty: RMS standard deviation sqrt(trace / 3), same units as the poses."""
-    return (covariance.diagonal(dim1=-2, dim2=-1).sum(-1) / 3.0).clamp_min(0).sqrt()

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffpose3d.aggregate import aggregate, hypothesis_covariance, joint_spread
+from diffpose3d.aggregate import aggregate
+from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
 from diffpose3d.config import InferenceConfig
 from diffpose3d.frames import FrameSet, gmm_index
 from diffpose3d.model import DiffPoseModel
@@ -45,8 +46,9 @@ def lift_batches(
         xyz = states[..., 2:]
         xyz = xyz - xyz[..., :1, :]  # root-relative
         outs["pose"].append(aggregate(xyz, cfg.aggregate, kp).cpu().numpy())
-        outs["hyp"].append(xyz.cpu().numpy())
-        outs["cov"].append(hypothesis_covariance(xyz).cpu().numpy())
+        hyp = xyz.cpu().numpy()
+        outs["hyp"].append(hyp)
+        outs["cov"].append(hypothesis_covariance(hyp))
         outs["lifter"].append(lifter.cpu().numpy())
         outs["uv"].append(states[..., :2].cpu().numpy())
     cov = np.concatenate(outs["cov"])
@@ -54,7 +56,7 @@ def lift_batches(
         pose=np.concatenate(outs["pose"]),
         hypotheses=np.concatenate(outs["hyp"]),
         covariance=cov,
-        spread=joint_spread(torch.from_numpy(cov)).numpy(),
+        spread=spread_from_covariance(cov),
         lifter=np.concatenate(outs["lifter"]),
         uv=np.concatenate(outs["uv"]),
     )

@@ -163,10 +163,7 @@ def _hypothesis_moments(hypotheses: ArrayLike, truth: ArrayLike) -> tuple[np.nda
         raise ValueError(f"need hypotheses (T, N, J, 3) and truth (T, J, 3), got {h.shape} and {t.shape}")
     if h.shape[1] < 2:
         raise ValueError("calibration needs at least two hypotheses per frame")
-    mean = h.mean(axis=1)
-    dev = h - mean[:, None]
-    cov = np.einsum("tnja,tnjb->tjab", dev, dev) / (h.shape[1] - 1)
-    return mean, cov, t
+    return h.mean(axis=1), hypothesis_covariance(h), t
 
 
 def mahalanobis_sq(hypotheses: ArrayLike, truth: ArrayLike, *, eps: float = 1e-9) -> np.ndarray:
@@ -213,13 +210,25 @@ def coverage(
     return coverage_from_mahalanobis(mahalanobis_sq(hypotheses, truth), levels)
 
 
+def hypothesis_covariance(hypotheses: ArrayLike) -> np.ndarray:
+    """Per-joint sample covariance of the hypotheses: `(..., N, J, 3)` -> `(..., J, 3, 3)` (0 for N = 1)."""
+    h = np.asarray(hypotheses)
+    dev = h - h.mean(axis=-3, keepdims=True)
+    return np.einsum("...nja,...njb->...jab", dev, dev) / max(h.shape[-3] - 1, 1)
+
+
+def spread_from_covariance(covariance: ArrayLike) -> np.ndarray:
+    """The per-joint spread used everywhere: RMS standard deviation `sqrt(trace(Sigma) / 3)`."""
+    trace = np.trace(np.asarray(covariance), axis1=-2, axis2=-1) / 3.0
+    return np.sqrt(np.clip(trace, 0.0, None))
+
+
 def joint_spread(hypotheses: ArrayLike) -> np.ndarray:
-    """Predicted spread `(T, J)`: root-mean-square distance of the hypotheses from their mean."""
+    """Predicted spread `(T, J)` of hypotheses `(T, N, J, 3)` (see `spread_from_covariance`)."""
     h = np.asarray(hypotheses, dtype=np.float64)
     if h.ndim != 4 or h.shape[-1] != 3:
         raise ValueError(f"hypotheses must have shape (T, N, J, 3), got {h.shape}")
-    dev = h - h.mean(axis=1, keepdims=True)
-    return np.sqrt(np.mean(np.sum(dev**2, axis=-1), axis=1))
+    return spread_from_covariance(hypothesis_covariance(h))
 
 
 def rank_correlation(spread: ArrayLike, error: ArrayLike) -> float:

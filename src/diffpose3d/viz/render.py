@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
 from diffpose3d.io.images import to_rgb_uint8
+from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
 from diffpose3d.io.atomic import atomic_write
 from diffpose3d.io.video import VideoWriter
 
@@ -35,16 +36,8 @@ _TO_PLOT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
 def joint_spread_mm(covariance: np.ndarray) -> np.ndarray:
-    """Per-joint spread ``sqrt(trace(Sigma) / 3)`` in mm from covariances (..., 3, 3) in m^2."""
-    trace = np.trace(np.asarray(covariance, dtype=float), axis1=-2, axis2=-1) / 3.0
-    return np.sqrt(np.clip(trace, 0.0, None)) * 1000.0
-
-
-def hypothesis_covariance(hypotheses: np.ndarray) -> np.ndarray:
-    """Per-joint sample covariance (J, 3, 3) of hypotheses (N, J, 3)."""
-    h = np.asarray(hypotheses, dtype=float)
-    d = h - h.mean(axis=0, keepdims=True)
-    return np.einsum("nja,njb->jab", d, d) / max(len(h) - 1, 1)
+    """Per-joint spread in mm from covariances (..., 3, 3) in m^2 (`metrics.spread_from_covariance`)."""
+    return spread_from_covariance(np.asarray(covariance, dtype=float)) * 1000.0
 
 
 def _bone_colours(parents: Sequence[int], left: Sequence[int] | None, right: Sequence[int] | None) -> list[str]:
@@ -185,7 +178,7 @@ def render_frame(
     """
     width, height = int(size[0]), int(size[1])
     if covariance is None and hypotheses is not None and len(hypotheses) > 1:
-        covariance = hypothesis_covariance(hypotheses)
+        covariance = hypothesis_covariance(np.asarray(hypotheses, dtype=float))
     joint_colours = _bone_colours(parents, left, right)
     dpi = 100.0
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor=BACKGROUND)

@@ -6,25 +6,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from diffpose3d.checkpoint import save_bundle
-from diffpose3d.config import load_config
 from diffpose3d.io.results import load_result_npz, prediction_schema, write_result
-from diffpose3d.model import DiffPoseModel
 from diffpose3d.pipeline import DiffPose
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)
-    cfg = load_config(None, ["model.width=16", "model.blocks=1", "model.encoder_width=16", "model.encoder_blocks=1",
-                             "inference.hypotheses=4", "inference.steps=3"])
-    folder = tmp_path_factory.mktemp("tiny")
-    model = DiffPoseModel(cfg)
-    torch.nn.init.normal_(model.denoiser.head.weight, std=0.1)  # g starts at zero; make it act
-    save_bundle(model, cfg, folder, {"note": "untrained"})
-    return folder
 
 
 def _coco_keypoints(t=3):

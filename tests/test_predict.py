@@ -10,28 +10,15 @@ import json
 import jsonschema
 import numpy as np
 import pytest
-import torch
 
-from diffpose3d.checkpoint import default_checkpoint, save_bundle
+from diffpose3d.checkpoint import default_checkpoint
 from diffpose3d.cli import main
-from diffpose3d.config import load_config
 from diffpose3d.io.results import load_result_npz, prediction_schema
-from diffpose3d.model import DiffPoseModel
 
 needs_detector = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
                                      reason="the detector extra is not installed (pip install 'diffpose3d[detect]')")
 needs_bundled = pytest.mark.skipif(not (default_checkpoint() / "model.safetensors").is_file(),
                                    reason="no bundled model in this checkout")
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = load_config(None, ["model.width=16", "model.blocks=1", "model.encoder_width=16", "model.encoder_blocks=1",
-                             "inference.hypotheses=3", "inference.steps=2"])
-    folder = tmp_path_factory.mktemp("tiny")
-    save_bundle(DiffPoseModel(cfg), cfg, folder)
-    return folder
 
 
 def _astronaut_clip(path, frames=4):
@@ -55,7 +42,7 @@ def test_predict_on_a_video_keeps_frames_and_writes_decodable_renders(tiny_bundl
     code = main(["predict", str(clip), "--out", str(out), "--checkpoint", str(tiny_bundle), "--render", "--html", "--quiet"])
     assert code == 0
     result = load_result_npz(out / "clip.npz")
-    assert len(result) == 4 and result.hypotheses.shape[:2] == (4, 3)
+    assert len(result) == 4 and result.hypotheses.shape[:2] == (4, 4)
     jsonschema.validate(json.loads((out / "clip.json").read_text()), prediction_schema())
     with VideoReader(out / "clip_render.mp4") as reader:
         rendered = list(reader)

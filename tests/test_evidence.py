@@ -71,3 +71,18 @@ def test_authors_layout_to_mixture():
     g = authors_gmm_to_mixture(arr)
     assert torch.allclose(g.weights[0, 0], torch.tensor([1.0, 0.0, 0.0]))
     assert torch.allclose(g.covariances[0, 0, 0], torch.diag(torch.tensor([4.0, 9.0])))
+
+
+def test_visibility_blends_in_broader_copies_of_the_heatmap_modes():
+    from diffpose3d.inputs import stack_mixtures, with_visibility
+
+    g = _random_mixture(1, 3, 2, seed=5)
+    vis = np.array([[1.0, 0.5, 0.0]], np.float32)
+    out = with_visibility(g, vis, scale=3.0)
+    assert out.weights.shape == (1, 3, 4)
+    assert torch.allclose(out.weights.sum(-1), torch.ones(1, 3))
+    assert torch.allclose(out.mean(), g.mean(), atol=1e-6)  # same centre
+    spread = out.covariance().diagonal(dim1=-2, dim2=-1).sum(-1)[0]
+    assert spread[0] < spread[1] < spread[2]  # less visible -> broader
+    stacked = stack_mixtures([g, out])
+    assert stacked.weights.shape == (2, 3, 4) and torch.allclose(stacked.weights.sum(-1), torch.ones(2, 3))

@@ -20,9 +20,12 @@ from diffpose3d.errors import InputFileError
 from diffpose3d.evidence import broad_mixture
 from diffpose3d.io.images import is_image, list_images, read_image
 from diffpose3d.io.video import VideoReader, is_video
-from diffpose3d.uncertainty.gmm import GaussianMixture
+from diffpose3d.uncertainty.gmm import GaussianMixture, top_components
+from diffpose3d.uncertainty.synthetic import SyntheticDetectorConfig
 
 KEYPOINT_SUFFIXES = {".json", ".npz"}
+MAX_COMPONENTS = 5  # M of the per-joint 2D mixtures
+OCCLUSION_SCALE = SyntheticDetectorConfig().occlusion_scale
 
 
 @dataclass
@@ -43,18 +46,20 @@ class Evidence2D:
 
 def stack_mixtures(mixtures: list[GaussianMixture]) -> GaussianMixture:
     """Concatenate per-frame mixtures (1, J, M_i, 2) along time, padding with empty components."""
-    m = max(g.weights.shape[-1] for g in mixtures)
-    padded = []
-    for g in mixtures:
-        pad = m - g.weights.shape[-1]
-        if pad:
-            g = GaussianMixture(
-                torch.cat([g.weights, torch.zeros(*g.weights.shape[:-1], pad)], -1),
-                torch.cat([g.means, g.means[..., :1, :].expand(*g.means.shape[:-2], pad, 2)], -2),
-                torch.cat([g.covariances, g.covariances[..., :1, :, :].expand(*g.covariances.shape[:-3], pad, 2, 2)], -3),
-            )
-        padded.append(g)
-    return GaussianMixture.cat(padded, dim=0)
+    m = max(g.num_components for g in mixtures)
+    return GaussianMixture.cat([top_components(g, m) for g in mixtures], dim=0)
+
+
+def with_visibility(gmm: GaussianMixture, visibility: np.ndarray, scale: float = OCCLUSION_SCALE) -> GaussianMixture:
+    """Weigh heatmap evidence by the detector's visibility: with probability `c` the joint is where
+    its heatmap says; otherwise (occluded, out of frame) the same modes, `scale` times broader, as
+    the synthetic detector the models are trained with broadens occluded joints."""
+    c = torch.as_tensor(visibility, dtype=gmm.weights.dtype).clamp(0.0, 1.0).unsqueeze(-1)
+    return GaussianMixture(
+        torch.cat([gmm.weights * c, gmm.weights * (1 - c)], -1),
+        torch.cat([gmm.means, gmm.means], -2),
+        torch.cat([gmm.covariances, gmm.covariances * scale**2], -3),
+    )
 
 
 def detection_evidence(detection, image_size: tuple[int, int], num_joints: int) -> tuple[GaussianMixture, np.ndarray]:
@@ -66,6 +71,7 @@ def detection_evidence(detection, image_size: tuple[int, int], num_joints: int) 
     conf = np.asarray(detection.confidence, np.float32)[None]
     if detection.heatmaps is not None and detection.heatmap_to_image is not None:
         gmm = heatmaps_to_gmm(detection.heatmaps[None], detection.heatmap_to_image[None], image_size)
+        gmm = top_components(with_visibility(gmm, conf), MAX_COMPONENTS)
     else:
         gmm = keypoints_to_gmm(detection.keypoints[None], conf, image_size)
     return gmm, conf

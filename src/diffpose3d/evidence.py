@@ -20,6 +20,7 @@ import torch
 from diffpose3d.cameras import normalize_screen_coordinates
 from diffpose3d.config import EvidenceConfig
 from diffpose3d.data.base import PoseSequence
+from diffpose3d.errors import ConfigError
 from diffpose3d.skeleton import Skeleton, mapping_indices
 from diffpose3d.uncertainty.gmm import GaussianMixture, top_components
 
@@ -104,7 +105,10 @@ def evidence_for_sequence(
     """(keypoints_uv (T, J, 2), uv mixture (T, J, M, 2)) for one sequence, in the model's layout."""
     w, h = seq.image_size
     if seq.skeleton != skeleton.name and cfg.source in ("keypoints", "synthetic"):
-        raise ValueError(f"sequence layout {seq.skeleton} differs from the model's {skeleton.name}")
+        raise ConfigError(
+            f"{seq.key}: the data's joint layout is {seq.skeleton}, the model's is {skeleton.name} "
+            "(use a model trained on this dataset's layout)"
+        )
     if cfg.source == "keypoints":
         kp = torch.as_tensor(normalize_screen_coordinates(seq.keypoints_2d, w, h), dtype=torch.float32)
         return kp, gt_mixture(kp, cfg.min_std_px * 2.0 / w)
@@ -115,7 +119,7 @@ def evidence_for_sequence(
         gmm = pixel_gmm_to_normalised(gmm_px, w, h)
     elif cfg.source == "gmm_file":
         if seq.gmm_2d is None:
-            raise ValueError(f"evidence.source is gmm_file but {seq.key} has no attached GMM")
+            raise ConfigError(f"evidence.source is gmm_file but {seq.key} has no attached GMM (give the GMM file)")
         gmm = pixel_gmm_to_normalised(authors_gmm_to_mixture(seq.gmm_2d), w, h)
         gmm = map_gmm(gmm, seq.skeleton, skeleton.name)
     elif cfg.source == "confidence":
@@ -125,5 +129,5 @@ def evidence_for_sequence(
         gmm = keypoints_to_gmm(seq.keypoints_2d, conf, (w, h))
         gmm = map_gmm(gmm, seq.skeleton, skeleton.name)
     else:
-        raise ValueError(f"unknown evidence source '{cfg.source}' (keypoints | synthetic | gmm_file | confidence)")
+        raise ConfigError(f"unknown evidence source '{cfg.source}' (keypoints | synthetic | gmm_file | confidence)")
     return top_mode(gmm), gmm

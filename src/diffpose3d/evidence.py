@@ -61,7 +61,10 @@ def map_gmm(gmm: GaussianMixture, src: str, dst: str, max_components: int | None
     if src == dst:
         return gmm
     m = max_components or gmm.weights.shape[-1]
-    table = mapping_indices(src, dst)
+    try:
+        table = mapping_indices(src, dst)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     t = gmm.weights.shape[0]
     ws, mus, covs = [], [], []
     for sources in table:

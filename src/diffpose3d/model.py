@@ -4,11 +4,17 @@ Reading order: `context()` runs the frame lifter (f_ST and its 3D guess), `initi
 builds H_K per joint from the 2D evidence and the depth prior, `sample()` walks N samples of H_K to
 H_0 with the DDIM sampler. Nothing here trains; see `train.py`.
 
-Parametrisation of g: it predicts h_0 as an *anchor* plus a correction, `h_0 = a + g(h_k, k, [f_ST, a])`,
-where the anchor `a = (u, v, x, y, z)` is the detector's top 2D mode and the lifter's 3D guess (the
-centre of H_K). g's last layer starts at zero, so an untrained g reproduces the lifter and stage 2
-can only refine it; g still sees h_k, the step and f_ST as in the paper. This is one of the
-equivalent parametrisations METHOD.md leaves open (x0-prediction with a skip), chosen by measurement.
+Parametrisation of g (x0-prediction with a Gaussian-optimal skip):
+
+    h_0 = a + sqrt(abar_k) (h_k - a) + g(h_k, k, [f_ST, a])
+
+The anchor `a = (u, v, x, y, z)` is the detector's top 2D mode and the lifter's 3D guess, the centre
+of H_K. Without g, this is the exact posterior mean E[h_0 | h_k] when the truth scatters around `a`
+as H_K does (the lifter's residual spread, measured on validation data), so DDIM then carries every
+H_K sample to a distinct, calibrated hypothesis; g (whose last layer starts at zero) learns the
+correction from the evidence, the step and f_ST. Without the skip, a network can learn to ignore h_k,
+and the N hypotheses collapse onto one pose (measured: 0.05 mm spread). METHOD.md leaves the
+parametrisation open; this one was chosen by measurement.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class DiffPoseModel(nn.Module):
         # Spread of the lifter's residuals per joint and axis (metres), measured on validation data
         # after stage 1: the (x, y, z) part of H_K is centred on the lifter with this spread.
         self.register_buffer("residual_std", torch.full((j, 3), 0.05))
+        # Post-hoc calibration of the hypotheses' spread around their mean (fitted on validation
+        # data after stage 2, `train.fit_spread_scale`): a few DDIM steps contract the spread.
+        self.register_buffer("spread_scale", torch.ones(()))
 
     @property
     def device(self) -> torch.device:
@@ -65,8 +74,15 @@ class DiffPoseModel(nn.Module):
         return torch.cat([feats, keypoints_uv, xyz], dim=-1)
 
     def initial_distribution(self, uv_gmm: GaussianMixture, xyz_center: torch.Tensor) -> GaussianMixture:
-        """H_K: per-joint mixture over (u, v, x, y, z) with shapes (B, J, M, 5)."""
+        """H_K: per-joint mixture over (u, v, x, y, z) with shapes (B, J, M, 5).
+
+        The 3D part is centred on the lifter with its measured residual spread, widened for joints
+        whose 2D evidence is broader than the frame's typical joint (occluded, out of frame): that
+        excess 2D spread, carried to metres by the pose's weak-perspective scale, adds in quadrature.
+        """
         std = self.residual_std.to(xyz_center.dtype).expand_as(xyz_center)
+        extra = excess_2d_std_in_metres(uv_gmm, xyz_center)  # (B, J)
+        std = (std.square() + extra.unsqueeze(-1).square()).sqrt()
         return build_hk(uv_gmm, xyz_center, std, num_components=self.config.model.num_components)
 
     @torch.inference_mode()
@@ -98,13 +114,33 @@ class DiffPoseModel(nn.Module):
             self.g, hk.weights, hk.means, hk.cholesky(), self.conditioning(keypoints_uv, xyz, feats),
             num_hypotheses=hypotheses, generator=generator,
         )
-        return states, xyz
+        centre = states.mean(dim=1, keepdim=True)
+        return centre + self.spread_scale * (states - centre), xyz
 
     def g(self, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         """The reverse-process network as the sampler calls it: predicted h_0 (B, J, 5)."""
-        return anchored_prediction(self.denoiser, h_k, k, conditioning)
+        return anchored_prediction(self.denoiser, h_k, k, conditioning, self.schedule.alpha_bar)
 
 
-def anchored_prediction(denoiser: nn.Module, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
-    """h_0 = anchor + denoiser(h_k, k, [f_ST, anchor]); the anchor is the conditioning's last 5 channels."""
-    return conditioning[..., -STATE_DIM:] + denoiser(h_k, k, conditioning)
+def anchored_prediction(
+    denoiser: nn.Module, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor, alpha_bar: torch.Tensor
+) -> torch.Tensor:
+    """h_0 = a + sqrt(abar_k) (h_k - a) + denoiser(h_k, k, [f_ST, a]); `a` = the conditioning's last 5 channels."""
+    anchor = conditioning[..., -STATE_DIM:]
+    skip = alpha_bar.to(h_k.device, h_k.dtype)[k].sqrt().reshape(-1, 1, 1)
+    return anchor + skip * (h_k - anchor) + denoiser(h_k, k, conditioning)
+
+
+def excess_2d_std_in_metres(uv_gmm: GaussianMixture, xyz: torch.Tensor) -> torch.Tensor:
+    """Per joint, how much broader its 2D evidence is than the frame's median joint, in metres (B, J).
+
+    2D spread = sqrt(trace(mixture covariance) / 2) in normalised image units; the scale from image
+    to metres is the ratio of the 3D pose's RMS radius to the 2D evidence's (weak perspective).
+    """
+    var_uv = uv_gmm.covariance().diagonal(dim1=-2, dim2=-1).sum(-1) / 2  # (B, J)
+    centre_uv = uv_gmm.mean()
+    radius_uv = (centre_uv - centre_uv.mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()
+    radius_xyz = (xyz[..., :2] - xyz[..., :2].mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()
+    scale = radius_xyz / radius_uv.clamp_min(1e-3)  # (B,) metres per normalised unit
+    excess = (var_uv - var_uv.median(dim=1, keepdim=True).values).clamp_min(0)
+    return excess.sqrt() * scale.unsqueeze(1)

@@ -116,7 +116,7 @@ def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, dev
         k = k_all[rows].to(device)
         h_k, _ = q_sample(h0, k, hk.weights, hk.means, hk.cholesky(), model.schedule,
                           uniform=u_all[rows].to(device), normal=z_all[rows].to(device))
-        pred = anchored_prediction(net, h_k, k, model.conditioning(kp, xyz, feats))
+        pred = anchored_prediction(net, h_k, k, model.conditioning(kp, xyz, feats), model.schedule.alpha_bar)
         per_pose = (pred[..., 2:] - txyz).norm(dim=-1).mean(-1) + uv_weight * (pred[..., :2] - tuv).norm(dim=-1).mean(-1)
         return per_pose.sum() / b
 
@@ -131,6 +131,23 @@ def diffpose_val_mm(model: DiffPoseModel, val: FrameSet, config: Config) -> floa
     cfg = InferenceConfig(hypotheses=config.train.val_hypotheses, steps=config.train.val_steps, seed=config.train.seed)
     pred = predict_frames(model, val, cfg)
     return float(np.linalg.norm(pred.pose - val.target_xyz.numpy(), axis=-1).mean() * 1000.0)
+
+
+@torch.no_grad()
+def fit_spread_scale(model: DiffPoseModel, val: FrameSet, config: Config) -> float:
+    """The factor that makes the hypotheses' spread match the error of their mean on validation data:
+    s^2 = E ||mean - truth||^2 / E trace(covariance), over non-root joints, clamped to [0.5, 10]."""
+    cap = config.train.val_max_frames
+    if cap and len(val) > cap:
+        val = val.subset(torch.linspace(0, len(val) - 1, cap).long())
+    model.spread_scale.fill_(1.0)
+    cfg = InferenceConfig(hypotheses=max(config.train.val_hypotheses, 2), steps=config.train.val_steps, seed=config.train.seed)
+    pred = predict_frames(model, val, cfg)
+    err2 = np.square(pred.pose - val.target_xyz.numpy()).sum(-1)[:, 1:]
+    var = np.trace(pred.covariance, axis1=-2, axis2=-1)[:, 1:]
+    scale = float(np.clip(np.sqrt(err2.mean() / max(var.mean(), 1e-12)), 0.5, 10.0))
+    model.spread_scale.fill_(scale)
+    return scale
 
 
 def train_encoder(
@@ -219,6 +236,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     model.residual_std.copy_(residual.std(dim=0).clamp_min(1e-3).to(device))
     t1 = time.monotonic()
     stage2 = train_denoiser(model, train_frames, val_frames, config, device, budget, **common)
+    stage2["spread_scale"] = fit_spread_scale(model, val_frames, config)
     t2 = time.monotonic()
 
     info = {

@@ -1,0 +1,59 @@
+"""The model's parametrisation: with g = 0 the sampler is exact for a Gaussian H_K, so the N
+hypotheses scatter around the lifter exactly as H_K says (calibrated by construction)."""
+
+import torch
+
+from diffpose3d.config import load_config
+from diffpose3d.evidence import gt_mixture
+from diffpose3d.model import DiffPoseModel, excess_2d_std_in_metres
+from diffpose3d.uncertainty.gmm import GaussianMixture
+
+
+def _model(steps=50):
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.width=16", "model.blocks=1", "model.encoder_width=16", "model.encoder_blocks=1",
+                             f"model.num_steps={steps}"])
+    model = DiffPoseModel(cfg).eval()
+    model.residual_std.fill_(0.05)
+    return model
+
+
+def test_untrained_g_maps_hk_samples_to_hypotheses_with_the_hk_spread():
+    model = _model()
+    kp = torch.rand(2, 15, 2) * 0.8 - 0.4
+    gmm = gt_mixture(kp, 0.01)
+    states, lifter = model.sample(kp, gmm, hypotheses=400, steps=50, generator=torch.Generator().manual_seed(0))
+    xyz = states[..., 2:]
+    assert torch.allclose(xyz.mean(1), lifter, atol=0.01)  # centred on the lifter
+    fine = float(xyz[:, :, 1:].std(1).mean())  # joints other than the root
+    assert 0.045 < fine < 0.055
+    # 5 coarse DDIM steps contract the spread (by about prod cos(dtheta) ~ 0.78 here); the
+    # model's spread_scale, fitted on validation data after training, undoes such contraction.
+    states, _ = model.sample(kp, gmm, hypotheses=400, steps=5, generator=torch.Generator().manual_seed(0))
+    coarse = float(states[..., 2:][:, :, 1:].std(1).mean())
+    assert 0.7 < coarse / fine < 0.85
+    model.spread_scale.fill_(fine / coarse)
+    states, _ = model.sample(kp, gmm, hypotheses=400, steps=5, generator=torch.Generator().manual_seed(0))
+    assert abs(float(states[..., 2:][:, :, 1:].std(1).mean()) - fine) < 0.002
+
+
+def test_hypotheses_differ_and_the_root_is_not_special_in_the_state():
+    model = _model()
+    kp = torch.rand(1, 15, 2) * 0.8 - 0.4
+    states, _ = model.sample(kp, gt_mixture(kp, 0.01), hypotheses=5, steps=5, generator=torch.Generator().manual_seed(1))
+    assert float((states[0, 0] - states[0, 1]).abs().max()) > 1e-3
+
+
+def test_broad_2d_evidence_widens_the_3d_part_of_hk():
+    kp = torch.rand(3, 15, 2) * 0.8 - 0.4
+    gmm = gt_mixture(kp, 0.01)
+    cov = gmm.covariances.clone()
+    cov[:, 10] *= 400  # joint 10: 20x broader 2D evidence (occluded / out of frame)
+    broad = GaussianMixture(gmm.weights, gmm.means, cov)
+    xyz = torch.randn(3, 15, 3) * 0.3
+    extra = excess_2d_std_in_metres(broad, xyz)
+    assert torch.all(extra[:, 10] > 0.05) and torch.allclose(extra[:, :10], torch.zeros(3, 10))
+    model = _model()
+    hk = model.initial_distribution(broad, xyz)
+    var = hk.covariance().diagonal(dim1=-2, dim2=-1)[..., 2:]  # (B, J, 3)
+    assert torch.all(var[:, 10] > 2 * var[:, 9])

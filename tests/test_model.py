@@ -57,3 +57,18 @@ def test_broad_2d_evidence_widens_the_3d_part_of_hk():
     hk = model.initial_distribution(broad, xyz)
     var = hk.covariance().diagonal(dim1=-2, dim2=-1)[..., 2:]  # (B, J, 3)
     assert torch.all(var[:, 10] > 2 * var[:, 9])
+
+
+def test_antithetic_pairs_remove_the_monte_carlo_blur_of_the_mean():
+    model = _model()
+    kp = torch.rand(3, 15, 2) * 0.8 - 0.4
+    gmm = gt_mixture(kp, 0.01)
+    gen = torch.Generator().manual_seed(2)
+    states, lifter = model.sample(kp, gmm, hypotheses=4, steps=5, generator=gen, antithetic=True)
+    xyz = states[..., 2:]
+    # with g = 0 the map from H_K noise to hypotheses is linear: mirrored pairs cancel exactly
+    assert torch.allclose(xyz.mean(1), lifter, atol=1e-5)
+    assert torch.allclose(xyz[:, 0] - lifter, -(xyz[:, 2] - lifter), atol=1e-5)
+    assert float((xyz[:, 0] - xyz[:, 1]).abs().max()) > 1e-3
+    plain, _ = model.sample(kp, gmm, hypotheses=4, steps=5, generator=torch.Generator().manual_seed(2))
+    assert float((plain[..., 2:].mean(1) - lifter).abs().max()) > 1e-3

@@ -101,6 +101,7 @@ class InferenceConfig:
     hypotheses: int = 5  # N
     steps: int = 5  # DDIM steps (<= K)
     eta: float = 0.0
+    antithetic: bool = True  # hypotheses in mirrored pairs: a mean without Monte Carlo blur
     aggregate: str = "mean"  # mean | median | reprojection
     mode: str = "diffpose"  # diffpose | authors (deterministic refinement, N = 1, no f_ST)
     seed: int = 0

@@ -41,7 +41,7 @@ def lift_batches(
         gmm = gmm_index(uv_gmm, idx).to(device)
         states, lifter = model.sample(
             kp, gmm, hypotheses=cfg.hypotheses, steps=cfg.steps, eta=cfg.eta,
-            generator=generator, mode=cfg.mode,
+            generator=generator, mode=cfg.mode, antithetic=cfg.antithetic,
         )
         xyz = states[..., 2:]
         xyz = xyz - xyz[..., :1, :]  # root-relative

@@ -96,6 +96,7 @@ class DiffPoseModel(nn.Module):
         eta: float = 0.0,
         generator: torch.Generator | None = None,
         mode: str = "diffpose",
+        antithetic: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """N hypotheses per frame: returns (states (B, N, J, 5), lifter xyz (B, J, 3))."""
         xyz, feats = self.context(keypoints_uv)
@@ -112,7 +113,7 @@ class DiffPoseModel(nn.Module):
         sampler = DDIMSampler(self.schedule, num_steps=steps, eta=eta)
         states = sampler.sample(
             self.g, hk.weights, hk.means, hk.cholesky(), self.conditioning(keypoints_uv, xyz, feats),
-            num_hypotheses=hypotheses, generator=generator,
+            num_hypotheses=hypotheses, generator=generator, antithetic=antithetic,
         )
         centre = states.mean(dim=1, keepdim=True)
         return centre + self.spread_scale * (states - centre), xyz

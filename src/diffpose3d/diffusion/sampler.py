@@ -99,6 +99,7 @@ class DDIMSampler:
         num_hypotheses: int = 5,
         generator: torch.Generator | None = None,
         noise_groups: int | None = None,
+        antithetic: bool = False,
     ) -> torch.Tensor:
         """Draw `N = num_hypotheses` poses per frame from H_K and denoise them.
 
@@ -112,6 +113,11 @@ class DDIMSampler:
         components (and, with `eta > 0`, the same step noise). Each frame still colours the shared
         draw with its own mixture, so the N outputs are N plausible motions instead of per-frame
         jitter. `None` (default) draws independently per frame; `G = 1` gives the same numbers.
+
+        `antithetic` draws the hypotheses in mirrored pairs: hypothesis `n + ceil(N / 2)` uses the
+        same components as hypothesis `n` and the negated standard-normal noise. Each hypothesis is
+        still a draw from H_K, but the mean of the N carries far less Monte Carlo noise (exactly none
+        from the pairs where g is linear), so the point estimate is not blurred by the sampling.
         """
         assert num_hypotheses >= 1, f"num_hypotheses must be >= 1, got {num_hypotheses}"
         B, J, M, D = means.shape
@@ -123,15 +129,20 @@ class DDIMSampler:
             return t.unsqueeze(1).expand((B, N) + t.shape[1:]).reshape((B * N,) + t.shape[1:])
 
         ctx = rep(context) if context is not None else None
-        if noise_groups is None:
+        if noise_groups is None and not antithetic:
             # The H_K draw: one component per joint and hypothesis, kept for the whole trajectory.
             h, _, mu, L = sample_mixture(rep(weights), rep(means), rep(chol), generator)
         else:
-            assert noise_groups >= 1, f"noise_groups must be >= 1, got {noise_groups}"
-            u = shared_draw(torch.rand, (B, N, J, 1), noise_groups, means, generator)
+            group = noise_groups or 1
+            assert group >= 1, f"noise_groups must be >= 1, got {noise_groups}"
+            free = -(-N // 2) if antithetic else N  # hypotheses drawn freely; the rest mirror them
+            u = shared_draw(torch.rand, (B, free, J, 1), group, means, generator)
+            z0 = shared_draw(torch.randn, (B, free, J, D), group, means, generator)
+            if antithetic:
+                u = _mirror(u.reshape(B, free, J, 1), N, negate=False)
+                z0 = _mirror(z0.reshape(B, free, J, D), N, negate=True)
             m = components_from_uniform(rep(weights), u)
             mu, L = gather_component(rep(means), rep(chol), m)
-            z0 = shared_draw(torch.randn, (B, N, J, D), noise_groups, means, generator)
             h = mu + (L @ z0.unsqueeze(-1)).squeeze(-1)
         for k, k_prev in self.pairs:
             k_batch = torch.full((B * N,), k, dtype=torch.long, device=h.device)
@@ -141,6 +152,13 @@ class DDIMSampler:
                 z = shared_draw(torch.randn, (B, N, J, D), noise_groups, means, generator)
             h, _ = self.step(pred_h0, k, k_prev, h, mu, L, generator=generator, z=z)
         return h.reshape(B, N, J, D)
+
+
+def _mirror(draws: torch.Tensor, n: int, negate: bool) -> torch.Tensor:
+    """(B, F, ...) free draws -> (B * n, ...): the first F, then the first n - F again (negated)."""
+    rest = draws[:, : n - draws.shape[1]]
+    full = torch.cat([draws, -rest if negate else rest], dim=1)
+    return full.reshape((-1,) + tuple(draws.shape[2:]))
 
 
 def shared_draw(

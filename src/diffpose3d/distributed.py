@@ -5,7 +5,8 @@
 Every rank draws the same global batch and the same randomness (flip, diffusion step, noise) from
 identically seeded generators and computes the loss on its own shard of that batch; DDP averages the
 gradients. So N processes follow the same trajectory as one process with the same global batch
-(up to floating-point summation order). Rank 0 alone logs and writes checkpoints.
+(up to floating-point summation order; with dropout > 0 the masks, drawn per rank, differ).
+Rank 0 alone logs and writes checkpoints.
 Several machines: give torchrun `--nnodes`, `--node_rank` and `--rdzv_endpoint host:port`.
 """
 

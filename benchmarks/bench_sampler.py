@@ -33,7 +33,8 @@ def main() -> None:
     print(f"dense fp32 matmul peak (2048^3, measured now): {peak:.1f} GFLOP/s")
     h = torch.randn(args.frames, j, 5)
     k = torch.full((args.frames,), 10)
-    ctx = model.context(kp)[1]
+    xyz, feats = model.context(kp)
+    ctx = model.conditioning(kp, xyz, feats)
     with torch.inference_mode():
         flops_pose_step = count_flops(lambda: model.denoiser(h, k, ctx)) / args.frames
     print(f"denoiser: {flops_pose_step / 1e6:.2f} MFLOP per pose and step "

@@ -21,6 +21,7 @@ Components come out sorted by weight, heaviest first.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -28,6 +29,8 @@ from diffpose3d.uncertainty.gmm import GaussianMixture
 
 COVARIANCE_TYPES = ("full", "diag")
 INIT_METHODS = ("kmeans++", "kmeans")
+_LOG2E, _LN2 = 1.0 / math.log(2.0), math.log(2.0)
+_CACHE_ELEMENTS = 2**19  # responsibilities per chunk (2 MB of float32: about one core's L2)
 _MEMORY_ELEMENTS = 2**24  # per-chunk working set, in elements (about 64 MB of float32 per big tensor)
 
 
@@ -85,17 +88,48 @@ def fit_gmm(
     if generator is None:
         generator = torch.Generator(device=x.device).manual_seed(seed)
     m = num_components
-    chunk = chunk_size or max(1, _MEMORY_ELEMENTS // (n * (m + 2 * (d * d + d + 1))))
+    chunk = chunk_size or _default_chunk(n, m, d)
+    starts = range(0, b, chunk)
+    # One seed per chunk, drawn up front: results depend on the chunking, never on thread timing.
+    seeds = torch.randint(0, 2**62, (len(starts),), generator=generator, device=generator.device).tolist()
 
-    out_w, out_mu, out_cov, out_ll = [], [], [], []
-    for start in range(0, b, chunk):
+    def run(start: int, seed: int):
         sl = slice(start, start + chunk)
-        res = _fit_chunk(x[sl], w[sl], m, covariance, max_iter, tol, reg_covar, reg_abs[sl],
-                         init, kmeans_iter, generator)
-        for acc, value in zip((out_w, out_mu, out_cov, out_ll), res):
-            acc.append(value)
-    gmm = GaussianMixture(torch.cat(out_w), torch.cat(out_mu), torch.cat(out_cov))
-    return gmm, torch.cat(out_ll)
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        return _fit_chunk(x[sl], w[sl], m, covariance, max_iter, tol, reg_covar, reg_abs[sl], init, kmeans_iter, gen)
+
+    results = _map_chunks(run, list(starts), seeds, parallel=x.device.type == "cpu")
+    out_w, out_mu, out_cov, out_ll = (torch.cat(parts) for parts in zip(*results))
+    gmm = GaussianMixture(out_w, out_mu, out_cov)
+    return gmm, out_ll
+
+
+def _default_chunk(n: int, m: int, d: int) -> int:
+    """Fits per chunk: the `(chunk, M, N)` responsibilities stay cache-sized (measured fastest), and
+    the whole working set stays within the memory budget."""
+    by_cache = _CACHE_ELEMENTS // (n * m)
+    by_memory = _MEMORY_ELEMENTS // (n * (m + 2 * (d * d + d + 1)))
+    return max(1, min(by_cache, by_memory))
+
+
+def _map_chunks(run, starts: list[int], seeds: list[int], parallel: bool) -> list:
+    """`run(start, seed)` for every chunk, on `torch.get_num_threads()` threads when there is more
+    than one chunk (CPU). Tiny batched GEMMs slow down when torch splits them over threads, so each
+    worker runs its chunk's operations on one thread; the torch setting is restored afterwards."""
+    before = torch.get_num_threads()
+    threads = min(before, len(starts))
+    if not parallel or threads < 2:
+        return [run(start, seed) for start, seed in zip(starts, seeds)]
+
+    def one_thread_run(start: int, seed: int):
+        torch.set_num_threads(1)
+        return run(start, seed)
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(one_thread_run, starts, seeds))
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- one chunk ---------------------------------------------------------------------------------
@@ -119,8 +153,8 @@ def _fit_chunk(x, w, m, covariance, max_iter, tol, reg_rel, reg_abs, init, kmean
     lay = _Layout(d, full, z)
     reg = reg[:, lay.first] * lay.diag_mask  # packed (b, P): only on the diagonal entries
     feats = _features(z, lay)  # (b, N, K): EM needs only these sufficient statistics
-    feats_t = feats.transpose(1, 2).contiguous()  # (b, K, N): component-major products are faster
-    resp = torch.nn.functional.one_hot(_sqdist(z, centers).argmin(-1), m).to(z.dtype)
+    feats_t = feats.transpose(1, 2).contiguous()  # (b, K, N): both layouts, see `_e_step`
+    resp = torch.nn.functional.one_hot(_sqdist(z.transpose(1, 2), centers).min(1).indices, m).to(z.dtype)
     params = _m_step(torch.bmm((w.unsqueeze(-1) * resp).transpose(1, 2), feats), reg, lay)
 
     # Working set: fits leave it in batches once converged; a converged fit's parameters are
@@ -194,10 +228,13 @@ def _features(z: torch.Tensor, lay: _Layout) -> torch.Tensor:
     return torch.cat([torch.ones_like(z[..., :1]), z, z[..., lay.first] * z[..., lay.second]], -1)
 
 
-def _sqdist(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Squared distances `(b, N, M)` between samples `(b, N, D)` and centres `(b, M, D)`."""
-    cross = torch.bmm(z, centers.transpose(1, 2))
-    return ((z * z).sum(-1, keepdim=True) - 2 * cross + (centers * centers).sum(-1).unsqueeze(1)).clamp_min(0)
+def _sqdist(zt: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Squared distances `(b, M, N)` between samples `zt (b, D, N)` (feature-major) and centres
+    `(b, M, D)`, accumulated feature by feature: for small D far faster than a batched GEMM."""
+    dist = (centers[:, :, 0, None] - zt[:, None, 0, :]).square_()
+    for k in range(1, zt.shape[1]):
+        dist.add_((centers[:, :, k, None] - zt[:, None, k, :]).square_())
+    return dist
 
 
 def _draw(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -213,6 +250,7 @@ def _kmeanspp(z: torch.Tensor, w: torch.Tensor, m: int, generator: torch.Generat
     probability `w * dist^2`, as in scikit-learn.
     """
     b, n, d = z.shape
+    zt = z.transpose(1, 2).contiguous()
     rows = torch.arange(b, device=z.device)
     trials = 2 + int(math.log(m))
     no_mass = (w.sum(1, keepdim=True) <= 0).to(z.dtype)
@@ -225,7 +263,7 @@ def _kmeanspp(z: torch.Tensor, w: torch.Tensor, m: int, generator: torch.Generat
         p = torch.where(empty, w + no_mass, p)
         cand = torch.multinomial(p.to(generator.device), trials, replacement=True, generator=generator)
         cand = z[rows.unsqueeze(1), cand.to(z.device)]  # (b, L, D)
-        cand_dist = torch.minimum(dist.unsqueeze(1), _sqdist(z, cand).transpose(1, 2))  # (b, L, N)
+        cand_dist = torch.minimum(dist.unsqueeze(1), _sqdist(zt, cand))  # (b, L, N)
         best = (cand_dist * w.unsqueeze(1)).sum(-1).argmin(1)  # (b,)
         centers.append(cand[rows, best])
         dist = cand_dist[rows, best]
@@ -235,9 +273,10 @@ def _kmeanspp(z: torch.Tensor, w: torch.Tensor, m: int, generator: torch.Generat
 def _lloyd(z: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, iters: int) -> torch.Tensor:
     """Weighted Lloyd iterations; an empty cluster keeps its centre."""
     m = centers.shape[1]
+    zt = z.transpose(1, 2).contiguous()
     labels = None
     for _ in range(iters):
-        new = _sqdist(z, centers).argmin(-1)
+        new = _sqdist(zt, centers).min(1).indices
         if labels is not None and bool((new == labels).all()):
             break
         labels = new
@@ -256,7 +295,7 @@ def _m_step(stats: torch.Tensor, reg: torch.Tensor, lay: _Layout):
     empty = (nk < eps).unsqueeze(-1)
     nk_safe = nk.clamp_min(eps).unsqueeze(-1)
     mu = stats[..., 1 : 1 + d] / nk_safe
-    cov = stats[..., 1 + d :] / nk_safe - mu[..., lay.first] * mu[..., lay.second]
+    cov = stats[..., 1 + d :] / nk_safe - mu.index_select(-1, lay.first) * mu.index_select(-1, lay.second)
     cov = cov + (-cov).clamp_min(0) * lay.diag_mask  # cancellation can dip a variance below 0
     cov = cov + reg.unsqueeze(1)
     # An emptied component becomes broad and nearly weightless: the (standardised) data moments.
@@ -282,14 +321,17 @@ def _e_step(feats: torch.Tensor, feats_t: torch.Tensor, w: torch.Tensor, params,
         prec, logdet = _precision(cov, lay)
         pmu = (lay.unpack(prec) * mu.unsqueeze(-2)).sum(-1)  # (b, M, D)
     const = -0.5 * ((mu * pmu).sum(-1) + logdet + d * math.log(2 * math.pi)) + pi.log()
-    coef = torch.cat([const.unsqueeze(-1), pmu, prec * lay.quad_scale], -1)  # (b, M, K)
-    log_p = torch.bmm(coef, feats_t)  # (b, M, N), component-major
-    top = log_p.amax(1, keepdim=True)
-    p = log_p.sub_(top).exp_()
+    # base-2 log-densities: exp2 is several times cheaper than exp on CPU
+    coef = torch.cat([const.unsqueeze(-1), pmu, prec * lay.quad_scale], -1).mul_(_LOG2E)  # (b, M, K)
+    # Operand layouts chosen by measurement (MKL batched GEMM on tiny matrices, one thread): the
+    # transposed views of the two stored layouts are the fast ones, except the statistics for K > 12.
+    log2_p = torch.bmm(coef, feats.transpose(1, 2))  # (b, M, N), component-major
+    top = log2_p.amax(1, keepdim=True)
+    p = log2_p.sub_(top).exp2_()
     total = p.sum(1, keepdim=True)  # (b, 1, N)
-    ll_n = (total.log() + top).squeeze(1)  # (b, N)
+    ll_n = (total.log2() + top).squeeze(1).mul_(_LN2)  # (b, N), natural log
     p.mul_(w.unsqueeze(1) / total)  # weighted responsibilities
-    stats = torch.bmm(p, feats)  # (b, M, K)
+    stats = torch.bmm(p, feats_t.transpose(1, 2) if feats.shape[-1] <= 12 else feats)  # (b, M, K)
     return (w * ll_n).sum(1), stats
 
 

@@ -6,6 +6,7 @@ test uses the bundled model (it checks that out-of-frame joints come out uncerta
 
 import importlib.util
 import json
+import re
 
 import jsonschema
 import numpy as np
@@ -89,3 +90,60 @@ def test_demo_runs_with_the_bundled_model(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "least certain" in printed
     assert any(p.suffix == ".png" for p in (tmp_path / "demo").iterdir())
+
+
+def _heatmaps_npz(path, frames=1, joints=17, layout="coco17", image_size=(32, 32), affine=None, fill=None):
+    heat = np.zeros((frames, joints, 8, 8), np.float32)
+    heat[..., 3, 4] = 1.0
+    if fill is not None:
+        heat[:, 0] = fill
+    if affine is None:
+        affine = np.tile(np.array([[4.0, 0, 0], [0, 4.0, 0]]), (frames, 1, 1))
+    np.savez(path, heatmaps=heat, heatmap_to_image=affine, image_size=np.array(image_size), layout=np.array(layout))
+    return path
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"frames": 0}, "heatmaps are empty"),
+    ({"layout": "zzz"}, "layout 'zzz' does not fit 17 heatmaps"),
+    ({"joints": 15}, "layout 'coco17' does not fit 15 heatmaps"),
+    ({"image_size": (0, 32)}, "image_size must be positive"),
+    ({"image_size": 32}, r"image_size must be \(width, height\)"),
+    ({"affine": np.full((1, 2, 3), np.nan)}, "heatmap_to_image holds NaN or inf"),
+    ({"affine": np.array([[[1e20, 0, 0], [0, 4, 0]]])}, "heatmap_to_image maps the heatmaps more than 100 image"),
+])
+def test_bad_heatmap_files_give_one_line_errors(tiny_bundle, tmp_path, capsys, kwargs, message):
+    src = _heatmaps_npz(tmp_path / "heat.npz", **kwargs)
+    assert main(["predict", str(src), "--out", str(tmp_path / "out"), "--checkpoint", str(tiny_bundle), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{src}: " in err[0] and re.search(message, err[0]), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_heatmaps_are_missing_joints_and_damaged_zips_are_errors(tmp_path):
+    from diffpose3d.errors import InputFileError
+    from diffpose3d.inputs import read_input
+
+    ev = read_input(_heatmaps_npz(tmp_path / "heat.npz", fill=np.nan))
+    assert ev.confidence[0, 0] == 0 and np.isfinite(ev.confidence).all()
+    data = (tmp_path / "heat.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="cut.npz: not a readable npz"):
+        read_input(tmp_path / "cut.npz")
+
+
+def test_unwritable_output_gives_one_line_error_and_no_partial_pair(tiny_bundle, tmp_path, capsys):
+    src = tmp_path / "people.npz"
+    np.savez(src, keypoints=np.random.default_rng(1).uniform(50, 400, (2, 17, 2)), image_size=np.array([640, 480]))
+    args = ["--checkpoint", str(tiny_bundle), "--quiet"]
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert main(["predict", str(src), "--out", str(tmp_path / "taken"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"diffpose3d predict: error: {tmp_path / 'taken'}: cannot create the output folder (File exists)"]
+
+    out = tmp_path / "out"
+    (out / "people.json").mkdir(parents=True)  # the JSON cannot be written: the npz must not stay behind
+    assert main(["predict", str(src), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{out / 'people.json'}: cannot write" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["people.json"]

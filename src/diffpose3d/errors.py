@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks (from embedded exception messages or array reprs) folded into spaces."""
+    return " ".join(str(text).split())
+
+
 class DiffPoseError(Exception):
     """Base class of every error the CLI reports as a single line with a non-zero exit code."""
 
@@ -14,8 +19,17 @@ class InputFileError(DiffPoseError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        self.problem = one_line(problem)
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+class OutputFileError(DiffPoseError):
+    """A file or folder the user asked to write cannot be written."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = one_line(problem)
+        super().__init__(f"{self.path}: {self.problem}")
 
 
 class ConfigError(DiffPoseError):

@@ -24,6 +24,7 @@ from diffpose3d.uncertainty.gmm import GaussianMixture, top_components
 from diffpose3d.uncertainty.synthetic import SyntheticDetectorConfig
 
 KEYPOINT_SUFFIXES = {".json", ".npz"}
+HEATMAP_KEYS = ("heatmaps", "heatmap_to_image", "image_size", "layout")
 MAX_COMPONENTS = 5  # M of the per-joint 2D mixtures
 OCCLUSION_SCALE = SyntheticDetectorConfig().occlusion_scale
 
@@ -172,25 +173,13 @@ def _from_video(path: Path, detector_factory, progress: bool) -> Evidence2D:
 
 def _from_file(path: Path, layout: str, source_layout: str | None, image_size: tuple[int, int] | None) -> Evidence2D:
     """A heatmaps npz (keys heatmaps, heatmap_to_image, image_size, layout) or a keypoints file."""
-    from diffpose3d.uncertainty.heatmaps import heatmaps_to_gmm, keypoints_to_gmm
+    from diffpose3d.data.keypoints import load_keypoints
+    from diffpose3d.uncertainty.heatmaps import keypoints_to_gmm
 
     if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                keys = set(f.files)
-                if "heatmaps" in keys:
-                    heatmaps = np.asarray(f["heatmaps"], np.float32)
-                    affine = np.asarray(f["heatmap_to_image"], np.float64)
-                    size = tuple(int(v) for v in f["image_size"])
-                    layout = str(f["layout"])
-                    if heatmaps.ndim != 4 or affine.shape != (heatmaps.shape[0], 2, 3) or len(size) != 2:
-                        raise InputFileError(path, "heatmaps must be (T, J, H, W) with heatmap_to_image (T, 2, 3)")
-                    gmm = heatmaps_to_gmm(heatmaps, affine, size)
-                    conf = np.clip(heatmaps.reshape(*heatmaps.shape[:2], -1).sum(-1), 0, 1).astype(np.float32)
-                    return Evidence2D(path.stem, layout, size, gmm, conf, np.arange(len(heatmaps)), "heatmaps")
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputFileError(path, f"not a readable npz ({exc})") from None
-    from diffpose3d.data.keypoints import load_keypoints
+        arrays = _load_heatmap_arrays(path)
+        if arrays is not None:
+            return _from_heatmaps(path, arrays)
 
     seq = load_keypoints(path, layout=layout, image_size=image_size, src_layout=source_layout)
     conf = seq.confidence if seq.confidence is not None else np.ones(seq.keypoints_2d.shape[:2], np.float32)
@@ -199,3 +188,51 @@ def _from_file(path: Path, layout: str, source_layout: str | None, image_size: t
     gmm = keypoints_to_gmm(kp, conf, seq.image_size)
     frames = seq.frame_indices if seq.frame_indices is not None else np.arange(len(seq))
     return Evidence2D(path.stem, seq.skeleton, tuple(seq.image_size), gmm, conf, np.asarray(frames), "keypoints")
+
+
+def _load_heatmap_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a heatmaps npz, or None when the npz holds no `heatmaps` (a keypoints file)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "heatmaps" not in f.files:
+                return None
+            missing = [k for k in HEATMAP_KEYS if k not in f.files]
+            if missing:
+                raise InputFileError(path, f"a heatmaps npz also needs {', '.join(missing)}")
+            return {k: f[k] for k in HEATMAP_KEYS}
+    except InputFileError:
+        raise
+    except Exception as exc:  # a damaged file fails in many ways: zip, zlib, npy header, absurd sizes
+        raise InputFileError(path, f"not a readable npz ({exc.__class__.__name__}: {exc})") from None
+
+
+def _from_heatmaps(path: Path, arrays: dict[str, np.ndarray]) -> Evidence2D:
+    from diffpose3d.data.keypoints import FAR_OUTSIDE, check_image_size
+    from diffpose3d.skeleton import SKELETON_NAMES, get_skeleton
+    from diffpose3d.uncertainty.heatmaps import heatmaps_to_gmm
+
+    if arrays["heatmaps"].dtype.kind not in "biuf" or arrays["heatmap_to_image"].dtype.kind not in "iuf":
+        raise InputFileError(path, "heatmaps and heatmap_to_image must be real-valued numeric arrays")
+    with np.errstate(over="ignore"):  # too large for float32: inf, which counts as no evidence
+        heatmaps = arrays["heatmaps"].astype(np.float32)
+    affine = arrays["heatmap_to_image"].astype(np.float64)
+    size = check_image_size(arrays["image_size"], path)
+    layout = str(arrays["layout"])
+    if heatmaps.ndim != 4 or affine.shape != (heatmaps.shape[0], 2, 3):
+        raise InputFileError(path, "heatmaps must be (T, J, H, W) with heatmap_to_image (T, 2, 3)")
+    if 0 in heatmaps.shape:
+        raise InputFileError(path, f"heatmaps are empty: shape {heatmaps.shape}")
+    h, w = heatmaps.shape[2:]
+    if layout not in SKELETON_NAMES or get_skeleton(layout).num_joints != heatmaps.shape[1]:
+        raise InputFileError(path, f"layout '{layout}' does not fit {heatmaps.shape[1]} heatmaps per frame")
+    if not np.isfinite(affine).all():
+        raise InputFileError(path, "heatmap_to_image holds NaN or inf")
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64).T
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = np.abs(affine @ corners).max()
+    if not reach <= FAR_OUTSIDE * max(size):
+        raise InputFileError(path, f"heatmap_to_image maps the heatmaps more than {FAR_OUTSIDE} image sizes away")
+    gmm = heatmaps_to_gmm(heatmaps, affine, size)
+    mass = np.nan_to_num(heatmaps, nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)  # as heatmaps_to_gmm counts it
+    conf = np.clip(mass.reshape(*heatmaps.shape[:2], -1).sum(-1), 0, 1).astype(np.float32)
+    return Evidence2D(path.stem, layout, size, gmm, conf, np.arange(len(heatmaps)), "heatmaps")

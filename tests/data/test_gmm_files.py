@@ -52,3 +52,9 @@ def test_validation(tmp_path: Path, h36m_files: dict[str, Path], write_npz) -> N
         attach_gmm([s for s in seqs if s.name == "Walking 1"], path)
     with pytest.raises(InputFileError, match="partial.npz: no mixture for S1 'Directions' camera 0"):
         attach_gmm(seqs, path)
+
+
+def test_numbers_too_large_for_float(tmp_path: Path, write_npz) -> None:
+    path = write_npz(tmp_path / "huge.npz", positions_2d={"S1": {"Walking": [[10**400, 1]]}})
+    with pytest.raises(InputFileError, match="huge.npz: 'S1/Walking' camera 0: not a numeric array"):
+        read_gmm_file(path)

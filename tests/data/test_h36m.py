@@ -96,3 +96,10 @@ def test_malformed_files(tmp_path: Path, h36m_files: dict[str, Path], write_npz)
         load_h36m(h36m_files["3d"], short_2d, subjects="S1")
     with pytest.raises(InputFileError, match="short.npz: no per-camera 2D list for 'S9/"):
         load_h36m(h36m_files["3d"], short_2d, subjects="S9")
+
+
+def test_action_names_must_be_strings(tmp_path: Path, write_npz) -> None:
+    views = [np.zeros((3, 17, 2))] * 4
+    path = write_npz(tmp_path / "mixed.npz", positions_2d={"S1": {"Walking 1": views, 0: views}})
+    with pytest.raises(InputFileError, match="mixed.npz: subject 'S1': names must be strings, got 0"):
+        load_h36m(None, path)

@@ -65,3 +65,16 @@ def test_real_train_split(humaneva_dir: Path) -> None:
     walk = next(s for s in seqs if s.key == ("S1", "Walking 1 chunk0", 0))
     err = np.abs(project_to_2d(walk.pose_3d, walk.camera) - walk.keypoints_2d)
     assert np.median(err) < 1.5
+
+
+def test_malformed_names_and_unmappable_2d(tmp_path: Path, write_npz) -> None:
+    kp = np.zeros((4, 15, 2), np.float32)
+    path = write_npz(tmp_path / "names.npz", positions_2d={"Train/S1": {"Walking 1 chunk0": [kp], 3: [kp]}})
+    with pytest.raises(InputFileError, match="names.npz: entry 'Train/S1': names must be strings, got 3"):
+        load_humaneva(None, path)
+    path = write_npz(tmp_path / "keys.npz", positions_2d={"Train/S1": {}, 7: {}})
+    with pytest.raises(InputFileError, match="keys.npz: positions_2d: names must be strings, got 7"):
+        load_humaneva(None, path)
+    path = write_npz(tmp_path / "mpii.npz", positions_2d={"Train/S1": {"Walking 1 chunk0": [np.zeros((4, 16, 2))]}})
+    with pytest.raises(InputFileError, match="mpii.npz: 'Train/S1/Walking 1 chunk0' camera 0: mpii16 keypoints cannot"):
+        load_humaneva(None, path)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,74 @@ def test_bad_inputs(tmp_path: Path) -> None:
     np.savez(npz, keypoints=np.zeros((3, 17, 2)), image_size=np.array([10, 10]), layout=np.array("humaneva15"))
     with pytest.raises(InputFileError, match="k.npz: layout 'humaneva15' has 15 joints, data has 17"):
         load_keypoints(npz)
+
+
+def _records(**overrides) -> list[dict]:
+    rec = _person(np.random.default_rng(3), 0.9, 0)
+    rec.update(overrides)
+    return [rec]
+
+
+@pytest.mark.parametrize(("records", "message"), [
+    (_records(score="high"), "record 0: 'score' must be a number"),
+    (_records(score={"v": 1}), "record 0: 'score' must be a number"),
+    (_records(image_id=[0, 1]), "record 0: the frame id must be a number or a string"),
+    (_records(keypoints=[10**400] * 51), "record 0: 'keypoints' must be 51 numbers"),
+    (_records() + _records(image_id=10**12), "frame ids 0 to 1000000000000 span more than"),
+])
+def test_hostile_json_records_give_one_line_errors(tmp_path: Path, records: list, message: str) -> None:
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(InputFileError, match=message):
+        load_keypoints(path, image_size=(640, 480))
+
+
+def test_json_unknown_layout_and_deep_nesting(tmp_path: Path) -> None:
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(_records()))
+    with pytest.raises(InputFileError, match="k.json: unknown layout 'zzz'"):
+        load_keypoints(path, image_size=(640, 480), src_layout="zzz")
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputFileError, match="k.json: not valid JSON"):
+        load_keypoints(path, image_size=(640, 480))
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"keypoints": np.zeros((0, 17, 3))}, "keypoints hold no frames"),
+    ({"keypoints": np.ones((2, 17, 2), np.complex64)}, "keypoints must be numeric"),
+    ({"image_size": np.array([np.inf, 480.0])}, r"image_size must be \(width, height\)"),
+    ({"image_size": np.array([[640, 480], [1, 2]])}, r"image_size must be \(width, height\)"),
+    ({"image_size": np.array([10**7, 480])}, "image_size .* is absurdly large"),
+])
+def test_hostile_npz_arrays_give_one_line_errors(tmp_path: Path, arrays: dict, message: str) -> None:
+    path = tmp_path / "k.npz"
+    np.savez(path, **{"keypoints": np.ones((2, 17, 2)), "image_size": np.array([640, 480]), **arrays})
+    with pytest.raises(InputFileError, match=f"k.npz: {message}") as info:
+        load_keypoints(path)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_corrupt_npz_and_absurd_header_give_one_line_errors(tmp_path: Path) -> None:
+    path = tmp_path / "k.npz"
+    path.write_bytes(b"PK\x03\x04" + b"garbage" * 10)  # looks like a zip, is not one
+    with pytest.raises(InputFileError, match="k.npz: not a readable .npz"):
+        load_keypoints(path)
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000000, 17, 3), }"
+    header += b" " * (117 - len(header)) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * 64
+    with zipfile.ZipFile(path, "w") as archive:  # claims 400 PiB over 64 bytes
+        archive.writestr("keypoints.npy", member)
+    with pytest.raises(InputFileError, match="k.npz: not a readable .npz"):
+        load_keypoints(path, image_size=(640, 480))
+
+
+def test_coordinates_far_outside_the_image_are_missing(tmp_path: Path) -> None:
+    kp = np.random.default_rng(4).uniform(0, 600, (2, 17, 3))
+    kp[..., 2] = 0.9
+    kp[0, 5, :2] = 1e30  # finite, but 1e30 px from a 640 x 480 image: the model would produce NaN
+    kp[1, 6, 0] = -1e6
+    path = tmp_path / "far.npz"
+    np.savez(path, keypoints=kp, image_size=np.array([640, 480]))
+    seq = load_keypoints(path, layout="coco17")
+    assert seq.confidence[0, 5] == 0 and seq.confidence[1, 6] == 0
+    assert (seq.confidence > 0).sum() == 2 * 17 - 2 and np.abs(seq.keypoints_2d).max() < 640

@@ -60,3 +60,13 @@ def test_malformed(tmp_path: Path, write_npz) -> None:
     path = write_npz(tmp_path / "bad_entry.npz", data={"S1 Seq1": 3})
     with pytest.raises(InputFileError, match="bad_entry.npz: entry 'S1 Seq1'"):
         load_3dhp(path)
+
+
+def test_huge_numbers_and_odd_camera_keys(tmp_path: Path, write_npz) -> None:
+    rng = np.random.default_rng(3)
+    path = write_npz(tmp_path / "odd_cam.npz", data={"S1 Seq1": [{float("inf"): _anim(3, rng)}]})
+    assert [s.camera_index for s in load_3dhp(path)] == [0]  # no digits in 'inf': camera 0
+    anim = {"data_3d": [[[10**400] * 3] * 17], "data_2d": np.zeros((1, 17, 2))}
+    path = write_npz(tmp_path / "huge.npz", data={"TS1": anim})
+    with pytest.raises(InputFileError, match="huge.npz: 'TS1' data_3d: not a numeric array"):
+        load_3dhp(path)

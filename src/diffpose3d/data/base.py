@@ -136,11 +136,19 @@ def require_dict(value: Any, path: str | Path, what: str) -> dict:
     return value
 
 
+def sorted_names(value: dict, path: str | Path, what: str) -> list[str]:
+    """The keys of a subject or action dict, sorted; they must be strings (as in the community files)."""
+    for key in value:
+        if not isinstance(key, str):
+            raise InputFileError(path, f"{what}: names must be strings, got {key!r:.40}")
+    return sorted(value)
+
+
 def as_float_array(value: Any, path: str | Path, what: str, shape_tail: tuple[int, ...]) -> np.ndarray:
     """Check ``value`` is a numeric array ``(T, *shape_tail)`` (``-1`` = any size) and return float32."""
     try:
         arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputFileError(path, f"{what}: not a numeric array") from None
     tail_ok = arr.ndim == 1 + len(shape_tail) and all(
         want in (-1, got) for want, got in zip(shape_tail, arr.shape[1:])

@@ -26,7 +26,7 @@ def check_gmm_array(arr: Any, path: str | Path, what: str) -> np.ndarray:
     """Validate one camera's ``(T, J, K, 5)`` mixture array and return it as float32."""
     try:
         a = np.asarray(arr, dtype=np.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputFileError(path, f"{what}: not a numeric array") from None
     if a.ndim != 4 or a.shape[-1] != 5 or a.shape[2] < 1:
         raise InputFileError(path, f"{what}: expected (T, J, K, 5) [weight, u, v, var u, var v], got {a.shape}")

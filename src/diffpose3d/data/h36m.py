@@ -40,6 +40,7 @@ from .base import (
     map_2d,
     read_2d_array,
     require_dict,
+    sorted_names,
     trim_to_3d,
 )
 
@@ -95,7 +96,8 @@ def load_h36m(
         subject_cams = cams.get(str(subject))
         if pos3d is not None and subject_cams is None:
             raise InputFileError(data_3d, f"no calibration for subject '{subject}' (known: {', '.join(cams)})")
-        for name in sorted(require_dict(base[subject], base_path, f"subject '{subject}'")):
+        what = f"subject '{subject}'"
+        for name in sorted_names(require_dict(base[subject], base_path, what), base_path, what):
             if not _wanted(action_f, canonical_h36m_action(name), name):
                 continue
             world = _read_3d(pos3d[subject][name], data_3d, f"'{subject}/{name}'") if pos3d is not None else None

@@ -25,6 +25,7 @@ from .base import (
     map_2d,
     read_2d_array,
     require_dict,
+    sorted_names,
     trim_to_3d,
 )
 
@@ -76,14 +77,14 @@ def load_humaneva(
     base = pos3d if pos3d is not None else pos2d
     base_path = data_3d if pos3d is not None else data_2d
     out: list[PoseSequence] = []
-    for key in sorted(base):
+    for key in sorted_names(base, base_path, "positions_3d" if pos3d is not None else "positions_2d"):
         split_name, _, subject = str(key).rpartition("/")
         if split_name not in splits or not _wanted(subject_f, subject, key):
             continue
         if pos3d is not None and subject not in cams:
             raise InputFileError(cam_source, f"no calibration for subject {subject} (needed by '{key}')")
         actions_here = require_dict(base[key], base_path, f"entry '{key}'")
-        for name in sorted(actions_here):
+        for name in sorted_names(actions_here, base_path, f"entry '{key}'"):
             action = canonical_humaneva_action(name)
             if not _wanted(action_f, action, name):
                 continue
@@ -116,7 +117,10 @@ def _sequence(key: str, subject: str, split_name: str, name: str, action: str, c
             raise InputFileError(data_2d, f"{what}: expected (T, J, 2), got shape {raw.shape}")
         layout = infer_2d_layout(raw.shape[1], meta, data_2d)
         kp, conf = read_2d_array(raw, data_2d, what, raw.shape[1])
-        kp, conf = map_2d(kp, conf, layout, LAYOUT)
+        try:
+            kp, conf = map_2d(kp, conf, layout, LAYOUT)
+        except ValueError:
+            raise InputFileError(data_2d, f"{what}: {layout} keypoints cannot be mapped to {LAYOUT}") from None
         if pose_3d is not None:
             kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
     else:

@@ -76,7 +76,7 @@ def _arrays(anim: dict, path: str | Path, what: str) -> tuple[np.ndarray, np.nda
 def _camera_index(cam: object) -> int:
     try:
         return int(cam)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         digits = "".join(ch for ch in str(cam) if ch.isdigit())
         return int(digits) if digits else 0
 

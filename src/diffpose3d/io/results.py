@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffpose3d.errors import OutputFileError
 from diffpose3d.io.atomic import atomic_write, save_npz_atomic
 from diffpose3d.result import PoseResult
 
@@ -57,11 +58,33 @@ def result_to_json(result: PoseResult) -> dict:
 
 
 def write_result(result: PoseResult, out_dir: str | Path, name: str) -> tuple[Path, Path]:
-    """Atomically write `out_dir/name.npz` and `out_dir/name.json`; returns both paths."""
+    """Atomically write `out_dir/name.npz` and `out_dir/name.json`; returns both paths.
+
+    The pair is written together or not at all: if the JSON fails, the new npz is removed.
+    Unwritable targets raise `OutputFileError` naming the folder or file.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(out_dir, f"cannot create the output folder ({exc.strerror or exc})") from None
     npz_path = out_dir / f"{name}.npz"
     json_path = out_dir / f"{name}.json"
+    try:
+        _write_npz(result, npz_path)
+    except OSError as exc:
+        raise OutputFileError(npz_path, f"cannot write ({exc.strerror or exc})") from None
+    try:
+        _write_json(result, json_path)
+    except BaseException as exc:
+        npz_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputFileError(json_path, f"cannot write ({exc.strerror or exc})") from None
+        raise
+    return npz_path, json_path
+
+
+def _write_npz(result: PoseResult, npz_path: Path) -> None:
     save_npz_atomic(
         npz_path,
         pose_3d=result.pose_3d.astype(np.float32),
@@ -78,6 +101,9 @@ def write_result(result: PoseResult, out_dir: str | Path, name: str) -> tuple[Pa
         frame_indices=np.asarray(result.frame_indices, dtype=np.int64),
         meta=np.asarray(json.dumps(result.meta)),
     )
+
+
+def _write_json(result: PoseResult, json_path: Path) -> None:
     with atomic_write(json_path, "w") as handle:
         # Streamed frame by frame, so memory does not grow with the length of a video.
         head = json.dumps(_header(result))
@@ -85,7 +111,6 @@ def write_result(result: PoseResult, out_dir: str | Path, name: str) -> tuple[Pa
         for t in range(len(result)):
             handle.write(("," if t else "") + json.dumps(frame_to_json(result, t)))
         handle.write("]}")
-    return npz_path, json_path
 
 
 def load_result_npz(path: str | Path) -> PoseResult:

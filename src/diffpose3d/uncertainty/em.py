@@ -30,7 +30,7 @@ from diffpose3d.uncertainty.gmm import GaussianMixture
 COVARIANCE_TYPES = ("full", "diag")
 INIT_METHODS = ("kmeans++", "kmeans")
 _LOG2E, _LN2 = 1.0 / math.log(2.0), math.log(2.0)
-_CACHE_ELEMENTS = 2**19  # responsibilities per chunk (2 MB of float32: about one core's L2)
+_CACHE_ELEMENTS = 2**20  # responsibilities per chunk (4 MB of float32): measured fastest with 2 threads
 _MEMORY_ELEMENTS = 2**24  # per-chunk working set, in elements (about 64 MB of float32 per big tensor)
 
 
@@ -343,6 +343,15 @@ def _precision(cov: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Ten
     numerically indefinite matrix gets a finite (jittered) answer instead of NaN.
     """
     d = lay.d
+    if d == 2:  # the heatmap case, in closed form (the same pivot floor): a third of the operations
+        a, b, c = cov.unbind(-1)  # packed (0, 0), (0, 1), (1, 1)
+        floor = torch.maximum(a, c).clamp_min(torch.finfo(cov.dtype).tiny) * 1e-7
+        a = torch.maximum(a, floor)
+        b_over_a = b / a
+        schur = torch.maximum(c - b * b_over_a, floor)
+        det = a * schur
+        prec = torch.stack([schur + b * b_over_a, -b, a], -1) / det.unsqueeze(-1)
+        return prec, det.log()
     c = {pair: cov[..., k] for pair, k in lay.pos.items()}
     diag = torch.stack([c[(i, i)] for i in range(d)], -1)
     floor = diag.amax(-1).clamp_min(torch.finfo(cov.dtype).tiny) * 1e-7

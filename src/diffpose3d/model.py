@@ -32,7 +32,7 @@ from diffpose3d.uncertainty.gmm import GaussianMixture
 from diffpose3d.uncertainty.initial import build_hk
 
 STATE_DIM = 5  # (u, v, x, y, z)
-POSES_PER_PASS = 2560  # denoiser batch (poses) per sampler pass: measured fastest on a 2-core CPU
+POSES_PER_PASS = 480  # denoiser batch (poses) per sampler pass: cache-sized, measured fastest on a 2-core CPU
 
 
 class DiffPoseModel(nn.Module):
@@ -115,7 +115,7 @@ class DiffPoseModel(nn.Module):
         weights, means, chol = hk.weights, hk.means, hk.cholesky()
         cond = self.conditioning(keypoints_uv, xyz, feats)
         # Frames go through the sampler in blocks of about POSES_PER_PASS poses: the denoiser's
-        # activations then stay cache-sized, about twice the throughput of one huge batch on a CPU.
+        # activations then stay cache-sized, about 1.5x the throughput of one huge batch on a CPU.
         block = max(1, POSES_PER_PASS // hypotheses)
         states = torch.cat([
             sampler.sample(self.g, weights[sl], means[sl], chol[sl], cond[sl], num_hypotheses=hypotheses,

@@ -106,6 +106,7 @@ class InferenceConfig:
     mode: str = "diffpose"  # diffpose | authors (deterministic refinement, N = 1, no f_ST)
     seed: int = 0
     batch_frames: int = 2048
+    backend: str = "torch"  # torch | onnxruntime (g's network on ONNX Runtime, CPU; diffpose3d[onnx])
 
 
 @dataclass

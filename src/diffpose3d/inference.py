@@ -32,6 +32,8 @@ def lift_batches(
 ) -> FramePredictions:
     """Run the model over (F, J, 2) keypoints and their (F, J, M, 2) mixtures in batches."""
     device = model.device
+    if model.backend != cfg.backend:
+        model.use_backend(cfg.backend)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     outs: dict[str, list[np.ndarray]] = {k: [] for k in ("pose", "hyp", "cov", "lifter", "uv")}
     n = keypoints_uv.shape[0]

@@ -19,14 +19,18 @@ parametrisation open; this one was chosen by measurement.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from diffpose3d.config import Config
+from diffpose3d.errors import ConfigError
 from diffpose3d.diffusion.sampler import DDIMSampler, deterministic_refine
 from diffpose3d.diffusion.schedule import make_schedule
 from diffpose3d.models.context_frame import FrameContextEncoder
 from diffpose3d.models.denoiser import Denoiser
+from diffpose3d.models.onnx_backend import BACKENDS, OnnxDenoiser, weight_versions
 from diffpose3d.skeleton import get_skeleton
 from diffpose3d.uncertainty.gmm import GaussianMixture
 from diffpose3d.uncertainty.initial import build_hk
@@ -60,6 +64,22 @@ class DiffPoseModel(nn.Module):
         # Post-hoc calibration of the hypotheses' spread around their mean (fitted on validation
         # data after stage 2, `train.fit_spread_scale`): a few DDIM steps contract the spread.
         self.register_buffer("spread_scale", torch.ones(()))
+        self.backend = "torch"
+        self._onnx_denoiser: OnnxDenoiser | None = None
+
+    def use_backend(self, backend: str) -> None:
+        """Run g's network in "torch" (default) or "onnxruntime" (CPU, `diffpose3d[onnx]`) at
+        inference. The ONNX copy is exported from the current weights on first use; call again
+        after changing the weights."""
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown inference backend '{backend}' ({' | '.join(BACKENDS)})")
+        if backend == "onnxruntime":
+            if self.device.type != "cpu":
+                raise ConfigError("the onnxruntime backend runs on the CPU; use --device cpu")
+            self._onnx_denoiser = OnnxDenoiser(self.denoiser)
+        else:
+            self._onnx_denoiser = None
+        self.backend = backend
 
     @property
     def device(self) -> torch.device:
@@ -127,11 +147,16 @@ class DiffPoseModel(nn.Module):
 
     def g(self, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         """The reverse-process network as the sampler calls it: predicted h_0 (B, J, 5)."""
-        return anchored_prediction(self.denoiser, h_k, k, conditioning, self.schedule.alpha_bar)
+        network: Callable[..., torch.Tensor] = self.denoiser
+        if self._onnx_denoiser is not None and not self.training:
+            if self._onnx_denoiser.versions != weight_versions(self.denoiser):  # weights changed since export
+                self._onnx_denoiser = OnnxDenoiser(self.denoiser)
+            network = self._onnx_denoiser
+        return anchored_prediction(network, h_k, k, conditioning, self.schedule.alpha_bar)
 
 
 def anchored_prediction(
-    denoiser: nn.Module, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor, alpha_bar: torch.Tensor
+    denoiser: Callable[..., torch.Tensor], h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor, alpha_bar: torch.Tensor
 ) -> torch.Tensor:
     """h_0 = a + sqrt(abar_k) (h_k - a) + denoiser(h_k, k, [f_ST, a]); `a` = the conditioning's last 5 channels."""
     anchor = conditioning[..., -STATE_DIM:]

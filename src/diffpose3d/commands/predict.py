@@ -32,11 +32,13 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["diffpose", "authors"], default=None,
                         help="diffpose (the paper) or authors (the released code's deterministic refinement)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
+                        help='run g on PyTorch (default) or ONNX Runtime (CPU, needs "diffpose3d[onnx]")')
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
 
 
 def inference_overrides(args: argparse.Namespace) -> dict:
-    keys = ("hypotheses", "steps", "aggregate", "mode", "seed")
+    keys = ("hypotheses", "steps", "aggregate", "mode", "seed", "backend")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 

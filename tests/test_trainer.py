@@ -108,3 +108,29 @@ def test_two_process_gloo_ddp_matches_one_process(humaneva_dir, reference_run, t
     _assert_close(a, b, atol=1e-3)
     mean_abs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a]).mean()
     assert mean_abs < 1e-5, mean_abs
+
+
+def test_resume_counts_the_killed_runs_time_against_the_budget(tmp_path):
+    from diffpose3d.config import TrainConfig
+    from diffpose3d.trainer import Budget, StageSpec, run_stage
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    net = torch.nn.Linear(3, 1)
+    cfg = TrainConfig(batch_size=16, eval_every=1, progress=False, max_minutes=10.0)
+    spec = StageSpec("encoder", epochs=2, lr=1e-2, seed=0, budget_share=1.0)
+
+    def loss_fn(module, index, flip, gen, rows):
+        return ((module(x[index[rows]]) - y[index[rows]]) ** 2).sum() / len(index)
+
+    def validate(module):
+        return float(((module(x) - y) ** 2).mean())
+
+    run_stage(spec, net, loss_fn, validate, 64, cfg, budget=Budget(10.0), checkpoint_dir=tmp_path)
+    meta = json.loads((tmp_path / "encoder.json").read_text())
+    spent = meta["elapsed_s"]["run"]
+    assert spent > 0 and meta["elapsed_s"]["stage"] > 0
+    # a later process resumes the finished stage: its budget starts as far back as the time spent
+    budget = Budget(10.0)
+    run_stage(spec, torch.nn.Linear(3, 1), loss_fn, validate, 64, cfg, budget=budget, checkpoint_dir=tmp_path, resume=True)
+    assert time.monotonic() - budget.start >= spent

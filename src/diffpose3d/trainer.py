@@ -168,6 +168,12 @@ def run_stage(
         gen.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch"])
         start_epoch, history, best = meta["epoch"], meta["history"], meta["best"]
+        # The wall-clock budget and the stage's learning-rate schedule continue, not restart:
+        # the killed run's time counts as spent.
+        elapsed = meta.get("elapsed_s", {})
+        now = time.monotonic()
+        budget.start = min(budget.start, now - float(elapsed.get("run", 0.0)))
+        stage_start = now - float(elapsed.get("stage", 0.0))
         if meta.get("finished"):
             module.load_state_dict(best_state)
             return {"best_val_mpjpe_mm": best["val_mpjpe_mm"], "best_epoch": best["epoch"], "history": history, "resumed_from": start_epoch}
@@ -215,6 +221,7 @@ def run_stage(
             ckpt.save(tensors, {
                 "epoch": epoch + 1, "history": history, "best": best, "finished": finished,
                 "optimizer": opt_meta, "scheduler": sched.state_dict(),
+                "elapsed_s": {"run": time.monotonic() - budget.start, "stage": time.monotonic() - stage_start},
             })
         if last:
             break

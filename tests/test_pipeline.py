@@ -30,6 +30,18 @@ def test_from_keypoints_shapes_and_flags(tiny_bundle):
     assert (res.uncertainty >= 0).all()
 
 
+def test_from_keypoints_treats_garbage_coordinates_as_missing(tiny_bundle):
+    model = DiffPose.load(str(tiny_bundle))
+    kp, conf = _coco_keypoints()
+    conf[:] = 1.0
+    kp[0, 16] = np.inf  # right ankle, frame 0
+    kp[1, 16] = 1e30  # finite but absurd
+    kp[2, 16, 0] = np.nan
+    res = model.from_keypoints(kp, conf, image_size=(640, 480), layout="coco17")
+    assert np.isfinite(res.pose_3d).all() and np.isfinite(res.hypotheses).all()
+    assert res.missing[:, res.joint_names.index("r_ankle")].all()
+
+
 def test_same_seed_same_output(tiny_bundle):
     kp, conf = _coco_keypoints()
     a = DiffPose.load(str(tiny_bundle)).from_keypoints(kp, conf, image_size=(640, 480), layout="coco17")

@@ -77,6 +77,21 @@ def test_fit_is_independent_of_batch_neighbours_and_chunking() -> None:
     torch.testing.assert_close(one.means[0], two.means[0])
 
 
+def test_results_do_not_depend_on_the_thread_count_and_threads_are_restored() -> None:
+    x = torch.from_numpy(_clustered(96, 80, 2, 4, seed=7))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a, ll_a = fit_gmm(x, num_components=4, seed=3, chunk_size=32)  # three chunks, one thread
+        torch.set_num_threads(2)
+        b, ll_b = fit_gmm(x, num_components=4, seed=3, chunk_size=32)  # the chunks on two threads
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(a.means, b.means, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ll_a, ll_b, rtol=1e-5, atol=1e-6)
+
+
 def test_degenerate_inputs_give_finite_results() -> None:
     same = torch.ones(2, 30, 2)  # all samples identical
     few = torch.randn(1, 3, 2).expand(2, 3, 2).contiguous()  # fewer samples than components

@@ -81,3 +81,36 @@ def test_cli_train_then_evaluate_with_checkpoint(humaneva_dir, tmp_path):
         "--hypotheses", "2", "--steps", "2",
     ])
     assert code == 0 and report.is_file()
+
+
+def test_dataset_depth_prior_is_fitted_saved_and_used(humaneva_dir, tmp_path):
+    import torch
+
+    from diffpose3d.datasets import load_training_splits
+    from diffpose3d.evidence import gt_mixture
+    from diffpose3d.frames import build_frames
+
+    cfg = load_config(None, [
+        f"data.data_3d={humaneva_dir / 'data_3d_humaneva15_train.npz'}",
+        f"data.data_2d={humaneva_dir / 'data_2d_humaneva15_gt_train.npz'}",
+        "data.train_subjects=S1", "data.actions=Jog", "data.stride=4",
+        "model.encoder_width=16", "model.encoder_blocks=1", "model.width=16", "model.blocks=1",
+        "model.depth_prior=dataset", "model.depth_components=2",
+        "train.encoder_epochs=1", "train.denoiser_epochs=1", "train.progress=false", "train.threads=1",
+    ])
+    train(cfg, tmp_path / "run")
+    model, _ = load_bundle(tmp_path / "run")
+    prior = model.depth_prior()
+    assert prior.weights.shape == (15, 2) and torch.allclose(prior.weights.sum(-1), torch.ones(15))
+    # the mixture's mean depth per joint is the training frames' mean root-relative depth
+    frames = build_frames(load_training_splits(cfg)["train"], model.skeleton, cfg.evidence)
+    z = frames.target_xyz[..., 2]
+    mixture_mean = (prior.weights * prior.means[..., 0]).sum(-1)
+    torch.testing.assert_close(mixture_mean, z.mean(0), atol=0.01, rtol=0.0)
+    # H_K's z part follows the prior, not the lifter: a far-off lifter depth leaves it in place
+    kp = frames.keypoints_uv[:4]
+    xyz = torch.zeros(4, 15, 3)
+    xyz[..., 2] = 5.0
+    hk = model.initial_distribution(gt_mixture(kp, 0.01), xyz)
+    hk_z = (hk.weights * hk.means[..., 4]).sum(-1)
+    assert (hk_z - mixture_mean).abs().max() < 0.05

@@ -71,6 +71,7 @@ class ModelConfig:
     schedule: str = "cosine"
     num_components: int = 5  # M, kernels of the H_K mixture
     depth_prior: str = "context"  # context: centred on the lifter | dataset: training-set depth GMM
+    depth_components: int = 3  # kernels of the per-joint depth GMM (depth_prior = dataset)
 
 
 @dataclass

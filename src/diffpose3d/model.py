@@ -33,6 +33,7 @@ from diffpose3d.models.denoiser import Denoiser
 from diffpose3d.models.onnx_backend import BACKENDS, OnnxDenoiser, weight_versions
 from diffpose3d.skeleton import get_skeleton
 from diffpose3d.uncertainty.gmm import GaussianMixture
+from diffpose3d.uncertainty.depth import DEPTH_PRIORS
 from diffpose3d.uncertainty.initial import build_hk
 
 STATE_DIM = 5  # (u, v, x, y, z)
@@ -64,6 +65,15 @@ class DiffPoseModel(nn.Module):
         # Post-hoc calibration of the hypotheses' spread around their mean (fitted on validation
         # data after stage 2, `train.fit_spread_scale`): a few DDIM steps contract the spread.
         self.register_buffer("spread_scale", torch.ones(()))
+        if m.depth_prior not in DEPTH_PRIORS:
+            raise ConfigError(f"model.depth_prior: unknown prior '{m.depth_prior}' ({' | '.join(DEPTH_PRIORS)})")
+        if m.depth_prior == "dataset":
+            # z of H_K from a per-joint GMM over the training set's root-relative depth (fitted after
+            # stage 1, `set_depth_prior`); until then one broad component.
+            mz = max(1, m.depth_components)
+            self.register_buffer("depth_weights", torch.zeros(j, mz).index_fill_(1, torch.tensor([0]), 1.0))
+            self.register_buffer("depth_means", torch.zeros(j, mz, 1))
+            self.register_buffer("depth_covariances", torch.full((j, mz, 1, 1), 0.3**2))
         self.backend = "torch"
         self._onnx_denoiser: OnnxDenoiser | None = None
 
@@ -104,7 +114,19 @@ class DiffPoseModel(nn.Module):
         std = self.residual_std.to(xyz_center.dtype).expand_as(xyz_center)
         extra = excess_2d_std_in_metres(uv_gmm, xyz_center)  # (B, J)
         std = (std.square() + extra.unsqueeze(-1).square()).sqrt()
-        return build_hk(uv_gmm, xyz_center, std, num_components=self.config.model.num_components)
+        return build_hk(uv_gmm, xyz_center, std, num_components=self.config.model.num_components, depth=self.depth_prior())
+
+    def depth_prior(self) -> GaussianMixture | None:
+        """The training-set depth GMM `(J, Mz, 1)` of `model.depth_prior = dataset`, else None."""
+        if self.config.model.depth_prior != "dataset":
+            return None
+        return GaussianMixture(self.depth_weights, self.depth_means, self.depth_covariances)
+
+    def set_depth_prior(self, gmm: GaussianMixture) -> None:
+        """Store a fitted `(J, Mz, 1)` depth GMM (`uncertainty.depth.fit_depth_gmm`)."""
+        for buffer, value in zip((self.depth_weights, self.depth_means, self.depth_covariances),
+                                 (gmm.weights, gmm.means, gmm.covariances)):
+            buffer.copy_(value.to(buffer))
 
     @torch.inference_mode()
     def sample(

@@ -27,6 +27,7 @@ from diffpose3d.frames import FrameSet, build_frames, gmm_index
 from diffpose3d.inference import predict_frames
 from diffpose3d.model import DiffPoseModel, anchored_prediction
 from diffpose3d.trainer import Budget, StageSpec, run_stage
+from diffpose3d.uncertainty.depth import fit_depth_gmm
 from diffpose3d.uncertainty.gmm import GaussianMixture
 
 
@@ -234,6 +235,8 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     stage1 = train_encoder(model, train_frames, val_frames, config, device, budget, **common)
     _, residual = lifter_mpjpe_mm(model.encoder, val_frames, device)
     model.residual_std.copy_(residual.std(dim=0).clamp_min(1e-3).to(device))
+    if config.model.depth_prior == "dataset":
+        model.set_depth_prior(fit_depth_gmm(train_frames.target_xyz, config.model.depth_components, seed=cfg.seed))
     t1 = time.monotonic()
     stage2 = train_denoiser(model, train_frames, val_frames, config, device, budget, **common)
     stage2["spread_scale"] = fit_spread_scale(model, val_frames, config)

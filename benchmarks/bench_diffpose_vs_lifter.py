@@ -7,13 +7,14 @@ same budget, N hypotheses, mean); (c) the `authors` mode of the same DiffPose we
 refinement of the lifter output, one hypothesis, no f_ST); P-MPJPE per action x subject (HumanEva
 protocol), MPJPE, best-of-N and the calibration figures.
 
-    python benchmarks/bench_diffpose_vs_lifter.py --minutes 30 --out runs/bench_frame
+    python benchmarks/bench_diffpose_vs_lifter.py --minutes 30 --out runs/bench_frame [--parallel]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +33,21 @@ from diffpose3d.trainer import Budget
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneva"
 
 
+def train_lifter_only(config, out_dir: Path, minutes: float) -> None:
+    """Contender (a): the context encoder alone, trained for the whole budget."""
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed)
+    cfg = replace(config, train=replace(config.train, encoder_epochs=config.train.encoder_epochs * 4))
+    device = resolve_device(cfg.train.device)
+    splits = load_training_splits(cfg)
+    lifter = DiffPoseModel(cfg).to(device)
+    tr = build_frames(splits["train"], lifter.skeleton, cfg.evidence, seed_offset=0)
+    va = build_frames(splits["val"], lifter.skeleton, cfg.evidence, seed_offset=100_000)
+    info = train_encoder(lifter, tr, va, cfg, device, Budget(minutes), share=1.0)
+    save_bundle(lifter, cfg, out_dir, {"stage1": info})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "humaneva_frame.yaml"))
@@ -40,6 +56,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_frame")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--reuse", action="store_true", help="reuse bundles already in --out")
+    ap.add_argument("--parallel", action="store_true", help="train the two contenders at once, one core each")
     args = ap.parse_args()
     out = Path(args.out)
     overrides = [
@@ -51,24 +68,24 @@ def main() -> None:
     config = load_config(args.config, overrides)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {args.minutes} min each")
 
-    diff_dir = out / "diffpose"
-    t0 = time.monotonic()
+    diff_dir, lifter_dir = out / "diffpose", out / "lifter_only"
+    jobs = []
     if not (args.reuse and (diff_dir / "model.safetensors").is_file()):
-        train(config, diff_dir)
-    print(f"DiffPose trained in {(time.monotonic() - t0) / 60:.1f} min")
-
-    lifter_dir = out / "lifter_only"
-    t0 = time.monotonic()
+        jobs.append((train, (config, diff_dir)))
     if not (args.reuse and (lifter_dir / "model.safetensors").is_file()):
-        lifter_cfg = replace(config, train=replace(config.train, encoder_epochs=config.train.encoder_epochs * 4))
-        device = resolve_device(lifter_cfg.train.device)
-        splits = load_training_splits(lifter_cfg)
-        lifter = DiffPoseModel(lifter_cfg).to(device)
-        tr = build_frames(splits["train"], lifter.skeleton, lifter_cfg.evidence, seed_offset=0)
-        va = build_frames(splits["val"], lifter.skeleton, lifter_cfg.evidence, seed_offset=100_000)
-        info = train_encoder(lifter, tr, va, lifter_cfg, device, Budget(args.minutes), share=1.0)
-        save_bundle(lifter, lifter_cfg, lifter_dir, {"stage1": info})
-    print(f"lifter alone trained in {(time.monotonic() - t0) / 60:.1f} min")
+        jobs.append((train_lifter_only, (config, lifter_dir, args.minutes)))
+    t0 = time.monotonic()
+    if args.parallel and len(jobs) == 2:  # one core each: the same budget, half the wall time
+        child = mp.get_context("spawn").Process(target=jobs[1][0], args=jobs[1][1])
+        child.start()
+        jobs[0][0](*jobs[0][1])
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"lifter-only training failed (exit code {child.exitcode})")
+    else:
+        for fn, fn_args in jobs:
+            fn(*fn_args)
+    print(f"trained in {(time.monotonic() - t0) / 60:.1f} min ({'in parallel' if args.parallel else 'one after the other'})")
 
     model, _ = load_bundle(diff_dir)
     lifter_model, _ = load_bundle(lifter_dir)

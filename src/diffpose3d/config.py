@@ -86,7 +86,8 @@ class TrainConfig:
     denoiser_lr: float = 5e-4
     weight_decay: float = 1e-4
     ema_decay: float = 0.995
-    max_minutes: float = 0.0  # 0 = no limit; split between the stages by epochs
+    max_minutes: float = 0.0  # 0 = no limit
+    encoder_share: float = 0.35  # stage 1 stops at this share of max_minutes; stage 2 has the rest
     flip_augment: bool = True
     uv_loss_weight: float = 0.1
     eval_every: int = 5  # epochs between validations (model selection on validation only)

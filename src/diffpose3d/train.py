@@ -153,11 +153,12 @@ def fit_spread_scale(model: DiffPoseModel, val: FrameSet, config: Config) -> flo
 
 def train_encoder(
     model: DiffPoseModel, train: FrameSet, val: FrameSet, config: Config, device: torch.device, budget: Budget,
-    *, share: float = 0.35, log: Callable[[dict], None] | None = None, checkpoint_dir: Path | None = None,
+    *, share: float | None = None, log: Callable[[dict], None] | None = None, checkpoint_dir: Path | None = None,
     resume: bool = False, dist_info: DistInfo = DistInfo(),
 ) -> dict:
-    """Stage 1: the context encoder; stops at `share` of the wall-clock budget."""
+    """Stage 1: the context encoder; stops at `share` (default `train.encoder_share`) of the budget."""
     cfg = config.train
+    share = cfg.encoder_share if share is None else share
     perm = torch.as_tensor(model.skeleton.flip_permutation())
     spec = StageSpec("encoder", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed, share)
     return run_stage(

@@ -59,7 +59,8 @@ def fit_gmm(
     (seeding + `kmeans_iter` Lloyd iterations, scikit-learn's default). Random draws come from
     `generator` (on `x`'s device) or a new one seeded with `seed`. `reg_covar_abs` broadcasts to
     `(B, D)` (a per-fit value is `(B, 1)`). `chunk_size` fits are processed at a time (default:
-    bounded by a fixed memory budget).
+    cache-sized, within a fixed memory budget); on the CPU the chunks run on `torch.get_num_threads()`
+    worker threads. Results depend on `chunk_size` (each chunk has its own seed), not on threads.
     """
     if x.dim() != 3:
         raise ValueError(f"x must be (B, N, D), got {tuple(x.shape)}")

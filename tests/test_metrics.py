@@ -121,6 +121,30 @@ def test_coverage_of_exact_gaussian_is_nominal(rng):
         assert value == pytest.approx(level, abs=0.02)
 
 
+@pytest.mark.parametrize("n", [5, 10])
+def test_coverage_of_few_exact_gaussian_draws_is_nominal(rng, n):
+    # the truth and the N hypotheses are draws of one Gaussian: the prediction region must hold the
+    # truth at the nominal rate even though mean and covariance come from only N draws
+    frames, joints = 4000, 5
+    a = rng.normal(size=(joints, 3, 3)) * 0.1 + 0.05 * np.eye(3)
+    samples = rng.normal(size=(frames, 1, joints, 3)) + np.einsum("jab,tnjb->tnja", a, rng.normal(size=(frames, n + 1, joints, 3)))
+    result = metrics.coverage(samples[:, :n], samples[:, n])
+    for level, value in result.items():
+        assert value == pytest.approx(level, abs=0.015)
+    # the chi-square ellipsoid (known moments) would call these perfect samples overconfident
+    d2 = metrics.mahalanobis_sq(samples[:, :n], samples[:, n])
+    assert metrics.coverage_from_mahalanobis(d2, (0.9,))[0.9] < 0.85
+
+
+def test_prediction_region_radius_limits():
+    from scipy import stats
+
+    assert metrics.prediction_region_d2(0.9) == pytest.approx(stats.chi2.ppf(0.9, 3))
+    assert metrics.prediction_region_d2(0.9, 3) == pytest.approx(stats.chi2.ppf(0.9, 3))  # N <= D: no F
+    assert metrics.prediction_region_d2(0.9, 100_000) == pytest.approx(stats.chi2.ppf(0.9, 3), rel=1e-3)
+    assert metrics.prediction_region_d2(0.9, 5) > 3 * stats.chi2.ppf(0.9, 3)
+
+
 def test_overconfident_hypotheses_under_cover(rng):
     truth = rng.normal(size=(200, 5, 3))
     hyps = truth[:, None] + rng.normal(size=(200, 30, 5, 3)) * 0.2 + rng.normal(size=(200, 1, 5, 3))

@@ -204,6 +204,7 @@ class _CalibrationPool:
 
     def __init__(self) -> None:
         self.d2: list[np.ndarray] = []
+        self.num_hypotheses: list[int] = []  # N of each entry of d2: its prediction region depends on N
         self.spread: list[np.ndarray] = []
         self.error: list[np.ndarray] = []
 
@@ -211,6 +212,7 @@ class _CalibrationPool:
         if len(gt) == 0:
             return
         h, g = hyps[:, :, 1:], gt[:, 1:]
+        self.num_hypotheses.append(h.shape[1])
         self.d2.append(metrics.mahalanobis_sq(h, g).astype(np.float32).ravel())
         self.spread.append(metrics.joint_spread(h).astype(np.float32).ravel())
         self.error.append(np.linalg.norm(h.mean(axis=1) - g, axis=-1).astype(np.float32).ravel())
@@ -219,7 +221,11 @@ class _CalibrationPool:
         if not self.d2:
             return None
         spread, error = np.concatenate(self.spread), np.concatenate(self.error)
-        cover = metrics.coverage_from_mahalanobis(np.concatenate(self.d2), levels)
+        total = sum(d2.size for d2 in self.d2)
+        cover = {float(level): 0.0 for level in levels}
+        for d2, n in zip(self.d2, self.num_hypotheses):
+            for level, value in metrics.coverage_from_mahalanobis(d2, levels, n).items():
+                cover[level] += value * d2.size / total
         return {
             "joints": "non-root",
             "coverage": {f"{level:g}": value for level, value in cover.items()},

@@ -181,19 +181,31 @@ def mahalanobis_sq(hypotheses: ArrayLike, truth: ArrayLike, *, eps: float = 1e-9
     return np.sum(diff * solved, axis=-1)
 
 
+def prediction_region_d2(level: float, num_hypotheses: int | None = None, dim: int = 3) -> float:
+    """Squared Mahalanobis radius of the central prediction region of mass `level` for a new draw,
+    when mean and covariance are estimated from `num_hypotheses` draws of the same Gaussian.
+
+    Hotelling: `d^2 N (N - D) / (D (N - 1) (N + 1)) ~ F(D, N - D)`, exact for any N > D; the
+    chi-square radius (known moments) when N is None or N <= D. With N = 5 the exact radius is
+    about 3x the chi-square one: judging 5 hypotheses by the chi-square ellipsoid calls even perfect
+    samples overconfident.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"coverage level must be in (0, 1), got {level}")
+    if num_hypotheses is None or num_hypotheses <= dim:
+        return float(stats.chi2.ppf(level, df=dim))
+    n = num_hypotheses
+    return float(dim * (n - 1) * (n + 1) / (n * (n - dim)) * stats.f.ppf(level, dim, n - dim))
+
+
 def coverage_from_mahalanobis(
-    squared_distances: ArrayLike, levels: Sequence[float] = COVERAGE_LEVELS
+    squared_distances: ArrayLike, levels: Sequence[float] = COVERAGE_LEVELS, num_hypotheses: int | None = None
 ) -> dict[float, float]:
-    """Fraction of distances inside the central ellipsoid of each level (chi-square, 3 dof)."""
+    """Fraction of distances inside the prediction region of each level (`prediction_region_d2`)."""
     d2 = np.asarray(squared_distances, dtype=np.float64).ravel()
     if d2.size == 0:
         raise ValueError("no distances to compute coverage from")
-    out: dict[float, float] = {}
-    for level in levels:
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"coverage level must be in (0, 1), got {level}")
-        out[float(level)] = float(np.mean(d2 <= stats.chi2.ppf(level, df=3)))
-    return out
+    return {float(level): float(np.mean(d2 <= prediction_region_d2(level, num_hypotheses))) for level in levels}
 
 
 def coverage(
@@ -201,13 +213,14 @@ def coverage(
 ) -> dict[float, float]:
     """Empirical coverage of the hypotheses' per-joint predictive ellipsoids, per nominal level.
 
-    Each joint's N hypotheses are summarised by a Gaussian (sample mean and covariance); the central
-    region of mass `level` is the ellipsoid `d^2 <= chi2_3.ppf(level)`. The result maps each level to
-    the fraction of (frame, joint) truths inside it: calibrated hypotheses give values near the
-    levels, overconfident ones lower values. With few hypotheses the sample covariance is noisy and
-    the coverage falls below nominal even for exact Gaussian samples (N >= 20 is close).
+    Each joint's N hypotheses are summarised by their sample mean and covariance; the region of mass
+    `level` for the truth is the prediction ellipsoid `prediction_region_d2(level, N)`, which accounts
+    for estimating both from N draws. The result maps each level to the fraction of (frame, joint)
+    truths inside it: hypotheses drawn from the same Gaussian as the truth give values at the levels
+    for any N > 3, overconfident ones lower values.
     """
-    return coverage_from_mahalanobis(mahalanobis_sq(hypotheses, truth), levels)
+    n = np.asarray(hypotheses).shape[1]
+    return coverage_from_mahalanobis(mahalanobis_sq(hypotheses, truth), levels, num_hypotheses=n)
 
 
 def hypothesis_covariance(hypotheses: ArrayLike) -> np.ndarray:

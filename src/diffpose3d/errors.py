@@ -14,22 +14,21 @@ class DiffPoseError(Exception):
     """Base class of every error the CLI reports as a single line with a non-zero exit code."""
 
 
-class InputFileError(DiffPoseError):
+class _FileError(DiffPoseError):
+    """`path: problem` on one line."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = one_line(problem)
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+class InputFileError(_FileError):
     """A file the user named is missing, unreadable or malformed."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
-        self.problem = one_line(problem)
-        super().__init__(f"{self.path}: {self.problem}")
 
-
-class OutputFileError(DiffPoseError):
+class OutputFileError(_FileError):
     """A file or folder the user asked to write cannot be written."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
-        self.problem = one_line(problem)
-        super().__init__(f"{self.path}: {self.problem}")
 
 
 class ConfigError(DiffPoseError):

@@ -58,7 +58,7 @@ class DiffPose:
         layout: str | None = None,
     ) -> PoseResult:
         """Keypoints (T, J, 2) or (T, J, 3 with confidence) in pixels of an image of `image_size`."""
-        from diffpose3d.data.keypoints import FAR_OUTSIDE
+        from diffpose3d.data.keypoints import drop_far_outside
         from diffpose3d.uncertainty.heatmaps import keypoints_to_gmm
 
         with np.errstate(over="ignore"):  # too large for float32: inf, then missing
@@ -70,11 +70,9 @@ class DiffPose:
         keypoints = keypoints[..., :2]
         if confidence is None:
             confidence = np.ones(keypoints.shape[:2], np.float32)
-        # NaN / inf joints and joints absurdly far outside the image are missing (as in the readers)
-        usable = np.isfinite(keypoints).all(-1) & (np.abs(keypoints) <= FAR_OUTSIDE * max(image_size)).all(-1)
-        confidence = np.where(usable, np.nan_to_num(confidence, nan=0.0), 0.0)
-        keypoints = np.where(usable[..., None], keypoints, 0.0)
-        gmm = keypoints_to_gmm(keypoints, confidence.astype(np.float32), image_size)
+        keypoints = drop_far_outside(keypoints, image_size)  # then missing, as NaN / inf joints are
+        confidence = np.where(np.isfinite(keypoints).all(-1), np.nan_to_num(confidence, nan=0.0), 0.0)
+        gmm = keypoints_to_gmm(np.nan_to_num(keypoints), confidence.astype(np.float32), image_size)
         return self._lift_gmm(gmm, confidence, image_size, layout or self.layout)
 
     def from_gmm(self, gmm_2d: np.ndarray, *, image_size: tuple[int, int], layout: str | None = None) -> PoseResult:

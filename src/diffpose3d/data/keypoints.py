@@ -59,11 +59,17 @@ def check_image_size(size: Any, path: str | Path) -> tuple[int, int]:
     return w, h
 
 
+def drop_far_outside(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pixels ``(..., 2)`` with every coordinate beyond ``FAR_OUTSIDE`` image sizes set to NaN, so the
+    joint counts as missing like any non-finite one."""
+    return np.where(np.abs(keypoints) <= FAR_OUTSIDE * max(size), keypoints, np.nan)
+
+
 def _build(points: np.ndarray, path: Path, src: str, layout: str, size: tuple[int, int],
            frames: np.ndarray, name: str) -> PoseSequence:
     with np.errstate(over="ignore", invalid="ignore"):  # too large for float32: inf, then missing
         kp, conf = split_confidence(points.astype(np.float32))
-    kp = np.where(np.abs(kp) <= FAR_OUTSIDE * max(size), kp, np.nan)
+    kp = drop_far_outside(kp, size)
     try:
         kp, conf = map_2d(kp, conf, src, layout)
     except ValueError as exc:

@@ -74,8 +74,12 @@ class DiffPoseModel(nn.Module):
             self.register_buffer("depth_weights", torch.zeros(j, mz).index_fill_(1, torch.tensor([0]), 1.0))
             self.register_buffer("depth_means", torch.zeros(j, mz, 1))
             self.register_buffer("depth_covariances", torch.full((j, mz, 1, 1), 0.3**2))
-        self.backend = "torch"
         self._onnx_denoiser: OnnxDenoiser | None = None
+
+    @property
+    def backend(self) -> str:
+        """Where g's network runs at inference: "torch" or "onnxruntime" (`use_backend`)."""
+        return "torch" if self._onnx_denoiser is None else "onnxruntime"
 
     def use_backend(self, backend: str) -> None:
         """Run g's network in "torch" (default) or "onnxruntime" (CPU, `diffpose3d[onnx]`) at
@@ -89,7 +93,6 @@ class DiffPoseModel(nn.Module):
             self._onnx_denoiser = OnnxDenoiser(self.denoiser)
         else:
             self._onnx_denoiser = None
-        self.backend = backend
 
     @property
     def device(self) -> torch.device:

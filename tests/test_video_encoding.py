@@ -5,11 +5,15 @@ import math
 import pytest
 import torch
 
+from diffpose3d.config import load_config
 from diffpose3d.data.humaneva import load_humaneva
 from diffpose3d.data.windows import flip_keypoints, flip_pose
-from diffpose3d.models.context_video import VideoContextEncoder
+from diffpose3d.frames import build_frames
+from diffpose3d.model import DiffPoseModel
 from diffpose3d.skeleton import get_skeleton
-from diffpose3d.video_encoding import encode_sequences, train_video_encoder, window_loss
+from diffpose3d.train import lifter_mpjpe_mm, train_encoder
+from diffpose3d.trainer import Budget
+from diffpose3d.video_encoding import TrainingWindows, encode_sequences, window_loss
 
 SKELETON = get_skeleton("humaneva15")
 PERM = SKELETON.flip_permutation()
@@ -32,45 +36,70 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def real(humaneva_dir):
+def sequences(humaneva_dir):
     files = (humaneva_dir / "data_3d_humaneva15_train.npz", humaneva_dir / "data_2d_humaneva15_gt_train.npz")
     train = load_humaneva(*files, subjects="S1", actions="Box", cameras=0)  # 4 chunks, 248 frames
     val = load_humaneva(*files, subjects="S1", actions="Jog", cameras=0)  # 90 + 27 frames
     tiny = load_humaneva(*files, subjects="S3", actions="Gestures 1 chunk5", cameras=0)  # 2 frames
-    return tensors(train), tensors(val), tensors(tiny)
+    return train, val, tiny
 
 
 @pytest.fixture(scope="module")
-def trained(real, one_thread):
-    (tkp, txyz), (vkp, vxyz), _ = real
+def real(sequences):
+    return tuple(tensors(s) for s in sequences)
+
+
+@pytest.fixture(scope="module")
+def trained(sequences, one_thread):
+    """Stage 1 of a small video model (`train.train_encoder` on random 27-frame windows)."""
+    train_seqs, val_seqs, _ = sequences
     torch.manual_seed(0)
-    enc = VideoContextEncoder(list(SKELETON.parents), frames=WINDOW, width=32, depth=1, heads=4)
-    info = train_video_encoder(
-        enc, tkp, txyz, vkp, vxyz, window=WINDOW, epochs=3, batch_size=4, lr=2e-3, weight_decay=1e-4,
-        ema_decay=0.9, flip_perm=PERM, flip_augment=True, max_minutes=0.0, seed=0, device="cpu",
-        progress=False, velocity_weight=0.1, eval_every=1,
-    )
-    return enc, info
+    cfg = load_config(None, [
+        "model.context=video", f"model.video_frames={WINDOW}", "model.video_stride=9", "model.encoder_width=32",
+        "model.encoder_blocks=1", "model.encoder_heads=4", "model.encoder_dropout=0", "evidence.source=keypoints",
+        "train.encoder_epochs=3", "train.window_batch_size=4", "train.encoder_lr=2e-3", "train.ema_decay=0.9",
+        "train.velocity_weight=0.1", "train.eval_every=1", "train.progress=false",
+    ])
+    model = DiffPoseModel(cfg)
+    train = build_frames(train_seqs, SKELETON, cfg.evidence)
+    val = build_frames(val_seqs, SKELETON, cfg.evidence, seed_offset=100_000)
+    info = train_encoder(model, train, val, cfg, torch.device("cpu"), Budget(0.0))
+    return model.encoder, info, model, val
 
 
-def test_training_lowers_the_loss_and_keeps_the_best_ema(trained, real) -> None:
-    enc, info = trained
+def test_training_lowers_the_loss_and_keeps_the_best_ema(trained) -> None:
+    enc, info, model, val = trained
     h = info["history"]
-    assert [r["epoch"] for r in h] == [1, 2, 3] and info["epochs_run"] == 3
-    assert h[-1]["train_mpjpe_mm"] < h[0]["train_mpjpe_mm"]
+    assert [r["epoch"] for r in h] == [1, 2, 3]
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
     vals = [r["val_mpjpe_mm"] for r in h]
     assert all(math.isfinite(v) and 0 < v < 2000 for v in vals)
     assert info["best_val_mpjpe_mm"] == min(vals) and h[info["best_epoch"] - 1]["val_mpjpe_mm"] == min(vals)
-    assert info["windows_per_second"] > 0
     # The encoder holds the best EMA weights: re-scoring it gives the recorded validation number.
-    from diffpose3d.video_encoding import sequences_mpjpe_mm
+    assert lifter_mpjpe_mm(model, enc, val)[0] == pytest.approx(info["best_val_mpjpe_mm"], rel=1e-5)
 
-    _, (vkp, vxyz), _ = real
-    assert sequences_mpjpe_mm(enc, vkp, vxyz, WINDOW, WINDOW // 2) == pytest.approx(info["best_val_mpjpe_mm"], rel=1e-5)
+
+def test_training_windows_pad_short_chunks_and_mark_real_frames(sequences) -> None:
+    _, _, tiny = sequences
+    frames = build_frames(tiny, SKELETON, load_config(None, ["evidence.source=keypoints"]).evidence)
+    windows = TrainingWindows(frames, WINDOW, seed=3)
+    assert windows.count == 1 and len(frames) == 2
+    uv, xyz, valid = windows.batch(torch.tensor([0]))
+    assert uv.shape == (1, WINDOW, 15, 2) and xyz.shape == (1, WINDOW, 15, 3)
+    assert int(valid.sum()) == 2  # the 2 real frames; the rest are edge copies
+    real_rows = valid[0].nonzero().squeeze(1)
+    assert torch.equal(uv[0, real_rows], frames.keypoints_uv) and torch.equal(uv[0, 0], frames.keypoints_uv[0])
+    assert torch.equal(uv[0, -1], frames.keypoints_uv[1])
+    mirrored, mirrored_xyz, _ = windows.batch(torch.tensor([0]), PERM)
+    assert torch.equal(mirrored, flip_keypoints(uv, PERM)) and torch.equal(mirrored_xyz, flip_pose(xyz, PERM))
+    windows.new_epoch(5)
+    first = list(windows.windows)
+    windows.new_epoch(5)
+    assert windows.windows == first  # a pure function of the seed and the epoch: resuming is exact
 
 
 def test_encode_sequences_gives_every_frame_of_every_sequence(trained, real) -> None:
-    enc, _ = trained
+    enc = trained[0]
     (tkp, _), (vkp, _), (kkp, _) = real
     seqs = [kkp[0], vkp[1], vkp[0]]  # 2, 27 and 90 frames
     assert [len(s) for s in seqs] == [2, 27, 90]
@@ -88,7 +117,7 @@ def test_encode_sequences_gives_every_frame_of_every_sequence(trained, real) -> 
 
 
 def test_flip_tta_in_encode_sequences(trained, real) -> None:
-    enc, _ = trained
+    enc = trained[0]
     _, (vkp, _), _ = real
     seq = vkp[1]
     (xyz, feats), = encode_sequences(enc, [seq], WINDOW, stride=WINDOW, flip_perm=PERM)

@@ -56,7 +56,12 @@ class EvidenceConfig:
 @dataclass
 class ModelConfig:
     skeleton: str = "humaneva15"
-    # context encoder (stage 1): GraFormer-like frame lifter
+    # context encoder (stage 1): frame = GraFormer-like frame lifter | video = MixSTE-style seq2seq
+    # lifter over windows of `video_frames` frames (width, blocks, heads, dropout below apply to both)
+    context: str = "frame"
+    video_frames: int = 27  # T, the window of the video encoder
+    video_stride: int = 9  # sliding-window step over whole sequences (overlaps averaged)
+    video_flip: bool = True  # flip test-time augmentation of the video context (training and inference)
     encoder_width: int = 96
     encoder_blocks: int = 4
     encoder_heads: int = 4
@@ -89,6 +94,8 @@ class TrainConfig:
     max_minutes: float = 0.0  # 0 = no limit
     encoder_share: float = 0.35  # stage 1 stops at this share of max_minutes; stage 2 has the rest
     flip_augment: bool = True
+    window_batch_size: int = 32  # video stage 1: windows per batch (batch_size counts frames)
+    velocity_weight: float = 0.0  # video stage 1: weight of the velocity (MPJVE) term of the loss
     uv_loss_weight: float = 0.1
     eval_every: int = 5  # epochs between validations (model selection on validation only)
     checkpoint_every: int = 1  # epochs between resumable checkpoints (out/checkpoints/<stage>.*)
@@ -104,6 +111,7 @@ class InferenceConfig:
     steps: int = 5  # DDIM steps (<= K)
     eta: float = 0.0
     antithetic: bool = True  # hypotheses in mirrored pairs: a mean without Monte Carlo blur
+    coherent: bool = False  # hypothesis n of every frame of a sequence shares its H_K noise: N motions
     aggregate: str = "mean"  # mean | median | reprojection
     mode: str = "diffpose"  # diffpose | authors (deterministic refinement, N = 1, no f_ST)
     seed: int = 0

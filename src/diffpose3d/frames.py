@@ -32,6 +32,9 @@ class FrameSet:
     skeleton: Skeleton | None = None
     evidence: EvidenceConfig | None = None
     seed_offset: int = 0
+    # Per-frame context of a video model, `(xyz (F, J, 3), f_ST (F, J, C))`, computed over whole
+    # sequences (`inference.attach_context`): a frame's row alone cannot give it.
+    context: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return int(self.keypoints_uv.shape[0])
@@ -46,7 +49,14 @@ class FrameSet:
             sequence_index=self.sequence_index[idx.numpy()],
             frame_index=self.frame_index[idx.numpy()],
             sequences=self.sequences,
+            context=None if self.context is None else (self.context[0][idx], self.context[1][idx]),
         )
+
+    def sequence_rows(self) -> list[np.ndarray]:
+        """Per sequence that has frames here, its rows in frame order."""
+        order = np.lexsort((self.frame_index, self.sequence_index))
+        cuts = np.nonzero(np.diff(self.sequence_index[order]))[0] + 1
+        return [rows for rows in np.split(order, cuts) if len(rows)]
 
     def redraw_evidence(self, draw: int) -> None:
         """Draw new synthetic detector evidence (draw 0 is the one built first), in place.
@@ -58,6 +68,7 @@ class FrameSet:
             return
         fresh = build_frames(self.sequences, self.skeleton, self.evidence, seed_offset=self.seed_offset + 1_000_003 * draw)
         self.keypoints_uv, self.uv_gmm = fresh.keypoints_uv, fresh.uv_gmm
+        self.context = None  # computed from the old evidence
 
     def split_by_sequence(self, values: np.ndarray) -> dict[tuple, np.ndarray]:
         """Per-frame rows `values (F, ...)` back into per-sequence arrays keyed by `sequence.key`."""

@@ -19,24 +19,28 @@ parametrisation open; this one was chosen by measurement.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from diffpose3d.config import Config
+from diffpose3d.config import Config, ModelConfig
 from diffpose3d.errors import ConfigError
 from diffpose3d.diffusion.sampler import DDIMSampler, deterministic_refine
 from diffpose3d.diffusion.schedule import make_schedule
 from diffpose3d.models.context_frame import FrameContextEncoder
+from diffpose3d.models.context_video import VideoContextEncoder
 from diffpose3d.models.denoiser import Denoiser
 from diffpose3d.models.onnx_backend import BACKENDS, OnnxDenoiser, weight_versions
 from diffpose3d.skeleton import get_skeleton
 from diffpose3d.uncertainty.gmm import GaussianMixture
 from diffpose3d.uncertainty.depth import DEPTH_PRIORS
 from diffpose3d.uncertainty.initial import build_hk
+from diffpose3d.video_encoding import encode_sequences
 
 STATE_DIM = 5  # (u, v, x, y, z)
+CONTEXTS = ("frame", "video")
 POSES_PER_PASS = 480  # denoiser batch (poses) per sampler pass: cache-sized, measured fastest on a 2-core CPU
 
 
@@ -47,10 +51,21 @@ class DiffPoseModel(nn.Module):
         m = config.model
         self.skeleton = get_skeleton(m.skeleton)
         parents = list(self.skeleton.parents)
-        self.encoder = FrameContextEncoder(
-            parents, in_dim=2, width=m.encoder_width, blocks=m.encoder_blocks,
-            heads=m.encoder_heads, dropout=m.encoder_dropout,
-        )
+        if m.context not in CONTEXTS:
+            raise ConfigError(f"model.context: unknown context encoder '{m.context}' ({' | '.join(CONTEXTS)})")
+        self.encoder: nn.Module
+        if m.context == "video":
+            if not 1 <= m.video_stride <= m.video_frames:
+                raise ConfigError(f"model.video_stride must be in 1..video_frames={m.video_frames}, got {m.video_stride}")
+            self.encoder = VideoContextEncoder(
+                parents, in_dim=2, frames=m.video_frames, width=m.encoder_width, depth=m.encoder_blocks,
+                heads=m.encoder_heads, dropout=m.encoder_dropout,
+            )
+        else:
+            self.encoder = FrameContextEncoder(
+                parents, in_dim=2, width=m.encoder_width, blocks=m.encoder_blocks,
+                heads=m.encoder_heads, dropout=m.encoder_dropout,
+            )
         self.denoiser = Denoiser(
             parents, state_dim=STATE_DIM, context_dim=m.encoder_width + STATE_DIM, width=m.width,
             blocks=m.blocks, heads=m.heads, dropout=m.dropout, num_steps=m.num_steps,
@@ -98,9 +113,22 @@ class DiffPoseModel(nn.Module):
     def device(self) -> torch.device:
         return self.residual_std.device
 
+    @property
+    def is_video(self) -> bool:
+        return self.config.model.context == "video"
+
     def context(self, keypoints_uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame lifter: (B, J, 2) normalised 2D -> (xyz (B, J, 3), f_ST (B, J, C))."""
+        """Frame lifter: (B, J, 2) normalised 2D -> (xyz (B, J, 3), f_ST (B, J, C)). A video model's
+        context needs whole sequences: see `encode`."""
+        if self.is_video:
+            raise ValueError("a video model's context is computed over whole sequences: use DiffPoseModel.encode")
         return self.encoder(keypoints_uv)
+
+    def encode(self, keypoints_uv: torch.Tensor, rows: Sequence[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The context of every frame, `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU, from (F, J, 2)
+        keypoints. `rows` lists each sequence's rows in frame order (a video model encodes each
+        sequence with sliding windows); None means one sequence, in row order."""
+        return run_encoder(self.encoder, keypoints_uv, rows, self.config.model, self.skeleton.flip_permutation())
 
     @staticmethod
     def conditioning(keypoints_uv: torch.Tensor, xyz: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
@@ -143,9 +171,18 @@ class DiffPoseModel(nn.Module):
         generator: torch.Generator | None = None,
         mode: str = "diffpose",
         antithetic: bool = False,
+        context: tuple[torch.Tensor, torch.Tensor] | None = None,
+        draws: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """N hypotheses per frame: returns (states (B, N, J, 5), lifter xyz (B, J, 3))."""
-        xyz, feats = self.context(keypoints_uv)
+        """N hypotheses per frame: returns (states (B, N, J, 5), lifter xyz (B, J, 3)).
+
+        `context` is the frames' `(xyz, f_ST)` when already computed (`encode`; a video model needs
+        it); `draws` the H_K noise of each frame (`DDIMSampler.sample`), e.g. shared along a sequence.
+        """
+        if context is None:
+            xyz, feats = self.context(keypoints_uv)
+        else:
+            xyz, feats = (c.to(keypoints_uv.device, keypoints_uv.dtype) for c in context)
         if mode == "authors":
             # The released code's behaviour, for comparison only: start at the lifter output,
             # no noise, one hypothesis, and g never sees f_ST (zeros in its place).
@@ -164,7 +201,8 @@ class DiffPoseModel(nn.Module):
         block = max(1, POSES_PER_PASS // hypotheses)
         states = torch.cat([
             sampler.sample(self.g, weights[sl], means[sl], chol[sl], cond[sl], num_hypotheses=hypotheses,
-                           generator=generator, antithetic=antithetic)
+                           generator=generator, antithetic=antithetic,
+                           draws=None if draws is None else (draws[0][sl], draws[1][sl]))
             for sl in (slice(i, i + block) for i in range(0, keypoints_uv.shape[0], block))
         ])
         centre = states.mean(dim=1, keepdim=True)
@@ -178,6 +216,33 @@ class DiffPoseModel(nn.Module):
                 self._onnx_denoiser = OnnxDenoiser(self.denoiser)
             network = self._onnx_denoiser
         return anchored_prediction(network, h_k, k, conditioning, self.schedule.alpha_bar)
+
+
+@torch.no_grad()
+def run_encoder(
+    encoder: nn.Module, keypoints_uv: torch.Tensor, rows: Sequence[np.ndarray] | None, config: ModelConfig,
+    flip_perm: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`DiffPoseModel.encode` for any encoder of the model's kind (e.g. an EMA copy during training)."""
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    try:
+        if config.context != "video":
+            parts = [encoder(keypoints_uv[i : i + 4096].to(device)) for i in range(0, keypoints_uv.shape[0], 4096)]
+            return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+        rows = [np.arange(keypoints_uv.shape[0])] if rows is None else list(rows)
+        per_seq = encode_sequences(
+            encoder, [keypoints_uv[torch.as_tensor(r)] for r in rows], config.video_frames, config.video_stride,
+            flip_perm=flip_perm if config.video_flip else None, device=device, taper=True,
+        )
+        xyz = torch.zeros(keypoints_uv.shape[:2] + (3,))
+        feats = torch.zeros(keypoints_uv.shape[:2] + (config.encoder_width,))
+        for r, (x, f) in zip(rows, per_seq):
+            xyz[torch.as_tensor(r)], feats[torch.as_tensor(r)] = x, f
+        return xyz, feats
+    finally:
+        encoder.train(was_training)
 
 
 def anchored_prediction(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,14 @@ from diffpose3d.config import Config, InferenceConfig, save_config
 from diffpose3d.datasets import load_training_splits
 from diffpose3d.diffusion.forward import q_sample
 from diffpose3d.distributed import DistInfo, barrier, init_distributed, shutdown
+from diffpose3d.data.windows import flip_pose
 from diffpose3d.frames import FrameSet, build_frames, gmm_index
-from diffpose3d.inference import predict_frames
-from diffpose3d.model import DiffPoseModel, anchored_prediction
+from diffpose3d.inference import attach_context, predict_frames
+from diffpose3d.model import DiffPoseModel, anchored_prediction, run_encoder
 from diffpose3d.trainer import Budget, StageSpec, run_stage
 from diffpose3d.uncertainty.depth import fit_depth_gmm
 from diffpose3d.uncertainty.gmm import GaussianMixture
+from diffpose3d.video_encoding import TrainingWindows, window_loss
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,14 +76,10 @@ def joint_distance_sum(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def lifter_mpjpe_mm(encoder: nn.Module, frames: FrameSet, device: torch.device) -> tuple[float, torch.Tensor]:
-    """Validation MPJPE (mm) of the lifter and its residuals (F, J, 3) in metres."""
-    encoder.eval()
-    preds = []
-    for start in range(0, len(frames), 4096):
-        kp = frames.keypoints_uv[start : start + 4096].to(device)
-        preds.append(encoder(kp)[0].cpu())
-    pred = torch.cat(preds)
+def lifter_mpjpe_mm(model: DiffPoseModel, encoder: nn.Module, frames: FrameSet) -> tuple[float, torch.Tensor]:
+    """Validation MPJPE (mm) of `encoder` (the model's, or an EMA copy) and its residuals (F, J, 3) in metres."""
+    pred, _ = run_encoder(encoder, frames.keypoints_uv, frames.sequence_rows(), model.config.model,
+                          model.skeleton.flip_permutation())
     residual = pred - frames.target_xyz
     return float(residual.norm(dim=-1).mean() * 1000.0), residual
 
@@ -93,6 +92,31 @@ def encoder_loss(train: FrameSet, perm: torch.Tensor, device: torch.device):
         return joint_distance_sum(net(kp)[0], txyz) / len(index)
 
     return loss_fn
+
+
+def video_encoder_loss(windows: TrainingWindows, perm: torch.Tensor, device: torch.device, velocity_weight: float):
+    """Stage 1 loss of a video model: MPJPE over the real frames of this rank's training windows
+    (plus `velocity_weight` x the velocity error), as a share of the global batch."""
+
+    def loss_fn(net: nn.Module, index: torch.Tensor, flip: bool, gen: torch.Generator, rows: torch.Tensor) -> torch.Tensor:
+        uv, target, valid = windows.batch(index[rows], perm.tolist() if flip else None)
+        loss, _ = window_loss(net(uv.to(device))[0], target.to(device), valid.to(device), velocity_weight)
+        return loss * len(rows) / len(index)
+
+    return loss_fn
+
+
+def _batch_context(
+    model: DiffPoseModel, frames: FrameSet, idx: torch.Tensor, kp: torch.Tensor, flip: bool, perm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(xyz, f_ST)` of a batch: stored per frame for a video model (mirrored with the batch: with
+    flip TTA the mirrored input's context is exactly the joint-swapped one), else computed from `kp`."""
+    if frames.context is None:
+        return model.context(kp)
+    xyz, feats = frames.context[0][idx], frames.context[1][idx]
+    if flip:
+        xyz, feats = flip_pose(xyz, perm), feats[:, perm]
+    return xyz.to(kp.device), feats.to(kp.device)
 
 
 def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, device: torch.device, uv_weight: float):
@@ -109,9 +133,11 @@ def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, dev
         k_all = torch.randint(1, num_steps + 1, (b,), generator=gen)
         u_all = torch.rand(b, joints, 1, generator=gen)
         z_all = torch.randn(b, joints, 5, generator=gen)
+        # a video context without flip TTA has no exact mirror: no flipped batches then
+        flip = flip and (train.context is None or model.config.model.video_flip)
         kp, tuv, txyz, gmm = _maybe_flip(train, index[rows], perm, flip, device)
         with torch.no_grad():
-            xyz, feats = model.context(kp)
+            xyz, feats = _batch_context(model, train, index[rows], kp, flip, perm)
             hk = model.initial_distribution(gmm, xyz)
         h0 = torch.cat([tuv, txyz], dim=-1)
         k = k_all[rows].to(device)
@@ -127,6 +153,7 @@ def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, dev
 def diffpose_val_mm(model: DiffPoseModel, val: FrameSet, config: Config) -> float:
     """Validation MPJPE (mm) of the sampled mean pose, on at most `train.val_max_frames` frames."""
     cap = config.train.val_max_frames
+    attach_context(model, val)
     if cap and len(val) > cap:
         val = val.subset(torch.linspace(0, len(val) - 1, cap).long())
     cfg = InferenceConfig(hypotheses=config.train.val_hypotheses, steps=config.train.val_steps, seed=config.train.seed)
@@ -139,6 +166,7 @@ def fit_spread_scale(model: DiffPoseModel, val: FrameSet, config: Config) -> flo
     """The factor that makes the hypotheses' spread match the error of their mean on validation data:
     s^2 = E ||mean - truth||^2 / E trace(covariance), over non-root joints, clamped to [0.5, 10]."""
     cap = config.train.val_max_frames
+    attach_context(model, val)
     if cap and len(val) > cap:
         val = val.subset(torch.linspace(0, len(val) - 1, cap).long())
     model.spread_scale.fill_(1.0)
@@ -156,16 +184,28 @@ def train_encoder(
     *, share: float | None = None, log: Callable[[dict], None] | None = None, checkpoint_dir: Path | None = None,
     resume: bool = False, dist_info: DistInfo = DistInfo(),
 ) -> dict:
-    """Stage 1: the context encoder; stops at `share` (default `train.encoder_share`) of the budget."""
+    """Stage 1: the context encoder; stops at `share` (default `train.encoder_share`) of the budget.
+    A video encoder trains on random windows of `model.video_frames` frames (`TrainingWindows`)."""
     cfg = config.train
     share = cfg.encoder_share if share is None else share
     perm = torch.as_tensor(model.skeleton.flip_permutation())
     spec = StageSpec("encoder", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed, share)
+    on_epoch_start: Callable[[int], None] = train.redraw_evidence
+    loss_fn, num_samples = encoder_loss(train, perm, device), len(train)
+    if model.is_video:
+        windows = TrainingWindows(train, config.model.video_frames, seed=cfg.seed)
+        loss_fn, num_samples = video_encoder_loss(windows, perm, device, cfg.velocity_weight), windows.count
+        cfg = replace(cfg, batch_size=cfg.window_batch_size)
+
+        def redraw_and_resample(epoch: int) -> None:
+            train.redraw_evidence(epoch)
+            windows.new_epoch(epoch)
+
+        on_epoch_start = redraw_and_resample
     return run_stage(
-        spec, model.encoder, encoder_loss(train, perm, device),
-        lambda ema: lifter_mpjpe_mm(ema, val, device)[0], len(train), cfg,
+        spec, model.encoder, loss_fn, lambda ema: lifter_mpjpe_mm(model, ema, val)[0], num_samples, cfg,
         budget=budget, checkpoint_dir=checkpoint_dir, resume=resume, log=log, dist_info=dist_info,
-        on_epoch_start=train.redraw_evidence,
+        on_epoch_start=on_epoch_start,
     )
 
 
@@ -187,12 +227,16 @@ def train_denoiser(
         finally:
             model.denoiser = live
 
+    def on_epoch_start(epoch: int) -> None:
+        train.redraw_evidence(10_000 + epoch)
+        attach_context(model, train)  # a video model's context of the new evidence
+
     spec = StageSpec("denoiser", cfg.denoiser_epochs, cfg.denoiser_lr, cfg.seed + 1, 1.0, clip_grad=1.0)
     return run_stage(
         spec, model.denoiser, denoiser_loss(model, train, perm, device, cfg.uv_loss_weight),
         validate, len(train), cfg, budget=budget, checkpoint_dir=checkpoint_dir,
         resume=resume, log=log, dist_info=dist_info,
-        on_epoch_start=lambda epoch: train.redraw_evidence(10_000 + epoch),
+        on_epoch_start=on_epoch_start,
     )
 
 
@@ -234,7 +278,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     common = {"log": log, "checkpoint_dir": ckpt_dir, "resume": resume, "dist_info": dist_info}
     t0 = time.monotonic()
     stage1 = train_encoder(model, train_frames, val_frames, config, device, budget, **common)
-    _, residual = lifter_mpjpe_mm(model.encoder, val_frames, device)
+    _, residual = lifter_mpjpe_mm(model, model.encoder, val_frames)
     model.residual_std.copy_(residual.std(dim=0).clamp_min(1e-3).to(device))
     if config.model.depth_prior == "dataset":
         model.set_depth_prior(fit_depth_gmm(train_frames.target_xyz, config.model.depth_components, seed=cfg.seed))

@@ -100,6 +100,7 @@ class DDIMSampler:
         generator: torch.Generator | None = None,
         noise_groups: int | None = None,
         antithetic: bool = False,
+        draws: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Draw `N = num_hypotheses` poses per frame from H_K and denoise them.
 
@@ -113,6 +114,9 @@ class DDIMSampler:
         components (and, with `eta > 0`, the same step noise). Each frame still colours the shared
         draw with its own mixture, so the N outputs are N plausible motions instead of per-frame
         jitter. `None` (default) draws independently per frame; `G = 1` gives the same numbers.
+        `draws = (u (B, F, J, 1), z (B, F, J, D))` supplies those uniforms and standard normals
+        directly (F = N, or ceil(N / 2) with `antithetic`), e.g. shared by every frame of a sequence
+        however the frames are batched.
 
         `antithetic` draws the hypotheses in mirrored pairs: hypothesis `n + ceil(N / 2)` uses the
         same components as hypothesis `n` and the negated standard-normal noise. Each hypothesis is
@@ -129,15 +133,21 @@ class DDIMSampler:
             return t.unsqueeze(1).expand((B, N) + t.shape[1:]).reshape((B * N,) + t.shape[1:])
 
         ctx = rep(context) if context is not None else None
-        if noise_groups is None and not antithetic:
+        if draws is None and noise_groups is None and not antithetic:
             # The H_K draw: one component per joint and hypothesis, kept for the whole trajectory.
             h, _, mu, L = sample_mixture(rep(weights), rep(means), rep(chol), generator)
         else:
             group = noise_groups or 1
             assert group >= 1, f"noise_groups must be >= 1, got {noise_groups}"
             free = -(-N // 2) if antithetic else N  # hypotheses drawn freely; the rest mirror them
-            u = shared_draw(torch.rand, (B, free, J, 1), group, means, generator)
-            z0 = shared_draw(torch.randn, (B, free, J, D), group, means, generator)
+            if draws is not None:
+                assert draws[0].shape == (B, free, J, 1) and draws[1].shape == (B, free, J, D), (
+                    f"draws must be {(B, free, J, 1)} and {(B, free, J, D)}, got {tuple(draws[0].shape)}, {tuple(draws[1].shape)}"
+                )
+                u, z0 = (d.to(means).reshape((B * free,) + tuple(d.shape[2:])) for d in draws)
+            else:
+                u = shared_draw(torch.rand, (B, free, J, 1), group, means, generator)
+                z0 = shared_draw(torch.randn, (B, free, J, D), group, means, generator)
             if antithetic:
                 u = _mirror(u.reshape(B, free, J, 1), N, negate=False)
                 z0 = _mirror(z0.reshape(B, free, J, D), N, negate=True)

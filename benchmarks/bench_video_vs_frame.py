@@ -1,0 +1,99 @@
+"""Video DiffPose vs frame DiffPose vs the video context encoder alone, under the same CPU budget.
+
+All three train on the shared HumanEva-I Train data (Walk, Jog, Box of S1-S3) with the same
+contiguous held-out blocks as validation and test, for `--minutes` each:
+(a) video DiffPose (`configs/humaneva_video.yaml`: stage 1 + stage 2 in the budget);
+(b) frame DiffPose (`configs/humaneva_frame.yaml`, same budget);
+(c) the video context encoder alone (stage 1 for the whole budget, deterministic).
+Then prints, on the held-out test blocks (every frame, 60 Hz), P-MPJPE per action x subject
+(HumanEva protocol), MPJPE and MPJVE for each, and the ratios the issue asks about.
+
+    python benchmarks/bench_video_vs_frame.py --minutes 18 --out runs/bench_video [--jobs 2]
+
+`--jobs 2` trains two contenders at a time, one core each (each config uses one thread).
+`--reuse` keeps bundles already in --out (e.g. a frame DiffPose from bench_diffpose_vs_lifter.py
+trained with the same budget: copy its `diffpose` folder to `<out>/frame_diffpose`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+from bench_diffpose_vs_lifter import SHARED, train_lifter_only
+from diffpose3d.checkpoint import load_bundle
+from diffpose3d.config import load_config
+from diffpose3d.datasets import load_training_splits
+from diffpose3d.evaluate_model import score_model
+from diffpose3d.train import train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=18.0, help="the CPU budget of each contender")
+    ap.add_argument("--data", default=str(SHARED), help="folder with the HumanEva-I npz files")
+    ap.add_argument("--out", default="runs/bench_video")
+    ap.add_argument("--video-set", action="append", default=[], help="override for the video config")
+    ap.add_argument("--frame-set", action="append", default=[], help="override for the frame config")
+    ap.add_argument("--reuse", action="store_true", help="reuse bundles already in --out")
+    ap.add_argument("--jobs", type=int, default=1, help="contenders trained at once (one core each)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    common = [
+        f"data.data_3d={Path(args.data) / 'data_3d_humaneva15_train.npz'}",
+        f"data.data_2d={Path(args.data) / 'data_2d_humaneva15_gt_train.npz'}",
+        f"train.max_minutes={args.minutes}",
+        "train.progress=false",
+    ]
+    video = load_config(CONFIGS / "humaneva_video.yaml", common + args.video_set)
+    frame = load_config(CONFIGS / "humaneva_frame.yaml", common + args.frame_set)
+    print(f"torch {torch.__version__}, budget {args.minutes} min each, {args.jobs} at a time")
+
+    dirs = {"video": out / "video_diffpose", "frame": out / "frame_diffpose", "encoder": out / "video_encoder_only"}
+    jobs = {"video": (train, (video, dirs["video"])), "frame": (train, (frame, dirs["frame"])),
+            "encoder": (train_lifter_only, (video, dirs["encoder"], args.minutes))}
+    todo = {k: v for k, v in jobs.items() if not (args.reuse and (dirs[k] / "model.safetensors").is_file())}
+    t0 = time.monotonic()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn")) as pool:
+        for name, future in [(k, pool.submit(fn, *fn_args)) for k, (fn, fn_args) in todo.items()]:
+            future.result()
+            print(f"trained {name} ({(time.monotonic() - t0) / 60:.1f} min since start)", flush=True)
+
+    test = load_training_splits(video)["test"]
+    assert [s.key for s in test] == [s.key for s in load_training_splits(frame)["test"]], "test blocks differ"
+    video_model, _ = load_bundle(dirs["video"])
+    frame_model, _ = load_bundle(dirs["frame"])
+    encoder_model, _ = load_bundle(dirs["encoder"])
+    v = score_model(video_model, test, video.evidence, video.inference, "humaneva")
+    f = score_model(frame_model, test, frame.evidence, frame.inference, "humaneva")
+    e = score_model(encoder_model, test, video.evidence, replace(video.inference, hypotheses=1), "humaneva")["lifter"]
+    rows = [("(a) video DiffPose, N=%d, %d steps, mean, coherent" % (video.inference.hypotheses, video.inference.steps), v["diffpose"]),
+            ("    its own stage-1 video encoder", v["lifter"]),
+            ("(b) frame DiffPose, N=%d, %d steps, mean" % (frame.inference.hypotheses, frame.inference.steps), f["diffpose"]),
+            ("(c) video encoder alone (full budget)", e)]
+    results = {}
+    for name, report in rows:
+        print(f"\n===== {name}\n{report.format_table()}")
+        results[name] = report.to_dict()
+    print("\nsummary (mean of action x subject cells; MPJVE in mm per frame step at 60 Hz):")
+    for name, report in rows:
+        s = report.summary
+        print(f"  {name:58s} P-MPJPE {s['p_mpjpe']:6.1f}  MPJPE {s['mpjpe']:6.1f}  MPJVE {s['mpjve']:5.2f}")
+    a = v["diffpose"].summary
+    for label, other in (("frame DiffPose", f["diffpose"].summary), ("video encoder alone", e.summary)):
+        print(f"  video DiffPose / {label}: P-MPJPE {a['p_mpjpe'] / other['p_mpjpe']:.3f}, MPJVE {a['mpjve'] / other['mpjve']:.3f}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

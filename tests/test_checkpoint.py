@@ -51,3 +51,20 @@ def test_missing_and_mismatched_bundles(bundle, tmp_path):
     (folder / "config.yaml").unlink()
     with pytest.raises(InputFileError, match="missing"):
         load_bundle(folder)
+
+
+def test_packaged_bundles_load_by_name(tmp_path, monkeypatch):
+    from diffpose3d.checkpoint import default_checkpoint, packaged_models, resolve_checkpoint
+
+    assert set(packaged_models()) >= {"humaneva_frame", "humaneva_video"}
+    assert resolve_checkpoint(None) == default_checkpoint() == packaged_models()["humaneva_frame"]
+    frame, _ = load_bundle("humaneva_frame")
+    video, _ = load_bundle("humaneva_video")
+    assert not frame.is_video and video.is_video
+    # a folder of that name in the working directory wins over the packaged bundle
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "humaneva_video").mkdir()
+    with pytest.raises(InputFileError, match="model.safetensors"):
+        load_bundle("humaneva_video")
+    with pytest.raises(InputFileError, match="no_such_model"):
+        load_bundle("no_such_model")

@@ -25,9 +25,25 @@ INFO = "info.json"
 DEFAULT_MODEL = "humaneva_frame"
 
 
+def packaged_models() -> dict[str, Path]:
+    """The bundles shipped inside the package, by name (e.g. humaneva_frame, humaneva_video)."""
+    root = Path(str(resources.files("diffpose3d") / "assets" / "models"))
+    return {p.name: p for p in sorted(root.iterdir()) if (p / WEIGHTS).is_file()}
+
+
 def default_checkpoint() -> Path:
-    """The bundled model (trained on the HumanEva-I Train split by `diffpose3d train`)."""
-    return Path(str(resources.files("diffpose3d") / "assets" / "models" / DEFAULT_MODEL))
+    """The bundled frame model (trained on the HumanEva-I Train split by `diffpose3d train`)."""
+    return packaged_models()[DEFAULT_MODEL]
+
+
+def resolve_checkpoint(name: str | Path | None) -> Path:
+    """A checkpoint folder from a path, the name of a packaged bundle, or None (the default)."""
+    if not name:
+        return default_checkpoint()
+    path = Path(name)
+    if not path.exists() and path.name == str(name):
+        return packaged_models().get(str(name), path)
+    return path
 
 
 def save_bundle(model: torch.nn.Module, config: Config, folder: str | Path, info: dict | None = None) -> Path:
@@ -45,10 +61,11 @@ def save_bundle(model: torch.nn.Module, config: Config, folder: str | Path, info
 
 
 def load_bundle(folder: str | Path | None = None, device: str | torch.device = "cpu"):
-    """Load a bundle folder (default: the packaged model) -> (DiffPoseModel in eval mode, info)."""
+    """Load a bundle folder or a packaged bundle's name (default: the packaged frame model) ->
+    (DiffPoseModel in eval mode, info)."""
     from diffpose3d.model import DiffPoseModel
 
-    folder = Path(folder) if folder else default_checkpoint()
+    folder = resolve_checkpoint(folder)
     if folder.is_file() and folder.name == WEIGHTS:
         folder = folder.parent
     if not folder.is_dir():

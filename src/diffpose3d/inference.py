@@ -10,6 +10,7 @@ import torch
 from diffpose3d.aggregate import aggregate
 from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
 from diffpose3d.config import InferenceConfig
+from diffpose3d.diffusion.sampler import NoiseDraws
 from diffpose3d.frames import FrameSet, gmm_index
 from diffpose3d.model import STATE_DIM, DiffPoseModel
 from diffpose3d.uncertainty.gmm import GaussianMixture
@@ -27,21 +28,19 @@ class FramePredictions:
     uv: np.ndarray  # (F, N, J, 2) the denoised 2D part of each hypothesis
 
 
-def sequence_draws(
-    noise_index: np.ndarray, cfg: InferenceConfig, joints: int, dim: int
-) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """H_K noise shared by all frames with the same `noise_index` (a sequence): `(inverse (F,),
-    u (S, F', J, 1), z (S, F', J, dim))`, row `inverse[f]` for frame f. Each sequence's draw depends
-    only on the seed and its index, so it is the same however the frames are batched."""
+def sequence_draws(noise_index: np.ndarray, cfg: InferenceConfig, joints: int) -> tuple[np.ndarray, NoiseDraws]:
+    """H_K (and, with eta > 0, step) noise shared by all frames with the same `noise_index` (a
+    sequence): `(inverse (F,), draws of S sequences)`, sequence `inverse[f]` for frame f. Each
+    sequence's draws depend only on the seed and its index, however the frames are batched."""
     free = -(-cfg.hypotheses // 2) if cfg.antithetic else cfg.hypotheses
     ids, inverse = np.unique(np.asarray(noise_index), return_inverse=True)
-    u = torch.empty(len(ids), free, joints, 1)
-    z = torch.empty(len(ids), free, joints, dim)
-    for i, sid in enumerate(ids):
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + int(sid))
-        u[i] = torch.rand(free, joints, 1, generator=gen)
-        z[i] = torch.randn(free, joints, dim, generator=gen)
-    return inverse, u, z
+    per_sequence = [
+        NoiseDraws.draw(1, free, joints, STATE_DIM, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + int(sid)),
+                        steps=cfg.steps if cfg.eta > 0 else 0, hypotheses=cfg.hypotheses)
+        for sid in ids
+    ]
+    steps = None if per_sequence[0].steps is None else torch.cat([d.steps for d in per_sequence])
+    return inverse, NoiseDraws(torch.cat([d.uniform for d in per_sequence]), torch.cat([d.normal for d in per_sequence]), steps)
 
 
 def lift_batches(
@@ -64,10 +63,10 @@ def lift_batches(
         model.use_backend(cfg.backend)
     if context is None and model.is_video:
         context = model.encode(keypoints_uv)
-    draws = None
-    if cfg.coherent and cfg.mode == "diffpose":
+    coherent = cfg.coherent and cfg.mode == "diffpose"
+    if coherent:
         index = np.zeros(keypoints_uv.shape[0], np.int64) if noise_index is None else noise_index
-        draws = sequence_draws(index, cfg, keypoints_uv.shape[1], STATE_DIM)
+        sequence_of_frame, draws = sequence_draws(index, cfg, keypoints_uv.shape[1])
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     outs: dict[str, list[np.ndarray]] = {k: [] for k in ("pose", "hyp", "cov", "lifter", "uv")}
     n = keypoints_uv.shape[0]
@@ -75,7 +74,7 @@ def lift_batches(
         idx = torch.arange(start, min(start + cfg.batch_frames, n))
         kp = keypoints_uv[idx].to(device)
         gmm = gmm_index(uv_gmm, idx).to(device)
-        batch_draws = None if draws is None else (draws[1][draws[0][idx]], draws[2][draws[0][idx]])
+        batch_draws = draws[torch.as_tensor(sequence_of_frame[idx.numpy()])] if coherent else None
         states, lifter = model.sample(
             kp, gmm, hypotheses=cfg.hypotheses, steps=cfg.steps, eta=cfg.eta,
             generator=generator, mode=cfg.mode, antithetic=cfg.antithetic,

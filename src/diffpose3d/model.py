@@ -27,7 +27,7 @@ from torch import nn
 
 from diffpose3d.config import Config, ModelConfig
 from diffpose3d.errors import ConfigError
-from diffpose3d.diffusion.sampler import DDIMSampler, deterministic_refine
+from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, deterministic_refine
 from diffpose3d.diffusion.schedule import make_schedule
 from diffpose3d.models.context_frame import FrameContextEncoder
 from diffpose3d.models.context_video import VideoContextEncoder
@@ -172,7 +172,7 @@ class DiffPoseModel(nn.Module):
         mode: str = "diffpose",
         antithetic: bool = False,
         context: tuple[torch.Tensor, torch.Tensor] | None = None,
-        draws: tuple[torch.Tensor, torch.Tensor] | None = None,
+        draws: NoiseDraws | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """N hypotheses per frame: returns (states (B, N, J, 5), lifter xyz (B, J, 3)).
 
@@ -202,7 +202,7 @@ class DiffPoseModel(nn.Module):
         states = torch.cat([
             sampler.sample(self.g, weights[sl], means[sl], chol[sl], cond[sl], num_hypotheses=hypotheses,
                            generator=generator, antithetic=antithetic,
-                           draws=None if draws is None else (draws[0][sl], draws[1][sl]))
+                           draws=None if draws is None else draws[sl])
             for sl in (slice(i, i + block) for i in range(0, keypoints_uv.shape[0], block))
         ])
         centre = states.mean(dim=1, keepdim=True)

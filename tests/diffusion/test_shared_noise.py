@@ -1,10 +1,10 @@
-"""Temporally coherent hypotheses: `DDIMSampler.sample(..., noise_groups=G)`."""
+"""Temporally coherent hypotheses: `DDIMSampler.sample(..., draws=NoiseDraws)` shared by frames."""
 
 import pytest
 import torch
 
 from diffpose3d.diffusion.forward import sample_components
-from diffpose3d.diffusion.sampler import DDIMSampler, components_from_uniform
+from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, components_from_uniform
 from diffpose3d.diffusion.schedule import make_schedule
 
 
@@ -18,34 +18,45 @@ def same_mixture_for_all_frames(B: int, J: int, M: int, D: int, mixture_factory)
     return w.expand(B, J, M), mu.expand(B, J, M, D), L.expand(B, J, M, D, D)
 
 
+def shared(draws: NoiseDraws, rows: list[int]) -> NoiseDraws:
+    """Frame b gets the draws of `rows[b]`."""
+    return draws[torch.tensor(rows)]
+
+
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_frames_of_a_group_share_their_draws(eta: float, mixture_factory) -> None:
-    B, J, M, D, N, G = 7, 4, 3, 5, 6, 3
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_frames_given_the_same_draws_share_their_hypotheses(eta: float, antithetic: bool, mixture_factory) -> None:
+    B, J, M, D, N, S = 7, 4, 3, 5, 6, 4
     w, mu, L = same_mixture_for_all_frames(B, J, M, D, mixture_factory)
-    sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=4, eta=eta)
-    out = sampler.sample(toy_model, w, mu, L, None, N, torch.Generator().manual_seed(0), noise_groups=G)
+    sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=S, eta=eta)
+    free = N // 2 if antithetic else N
+    per_window = NoiseDraws.draw(3, free, J, D, generator=torch.Generator().manual_seed(0), steps=S, hypotheses=N)
+    draws = shared(per_window, [0, 0, 0, 1, 1, 1, 2])
+    out = sampler.sample(toy_model, w, mu, L, None, N, torch.Generator().manual_seed(1), antithetic=antithetic, draws=draws)
     assert out.shape == (B, N, J, D)
     for group in ([0, 1, 2], [3, 4, 5], [6]):
         for b in group[1:]:
-            assert torch.equal(out[b], out[group[0]])  # same mixture + shared draw -> same hypotheses
-    assert not torch.allclose(out[0], out[3])  # different windows draw independently
+            assert torch.equal(out[b], out[group[0]])  # same mixture + shared draws -> same hypotheses
+    assert not torch.allclose(out[0], out[3])  # other draws, other hypotheses
     for n in range(1, N):
         assert not torch.allclose(out[0, n], out[0, 0])  # hypotheses differ
 
 
-def test_without_groups_identical_frames_get_different_draws(mixture_factory) -> None:
+def test_without_draws_identical_frames_get_different_draws(mixture_factory) -> None:
     w, mu, L = same_mixture_for_all_frames(4, 3, 2, 5, mixture_factory)
     out = DDIMSampler(make_schedule("cosine", 20), 3).sample(toy_model, w, mu, L, None, 5,
                                                             torch.Generator().manual_seed(0))
     assert not torch.allclose(out[0], out[1])
 
 
-@pytest.mark.parametrize("eta", [0.0, 0.5])
-def test_groups_of_one_reproduce_the_default_sampler(eta: float, mixture_factory) -> None:
+def test_given_draws_are_used_as_the_sampler_would_draw_them(mixture_factory) -> None:
+    """The antithetic sampler draws its uniforms then its normals: handing it the same numbers
+    as `NoiseDraws` gives the same hypotheses."""
     w, mu, _, L = mixture_factory(5, 3, 2, 5, seed=1)
-    sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=3, eta=eta)
-    a = sampler.sample(toy_model, w, mu, L, None, 4, torch.Generator().manual_seed(2))
-    b = sampler.sample(toy_model, w, mu, L, None, 4, torch.Generator().manual_seed(2), noise_groups=1)
+    sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=3)
+    a = sampler.sample(toy_model, w, mu, L, None, 4, torch.Generator().manual_seed(2), antithetic=True)
+    draws = NoiseDraws.draw(5, 2, 3, 5, generator=torch.Generator().manual_seed(2), like=mu)
+    b = sampler.sample(toy_model, w, mu, L, None, 4, None, antithetic=True, draws=draws)
     assert torch.equal(a, b)
 
 

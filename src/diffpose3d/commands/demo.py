@@ -19,7 +19,7 @@ EXAMPLE_KEYPOINTS = "astronaut_keypoints.npz"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="diffpose3d-demo", help="output folder (default: ./diffpose3d-demo)")
-    parser.add_argument("--checkpoint", default=None, help="model folder (default: the bundled HumanEva-I model)")
+    parser.add_argument("--checkpoint", default=None, help="model folder, or a bundled model: humaneva_frame (default), humaneva_video")
     parser.add_argument("--no-detector", action="store_true", help="use the bundled keypoints even if the detector is installed")
     add_inference_arguments(parser)
 

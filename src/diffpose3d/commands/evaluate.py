@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--predictions", metavar="FILE",
                       help="npz with positions_3d[subject][action] -> list per camera (docs/PREDICTIONS.md)")
     what.add_argument("--checkpoint", nargs="?", const="", metavar="CKPT",
-                      help="run a model bundle on the split instead (no value: the bundled model)")
+                      help="run a model bundle on the split instead: a folder or a bundled model's name (no value: humaneva_frame)")
     parser.add_argument("--dataset", required=True, choices=PROTOCOLS, help="dataset and protocol")
     parser.add_argument("--data-3d", required=True, metavar="FILE",
                         help="the dataset's 3D file (3dhp: data_test_3dhp.npz or data_train_3dhp.npz)")

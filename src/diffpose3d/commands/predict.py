@@ -11,7 +11,7 @@ from diffpose3d.config import InferenceConfig
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="an image, a folder of images, a video, a keypoints .json/.npz or a heatmaps .npz")
     parser.add_argument("--out", required=True, help="output folder (gets <name>.npz and <name>.json)")
-    parser.add_argument("--checkpoint", default=None, help="model folder (default: the bundled HumanEva-I model)")
+    parser.add_argument("--checkpoint", default=None, help="model folder, or a bundled model: humaneva_frame (default), humaneva_video")
     add_inference_arguments(parser)
     parser.add_argument("--render", action="store_true", help="also write a picture (image) or an mp4 (video)")
     parser.add_argument("--html", action="store_true", help="also write an interactive 3D page (offline)")

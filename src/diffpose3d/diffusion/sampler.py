@@ -11,6 +11,7 @@ The network is any callable `model(h_k (B, J, D), k (B,) long, context (B, J, C)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -98,9 +99,8 @@ class DDIMSampler:
         context: torch.Tensor | None,
         num_hypotheses: int = 5,
         generator: torch.Generator | None = None,
-        noise_groups: int | None = None,
         antithetic: bool = False,
-        draws: tuple[torch.Tensor, torch.Tensor] | None = None,
+        draws: NoiseDraws | None = None,
     ) -> torch.Tensor:
         """Draw `N = num_hypotheses` poses per frame from H_K and denoise them.
 
@@ -108,15 +108,10 @@ class DDIMSampler:
         (frame-major: row `b * N + n`). Returns `(B, N, J, D)`. Runs without autograd; a seeded
         `generator` on the input's device makes the result reproducible.
 
-        `noise_groups = G` makes hypotheses temporally coherent: the B frames are split into
-        consecutive groups of G (a window; the last may be shorter) and hypothesis n of every frame
-        in a group uses the same standard-normal noise and the same uniform quantile to pick its
-        components (and, with `eta > 0`, the same step noise). Each frame still colours the shared
-        draw with its own mixture, so the N outputs are N plausible motions instead of per-frame
-        jitter. `None` (default) draws independently per frame; `G = 1` gives the same numbers.
-        `draws = (u (B, F, J, 1), z (B, F, J, D))` supplies those uniforms and standard normals
-        directly (F = N, or ceil(N / 2) with `antithetic`), e.g. shared by every frame of a sequence
-        however the frames are batched.
+        `draws` supplies the random numbers instead of `generator` (`NoiseDraws`): rows given the
+        same draws (e.g. every frame of a sequence) get hypotheses that are coherent over time. Each
+        frame still colours the shared draw with its own mixture, so hypothesis n of a clip is one
+        plausible motion instead of per-frame jitter.
 
         `antithetic` draws the hypotheses in mirrored pairs: hypothesis `n + ceil(N / 2)` uses the
         same components as hypothesis `n` and the negated standard-normal noise. Each hypothesis is
@@ -133,58 +128,67 @@ class DDIMSampler:
             return t.unsqueeze(1).expand((B, N) + t.shape[1:]).reshape((B * N,) + t.shape[1:])
 
         ctx = rep(context) if context is not None else None
-        if draws is None and noise_groups is None and not antithetic:
+        if draws is None and not antithetic:
             # The H_K draw: one component per joint and hypothesis, kept for the whole trajectory.
             h, _, mu, L = sample_mixture(rep(weights), rep(means), rep(chol), generator)
         else:
-            group = noise_groups or 1
-            assert group >= 1, f"noise_groups must be >= 1, got {noise_groups}"
             free = -(-N // 2) if antithetic else N  # hypotheses drawn freely; the rest mirror them
-            if draws is not None:
-                assert draws[0].shape == (B, free, J, 1) and draws[1].shape == (B, free, J, D), (
-                    f"draws must be {(B, free, J, 1)} and {(B, free, J, D)}, got {tuple(draws[0].shape)}, {tuple(draws[1].shape)}"
-                )
-                u, z0 = (d.to(means).reshape((B * free,) + tuple(d.shape[2:])) for d in draws)
-            else:
-                u = shared_draw(torch.rand, (B, free, J, 1), group, means, generator)
-                z0 = shared_draw(torch.randn, (B, free, J, D), group, means, generator)
+            if draws is None:
+                draws = NoiseDraws.draw(B, free, J, D, generator=generator, like=means)
+            assert draws.uniform.shape == (B, free, J, 1) and draws.normal.shape == (B, free, J, D), (
+                f"draws must be {(B, free, J, 1)} and {(B, free, J, D)}, got "
+                f"{tuple(draws.uniform.shape)}, {tuple(draws.normal.shape)}"
+            )
+            u, z0 = draws.uniform.to(means), draws.normal.to(means)
             if antithetic:
-                u = _mirror(u.reshape(B, free, J, 1), N, negate=False)
-                z0 = _mirror(z0.reshape(B, free, J, D), N, negate=True)
-            m = components_from_uniform(rep(weights), u)
+                u, z0 = _mirror(u, N, negate=False), _mirror(z0, N, negate=True)
+            m = components_from_uniform(rep(weights), u.reshape(B * N, J, 1))
             mu, L = gather_component(rep(means), rep(chol), m)
-            h = mu + (L @ z0.unsqueeze(-1)).squeeze(-1)
-        for k, k_prev in self.pairs:
+            h = mu + (L @ z0.reshape(B * N, J, D).unsqueeze(-1)).squeeze(-1)
+        for i, (k, k_prev) in enumerate(self.pairs):
             k_batch = torch.full((B * N,), k, dtype=torch.long, device=h.device)
             pred_h0 = model(h, k_batch, ctx)
             z = None
-            if noise_groups is not None and self.eta > 0.0:
-                z = shared_draw(torch.randn, (B, N, J, D), noise_groups, means, generator)
+            if draws is not None and draws.steps is not None and self.eta > 0.0:
+                z = draws.steps[:, i].to(means).reshape(B * N, J, D)
             h, _ = self.step(pred_h0, k, k_prev, h, mu, L, generator=generator, z=z)
         return h.reshape(B, N, J, D)
 
 
+@dataclass
+class NoiseDraws:
+    """The random numbers of `DDIMSampler.sample` for B frames, given by the caller.
+
+    `uniform (B, F, J, 1)` picks each joint's H_K component (inverse CDF) and `normal (B, F, J, D)`
+    is the standard-normal noise that component colours, for `F = N` hypotheses (`ceil(N / 2)` with
+    antithetic pairs); `steps (B, S, N, J, D)`, optional, is the noise injected at each of the S
+    reverse steps when `eta > 0` (drawn per frame when absent).
+    """
+
+    uniform: torch.Tensor
+    normal: torch.Tensor
+    steps: torch.Tensor | None = None
+
+    @staticmethod
+    def draw(
+        B: int, free: int, J: int, D: int, *, generator: torch.Generator | None = None,
+        like: torch.Tensor | None = None, steps: int = 0, hypotheses: int = 0,
+    ) -> "NoiseDraws":
+        kw = {"generator": generator, "device": None if like is None else like.device,
+              "dtype": None if like is None else like.dtype}
+        uniform = torch.rand((B, free, J, 1), **kw)
+        normal = torch.randn((B, free, J, D), **kw)
+        return NoiseDraws(uniform, normal, torch.randn((B, steps, hypotheses, J, D), **kw) if steps else None)
+
+    def __getitem__(self, index) -> "NoiseDraws":
+        """The draws of some frames (any index of the B axis)."""
+        return NoiseDraws(self.uniform[index], self.normal[index], None if self.steps is None else self.steps[index])
+
+
 def _mirror(draws: torch.Tensor, n: int, negate: bool) -> torch.Tensor:
-    """(B, F, ...) free draws -> (B * n, ...): the first F, then the first n - F again (negated)."""
+    """(B, F, ...) free draws -> (B, n, ...): the first F, then the first n - F again (negated)."""
     rest = draws[:, : n - draws.shape[1]]
-    full = torch.cat([draws, -rest if negate else rest], dim=1)
-    return full.reshape((-1,) + tuple(draws.shape[2:]))
-
-
-def shared_draw(
-    draw: Callable[..., torch.Tensor],
-    shape: tuple[int, ...],
-    group: int,
-    like: torch.Tensor,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Random numbers of `shape = (B, N, ...)` (from `torch.rand` or `torch.randn`) shared by
-    consecutive groups of `group` rows along B, flattened to `(B * N, ...)` (frame-major)."""
-    B = shape[0]
-    groups = -(-B // group)
-    values = draw((groups,) + shape[1:], generator=generator, device=like.device, dtype=like.dtype)
-    values = values.repeat_interleave(group, dim=0)[:B]
-    return values.reshape((B * shape[1],) + shape[2:])
+    return torch.cat([draws, -rest if negate else rest], dim=1)
 
 
 def components_from_uniform(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -94,7 +94,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # 0 = no limit
     encoder_share: float = 0.35  # stage 1 stops at this share of max_minutes; stage 2 has the rest
     flip_augment: bool = True
-    window_batch_size: int = 32  # video stage 1: windows per batch (batch_size counts frames)
+    window_batch_size: int = 16  # video stage 1: windows per batch (batch_size counts frames)
+    video_frame_pretrain: float = 0.5  # video stage 1: share of its time spent on single frames first
+    video_encoder_lr: float = 1e-3  # video stage 1 on windows (after the single-frame phase)
     velocity_weight: float = 0.0  # video stage 1: weight of the velocity (MPJVE) term of the loss
     uv_loss_weight: float = 0.1
     eval_every: int = 5  # epochs between validations (model selection on validation only)

@@ -179,34 +179,60 @@ def fit_spread_scale(model: DiffPoseModel, val: FrameSet, config: Config) -> flo
     return scale
 
 
+class SingleFrames(nn.Module):
+    """A video encoder seen as a frame lifter: `(B, J, 2) -> (xyz (B, J, 3), f (B, J, C))` on
+    one-frame clips (its temporal blocks then act frame by frame)."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xyz, feats = self.encoder(kp.unsqueeze(1))
+        return xyz.squeeze(1), feats.squeeze(1)
+
+
 def train_encoder(
     model: DiffPoseModel, train: FrameSet, val: FrameSet, config: Config, device: torch.device, budget: Budget,
     *, share: float | None = None, log: Callable[[dict], None] | None = None, checkpoint_dir: Path | None = None,
     resume: bool = False, dist_info: DistInfo = DistInfo(),
 ) -> dict:
     """Stage 1: the context encoder; stops at `share` (default `train.encoder_share`) of the budget.
-    A video encoder trains on random windows of `model.video_frames` frames (`TrainingWindows`)."""
+
+    A video encoder first trains on single frames for `train.video_frame_pretrain` of its time
+    (cheap steps: it learns the per-frame lifting as fast as the frame lifter does), then on random
+    windows of `model.video_frames` frames (`TrainingWindows`), where it learns to use motion.
+    """
     cfg = config.train
     share = cfg.encoder_share if share is None else share
     perm = torch.as_tensor(model.skeleton.flip_permutation())
-    spec = StageSpec("encoder", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed, share)
-    on_epoch_start: Callable[[int], None] = train.redraw_evidence
-    loss_fn, num_samples = encoder_loss(train, perm, device), len(train)
-    if model.is_video:
-        windows = TrainingWindows(train, config.model.video_frames, seed=cfg.seed)
-        loss_fn, num_samples = video_encoder_loss(windows, perm, device, cfg.velocity_weight), windows.count
-        cfg = replace(cfg, batch_size=cfg.window_batch_size)
+    common = {"budget": budget, "checkpoint_dir": checkpoint_dir, "resume": resume, "log": log, "dist_info": dist_info}
 
-        def redraw_and_resample(epoch: int) -> None:
-            train.redraw_evidence(epoch)
-            windows.new_epoch(epoch)
+    def validate(ema: nn.Module) -> float:
+        return lifter_mpjpe_mm(model, getattr(ema, "encoder", ema), val)[0]
 
-        on_epoch_start = redraw_and_resample
-    return run_stage(
-        spec, model.encoder, loss_fn, lambda ema: lifter_mpjpe_mm(model, ema, val)[0], num_samples, cfg,
-        budget=budget, checkpoint_dir=checkpoint_dir, resume=resume, log=log, dist_info=dist_info,
-        on_epoch_start=on_epoch_start,
-    )
+    if not model.is_video:
+        spec = StageSpec("encoder", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed, share)
+        return run_stage(spec, model.encoder, encoder_loss(train, perm, device), validate, len(train), cfg,
+                         on_epoch_start=train.redraw_evidence, **common)
+    start = (time.monotonic() - budget.start) / 60.0 / budget.minutes if budget.minutes > 0 else 0.0
+    frames_until = start + (share - start) * cfg.video_frame_pretrain
+    frames_info = None
+    if cfg.video_frame_pretrain > 0:
+        spec = StageSpec("encoder_frames", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed + 2, frames_until)
+        frames_info = run_stage(spec, SingleFrames(model.encoder), encoder_loss(train, perm, device), validate,
+                                len(train), cfg, on_epoch_start=train.redraw_evidence, **common)
+    windows = TrainingWindows(train, config.model.video_frames, seed=cfg.seed)
+
+    def redraw_and_resample(epoch: int) -> None:
+        train.redraw_evidence(1_000 + epoch)
+        windows.new_epoch(epoch)
+
+    spec = StageSpec("encoder", cfg.encoder_epochs, cfg.video_encoder_lr, cfg.seed, share)
+    info = run_stage(spec, model.encoder, video_encoder_loss(windows, perm, device, cfg.velocity_weight), validate,
+                     windows.count, replace(cfg, batch_size=cfg.window_batch_size), on_epoch_start=redraw_and_resample,
+                     **common)
+    return {**info, "single_frames": frames_info}
 
 
 def train_denoiser(

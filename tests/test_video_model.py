@@ -45,6 +45,7 @@ def test_video_training_writes_a_video_bundle(video_run):
     assert loaded["train_frames"] == info["train_frames"] > 100
     h = info["stage1"]["history"]
     assert h[-1]["train_loss"] < h[0]["train_loss"]
+    assert info["stage1"]["single_frames"]["history"]  # stage 1 began on single frames
     assert np.isfinite(info["stage2"]["best_val_mpjpe_mm"])
 
 

@@ -76,9 +76,14 @@ def joint_distance_sum(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def lifter_mpjpe_mm(model: DiffPoseModel, encoder: nn.Module, frames: FrameSet) -> tuple[float, torch.Tensor]:
-    """Validation MPJPE (mm) of `encoder` (the model's, or an EMA copy) and its residuals (F, J, 3) in metres."""
-    pred, _ = run_encoder(encoder, frames.keypoints_uv, frames.sequence_rows(), model.config.model,
+def lifter_mpjpe_mm(
+    model: DiffPoseModel, encoder: nn.Module, frames: FrameSet, *, single_frames: bool = False
+) -> tuple[float, torch.Tensor]:
+    """Validation MPJPE (mm) of `encoder` (the model's, or an EMA copy) and its residuals (F, J, 3)
+    in metres. `single_frames`: a video encoder fed one-frame clips (`SingleFrames`), as its first
+    training phase sees it."""
+    model_config = replace(model.config.model, context="frame") if single_frames else model.config.model
+    pred, _ = run_encoder(encoder, frames.keypoints_uv, frames.sequence_rows(), model_config,
                           model.skeleton.flip_permutation())
     residual = pred - frames.target_xyz
     return float(residual.norm(dim=-1).mean() * 1000.0), residual
@@ -209,7 +214,7 @@ def train_encoder(
     common = {"budget": budget, "checkpoint_dir": checkpoint_dir, "resume": resume, "log": log, "dist_info": dist_info}
 
     def validate(ema: nn.Module) -> float:
-        return lifter_mpjpe_mm(model, getattr(ema, "encoder", ema), val)[0]
+        return lifter_mpjpe_mm(model, ema, val)[0]
 
     if not model.is_video:
         spec = StageSpec("encoder", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed, share)
@@ -220,7 +225,8 @@ def train_encoder(
     frames_info = None
     if cfg.video_frame_pretrain > 0:
         spec = StageSpec("encoder_frames", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed + 2, frames_until)
-        frames_info = run_stage(spec, SingleFrames(model.encoder), encoder_loss(train, perm, device), validate,
+        frames_info = run_stage(spec, SingleFrames(model.encoder), encoder_loss(train, perm, device),
+                                lambda ema: lifter_mpjpe_mm(model, ema, val, single_frames=True)[0],
                                 len(train), cfg, on_epoch_start=train.redraw_evidence, **common)
     windows = TrainingWindows(train, config.model.video_frames, seed=cfg.seed)
 

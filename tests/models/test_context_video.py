@@ -59,9 +59,10 @@ def test_output_at_one_frame_depends_on_the_other_frames() -> None:
     assert torch.allclose(c[0], a[0], atol=1e-5) and torch.allclose(c[1], b[0], atol=1e-5)
 
 
-def test_parameter_count_scales_like_mixste() -> None:
-    """2 * depth blocks of about 8 width^2 weights each (attention 4 w^2, MLP with ratio 2: 4 w^2)."""
-    width, depth = 128, 4
-    enc = VideoContextEncoder(PARENTS, frames=27, width=width, depth=depth)
-    n = sum(p.numel() for p in enc.parameters())
-    assert 16 * width**2 * depth < n < 1.05 * 16 * width**2 * depth
+def test_parameter_count_scales_with_width_squared_and_depth() -> None:
+    def count(width: int, depth: int) -> int:
+        enc = VideoContextEncoder(PARENTS, frames=27, width=width, depth=depth)
+        return sum(p.numel() for p in enc.parameters())
+
+    assert count(128, 4) / count(128, 2) == pytest.approx(2.0, rel=0.03)
+    assert count(128, 4) / count(64, 4) == pytest.approx(4.0, rel=0.05)

@@ -114,6 +114,7 @@ class InferenceConfig:
     eta: float = 0.0
     antithetic: bool = True  # hypotheses in mirrored pairs: a mean without Monte Carlo blur
     coherent: bool = False  # hypothesis n of every frame of a sequence shares its H_K noise: N motions
+    smooth_sigma: float = 0.0  # frames: Gaussian low-pass of g's correction along each sequence (video)
     aggregate: str = "mean"  # mean | median | reprojection
     mode: str = "diffpose"  # diffpose | authors (deterministic refinement, N = 1, no f_ST)
     seed: int = 0

@@ -33,6 +33,15 @@ from diffpose3d.trainer import Budget
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneva"
 
 
+def budget_overrides(data_dir: str | Path, minutes: float) -> list[str]:
+    """Config overrides shared by the benchmarks: the shared HumanEva-I files and the CPU budget."""
+    return [
+        f"data.data_3d={Path(data_dir) / 'data_3d_humaneva15_train.npz'}",
+        f"data.data_2d={Path(data_dir) / 'data_2d_humaneva15_gt_train.npz'}",
+        f"train.max_minutes={minutes}",
+    ]
+
+
 def train_lifter_only(config, out_dir: Path, minutes: float) -> None:
     """Contender (a): the context encoder alone, trained for the whole budget."""
     if config.train.threads > 0:
@@ -59,13 +68,7 @@ def main() -> None:
     ap.add_argument("--parallel", action="store_true", help="train the two contenders at once, one core each")
     args = ap.parse_args()
     out = Path(args.out)
-    overrides = [
-        f"data.data_3d={Path(args.data) / 'data_3d_humaneva15_train.npz'}",
-        f"data.data_2d={Path(args.data) / 'data_2d_humaneva15_gt_train.npz'}",
-        f"train.max_minutes={args.minutes}",
-        *args.overrides,
-    ]
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, budget_overrides(args.data, args.minutes) + args.overrides)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {args.minutes} min each")
 
     diff_dir, lifter_dir = out / "diffpose", out / "lifter_only"

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from bench_diffpose_vs_lifter import SHARED, train_lifter_only
+from bench_diffpose_vs_lifter import SHARED, budget_overrides, train_lifter_only
 from diffpose3d.checkpoint import load_bundle
 from diffpose3d.config import load_config
 from diffpose3d.datasets import load_training_splits
@@ -64,12 +64,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="contenders trained at once (one core each)")
     args = ap.parse_args()
     out = Path(args.out)
-    common = [
-        f"data.data_3d={Path(args.data) / 'data_3d_humaneva15_train.npz'}",
-        f"data.data_2d={Path(args.data) / 'data_2d_humaneva15_gt_train.npz'}",
-        f"train.max_minutes={args.minutes}",
-        "train.progress=false",
-    ]
+    common = budget_overrides(args.data, args.minutes) + ["train.progress=false"]
     video = load_config(CONFIGS / "humaneva_video.yaml", common + args.video_set)
     frame = load_config(CONFIGS / "humaneva_frame.yaml", common + args.frame_set)
     print(f"torch {torch.__version__}, budget {args.minutes} min each, {args.jobs} at a time")

@@ -29,19 +29,17 @@ class FramePredictions:
     uv: np.ndarray  # (F, N, J, 2) the denoised 2D part of each hypothesis
 
 
-def sequence_draws(noise_index: np.ndarray, cfg: InferenceConfig, joints: int) -> tuple[np.ndarray, NoiseDraws]:
-    """H_K (and, with eta > 0, step) noise shared by all frames with the same `noise_index` (a
-    sequence): `(inverse (F,), draws of S sequences)`, sequence `inverse[f]` for frame f. Each
-    sequence's draws depend only on the seed and its index, however the frames are batched."""
+def sequence_draws(num_sequences: int, cfg: InferenceConfig, joints: int) -> NoiseDraws:
+    """H_K (and, with eta > 0, step) noise for each of `num_sequences` sequences, to be shared by
+    all their frames. Sequence s's draws depend only on the seed and s, however frames are batched."""
     free = -(-cfg.hypotheses // 2) if cfg.antithetic else cfg.hypotheses
-    ids, inverse = np.unique(np.asarray(noise_index), return_inverse=True)
     per_sequence = [
-        NoiseDraws.draw(1, free, joints, STATE_DIM, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + int(sid)),
+        NoiseDraws.draw(1, free, joints, STATE_DIM, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + s),
                         steps=cfg.steps if cfg.eta > 0 else 0, hypotheses=cfg.hypotheses)
-        for sid in ids
+        for s in range(num_sequences)
     ]
     steps = None if per_sequence[0].steps is None else torch.cat([d.steps for d in per_sequence])
-    return inverse, NoiseDraws(torch.cat([d.uniform for d in per_sequence]), torch.cat([d.normal for d in per_sequence]), steps)
+    return NoiseDraws(torch.cat([d.uniform for d in per_sequence]), torch.cat([d.normal for d in per_sequence]), steps)
 
 
 def lift_batches(
@@ -68,17 +66,17 @@ def lift_batches(
         context = model.encode(keypoints_uv, sequences)
     coherent = cfg.coherent and cfg.mode == "diffpose"
     if coherent:
-        index = np.zeros(n, np.int64)
+        sequence_of_frame = torch.zeros(n, dtype=torch.long)
         for s, rows in enumerate(sequences):
-            index[rows] = s
-        sequence_of_frame, draws = sequence_draws(index, cfg, keypoints_uv.shape[1])
+            sequence_of_frame[torch.as_tensor(rows)] = s
+        draws = sequence_draws(len(sequences), cfg, keypoints_uv.shape[1])
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     outs: dict[str, list[np.ndarray]] = {k: [] for k in ("pose", "hyp", "lifter", "uv")}
     for start in range(0, n, cfg.batch_frames):
         idx = torch.arange(start, min(start + cfg.batch_frames, n))
         kp = keypoints_uv[idx].to(device)
         gmm = gmm_index(uv_gmm, idx).to(device)
-        batch_draws = draws[torch.as_tensor(sequence_of_frame[idx.numpy()])] if coherent else None
+        batch_draws = draws[sequence_of_frame[idx]] if coherent else None
         states, lifter = model.sample(
             kp, gmm, hypotheses=cfg.hypotheses, steps=cfg.steps, eta=cfg.eta,
             generator=generator, mode=cfg.mode, antithetic=cfg.antithetic,

@@ -220,11 +220,9 @@ def train_encoder(
         spec = StageSpec("encoder", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed, share)
         return run_stage(spec, model.encoder, encoder_loss(train, perm, device), validate, len(train), cfg,
                          on_epoch_start=train.redraw_evidence, **common)
-    start = (time.monotonic() - budget.start) / 60.0 / budget.minutes if budget.minutes > 0 else 0.0
-    frames_until = start + (share - start) * cfg.video_frame_pretrain
     frames_info = None
     if cfg.video_frame_pretrain > 0:
-        spec = StageSpec("encoder_frames", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed + 2, frames_until)
+        spec = StageSpec("encoder_frames", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed + 2, share * cfg.video_frame_pretrain)
         frames_info = run_stage(spec, SingleFrames(model.encoder), encoder_loss(train, perm, device),
                                 lambda ema: lifter_mpjpe_mm(model, ema, val, single_frames=True)[0],
                                 len(train), cfg, on_epoch_start=train.redraw_evidence, **common)

@@ -213,6 +213,9 @@ class _Layout:
         self.diag_mask = torch.tensor([float(i == j) for i, j in self.pairs], **opts)
         self.first = torch.tensor([i for i, _ in self.pairs], device=like.device)
         self.second = torch.tensor([j for _, j in self.pairs], device=like.device)
+        # packed positions of the variances (i, i) and (j, j) of each entry (i, j)
+        self.first_var = torch.tensor([self.pos[(i, i)] for i, _ in self.pairs], device=like.device)
+        self.second_var = torch.tensor([self.pos[(j, j)] for _, j in self.pairs], device=like.device)
         self.quad_scale = torch.tensor([-0.5 if i == j else -1.0 for i, j in self.pairs], **opts)
         # packed -> full: index into the packed entries plus one trailing zero (absent entries)
         self.full_index = torch.tensor(
@@ -298,6 +301,9 @@ def _m_step(stats: torch.Tensor, reg: torch.Tensor, lay: _Layout):
     mu = stats[..., 1 : 1 + d] / nk_safe
     cov = stats[..., 1 + d :] / nk_safe - mu.index_select(-1, lay.first) * mu.index_select(-1, lay.second)
     cov = cov + (-cov).clamp_min(0) * lay.diag_mask  # cancellation can dip a variance below 0
+    if lay.full:  # ... and push a correlation past +-1 (a 2-D covariance is then indefinite)
+        bound = (cov[..., lay.first_var] * cov[..., lay.second_var]).sqrt() * (1.0 - 1e-4)
+        cov = torch.where(lay.diag_mask.bool(), cov, torch.maximum(torch.minimum(cov, bound), -bound))
     cov = cov + reg.unsqueeze(1)
     # An emptied component becomes broad and nearly weightless: the (standardised) data moments.
     mu = torch.where(empty, torch.zeros_like(mu), mu)

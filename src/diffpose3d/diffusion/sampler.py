@@ -117,6 +117,10 @@ class DDIMSampler:
         same components as hypothesis `n` and the negated standard-normal noise. Each hypothesis is
         still a draw from H_K, but the mean of the N carries far less Monte Carlo noise (exactly none
         from the pairs where g is linear), so the point estimate is not blurred by the sampling.
+        (With N odd one hypothesis is unpaired. Starting it at its components' centres instead
+        would remove its noise from the mean, measured 0.5 mm P-MPJPE, but leave N = 5 with only
+        two independent directions per joint: a singular 3 x 3 covariance, which breaks the
+        uncertainty output. Not done.)
         """
         assert num_hypotheses >= 1, f"num_hypotheses must be >= 1, got {num_hypotheses}"
         B, J, M, D = means.shape

@@ -112,7 +112,7 @@ class InferenceConfig:
     hypotheses: int = 5  # N
     steps: int = 5  # DDIM steps (<= K)
     eta: float = 0.0
-    antithetic: bool = True  # hypotheses in mirrored pairs: a mean without Monte Carlo blur
+    antithetic: bool = True  # zero-sum noise across the N hypotheses: a mean without Monte Carlo blur
     coherent: bool = False  # hypothesis n of every frame of a sequence shares its H_K noise: N motions
     smooth_sigma: float = 0.0  # frames: Gaussian low-pass of g's correction along each sequence (video)
     aggregate: str = "mean"  # mean | median | reprojection

@@ -32,10 +32,9 @@ class FramePredictions:
 def sequence_draws(num_sequences: int, cfg: InferenceConfig, joints: int) -> NoiseDraws:
     """H_K (and, with eta > 0, step) noise for each of `num_sequences` sequences, to be shared by
     all their frames. Sequence s's draws depend only on the seed and s, however frames are batched."""
-    free = -(-cfg.hypotheses // 2) if cfg.antithetic else cfg.hypotheses
     per_sequence = [
-        NoiseDraws.draw(1, free, joints, STATE_DIM, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + s),
-                        steps=cfg.steps if cfg.eta > 0 else 0, hypotheses=cfg.hypotheses)
+        NoiseDraws.draw(1, cfg.hypotheses, joints, STATE_DIM, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + s),
+                        steps=cfg.steps if cfg.eta > 0 else 0)
         for s in range(num_sequences)
     ]
     steps = None if per_sequence[0].steps is None else torch.cat([d.steps for d in per_sequence])

@@ -29,8 +29,7 @@ def test_frames_given_the_same_draws_share_their_hypotheses(eta: float, antithet
     B, J, M, D, N, S = 7, 4, 3, 5, 6, 4
     w, mu, L = same_mixture_for_all_frames(B, J, M, D, mixture_factory)
     sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=S, eta=eta)
-    free = N // 2 if antithetic else N
-    per_window = NoiseDraws.draw(3, free, J, D, generator=torch.Generator().manual_seed(0), steps=S, hypotheses=N)
+    per_window = NoiseDraws.draw(3, N, J, D, generator=torch.Generator().manual_seed(0), steps=S)
     draws = shared(per_window, [0, 0, 0, 1, 1, 1, 2])
     out = sampler.sample(toy_model, w, mu, L, None, N, torch.Generator().manual_seed(1), antithetic=antithetic, draws=draws)
     assert out.shape == (B, N, J, D)
@@ -55,7 +54,7 @@ def test_given_draws_are_used_as_the_sampler_would_draw_them(mixture_factory) ->
     w, mu, _, L = mixture_factory(5, 3, 2, 5, seed=1)
     sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=3)
     a = sampler.sample(toy_model, w, mu, L, None, 4, torch.Generator().manual_seed(2), antithetic=True)
-    draws = NoiseDraws.draw(5, 2, 3, 5, generator=torch.Generator().manual_seed(2), like=mu)
+    draws = NoiseDraws.draw(5, 4, 3, 5, generator=torch.Generator().manual_seed(2), like=mu)
     b = sampler.sample(toy_model, w, mu, L, None, 4, None, antithetic=True, draws=draws)
     assert torch.equal(a, b)
 
@@ -74,3 +73,15 @@ def test_shared_quantile_follows_each_frames_own_weights(mixture_factory) -> Non
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
     u2 = torch.rand(6, 4, 1, generator=g2, dtype=w.dtype)
     assert torch.equal(sample_components(w, g1), components_from_uniform(w, u2))
+
+
+def test_zero_sum_normals_are_still_standard_normal_and_span_every_direction() -> None:
+    from diffpose3d.diffusion.sampler import zero_sum_normals
+
+    z = zero_sum_normals(torch.randn(40_000, 5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    assert torch.allclose(z.sum(1), torch.zeros(40_000, 3, dtype=torch.float64), atol=1e-12)
+    assert abs(float(z.var()) - 1.0) < 0.01 and abs(float(z.mean())) < 0.01
+    # five zero-sum draws in 3-D still give a full-rank sample covariance
+    dev = z[:100] - z[:100].mean(1, keepdim=True)
+    cov = dev.transpose(1, 2) @ dev / 4
+    assert float(torch.linalg.eigvalsh(cov).min()) > 1e-6

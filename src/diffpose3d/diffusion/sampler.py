@@ -10,6 +10,7 @@ The network is any callable `model(h_k (B, J, D), k (B,) long, context (B, J, C)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -113,14 +114,13 @@ class DDIMSampler:
         frame still colours the shared draw with its own mixture, so hypothesis n of a clip is one
         plausible motion instead of per-frame jitter.
 
-        `antithetic` draws the hypotheses in mirrored pairs: hypothesis `n + ceil(N / 2)` uses the
-        same components as hypothesis `n` and the negated standard-normal noise. Each hypothesis is
-        still a draw from H_K, but the mean of the N carries far less Monte Carlo noise (exactly none
-        from the pairs where g is linear), so the point estimate is not blurred by the sampling.
-        (With N odd one hypothesis is unpaired. Starting it at its components' centres instead
-        would remove its noise from the mean, measured 0.5 mm P-MPJPE, but leave N = 5 with only
-        two independent directions per joint: a singular 3 x 3 covariance, which breaks the
-        uncertainty output. Not done.)
+        `antithetic` centres the N hypotheses' standard-normal noise across the N (zero sum) and
+        rescales it by sqrt(N / (N - 1)) (`zero_sum_normals`): each hypothesis is still exactly an
+        N(0, I) draw coloured by its component, and the N still span every direction (a full-rank
+        covariance per joint for N >= 4 in 3-D), but their mean carries no Monte Carlo noise where g
+        is linear and the components' 3-D factors agree, so the point estimate is not blurred by the
+        sampling. (Mirrored pairs with an unpaired fifth left a fifth of one sample's deviation in the
+        mean of N = 5; a zero-noise fifth left two directions: a singular covariance.)
         """
         assert num_hypotheses >= 1, f"num_hypotheses must be >= 1, got {num_hypotheses}"
         B, J, M, D = means.shape
@@ -136,16 +136,15 @@ class DDIMSampler:
             # The H_K draw: one component per joint and hypothesis, kept for the whole trajectory.
             h, _, mu, L = sample_mixture(rep(weights), rep(means), rep(chol), generator)
         else:
-            free = -(-N // 2) if antithetic else N  # hypotheses drawn freely; the rest mirror them
             if draws is None:
-                draws = NoiseDraws.draw(B, free, J, D, generator=generator, like=means)
-            assert draws.uniform.shape == (B, free, J, 1) and draws.normal.shape == (B, free, J, D), (
-                f"draws must be {(B, free, J, 1)} and {(B, free, J, D)}, got "
+                draws = NoiseDraws.draw(B, N, J, D, generator=generator, like=means)
+            assert draws.uniform.shape == (B, N, J, 1) and draws.normal.shape == (B, N, J, D), (
+                f"draws must be {(B, N, J, 1)} and {(B, N, J, D)}, got "
                 f"{tuple(draws.uniform.shape)}, {tuple(draws.normal.shape)}"
             )
             u, z0 = draws.uniform.to(means), draws.normal.to(means)
             if antithetic:
-                u, z0 = _mirror(u, N, negate=False), _mirror(z0, N, negate=True)
+                z0 = zero_sum_normals(z0)
             m = components_from_uniform(rep(weights), u.reshape(B * N, J, 1))
             mu, L = gather_component(rep(means), rep(chol), m)
             h = mu + (L @ z0.reshape(B * N, J, D).unsqueeze(-1)).squeeze(-1)
@@ -163,10 +162,10 @@ class DDIMSampler:
 class NoiseDraws:
     """The random numbers of `DDIMSampler.sample` for B frames, given by the caller.
 
-    `uniform (B, F, J, 1)` picks each joint's H_K component (inverse CDF) and `normal (B, F, J, D)`
-    is the standard-normal noise that component colours, for `F = N` hypotheses (`ceil(N / 2)` with
-    antithetic pairs); `steps (B, S, N, J, D)`, optional, is the noise injected at each of the S
-    reverse steps when `eta > 0` (drawn per frame when absent).
+    `uniform (B, N, J, 1)` picks each joint's H_K component (inverse CDF) and `normal (B, N, J, D)`
+    is the standard-normal noise that component colours, for N hypotheses (made zero-sum by the
+    sampler when antithetic); `steps (B, S, N, J, D)`, optional, is the noise injected at each of
+    the S reverse steps when `eta > 0` (drawn per frame when absent).
     """
 
     uniform: torch.Tensor
@@ -175,24 +174,27 @@ class NoiseDraws:
 
     @staticmethod
     def draw(
-        B: int, free: int, J: int, D: int, *, generator: torch.Generator | None = None,
-        like: torch.Tensor | None = None, steps: int = 0, hypotheses: int = 0,
+        B: int, N: int, J: int, D: int, *, generator: torch.Generator | None = None,
+        like: torch.Tensor | None = None, steps: int = 0,
     ) -> "NoiseDraws":
         kw = {"generator": generator, "device": None if like is None else like.device,
               "dtype": None if like is None else like.dtype}
-        uniform = torch.rand((B, free, J, 1), **kw)
-        normal = torch.randn((B, free, J, D), **kw)
-        return NoiseDraws(uniform, normal, torch.randn((B, steps, hypotheses, J, D), **kw) if steps else None)
+        uniform = torch.rand((B, N, J, 1), **kw)
+        normal = torch.randn((B, N, J, D), **kw)
+        return NoiseDraws(uniform, normal, torch.randn((B, steps, N, J, D), **kw) if steps else None)
 
     def __getitem__(self, index) -> "NoiseDraws":
         """The draws of some frames (any index of the B axis)."""
         return NoiseDraws(self.uniform[index], self.normal[index], None if self.steps is None else self.steps[index])
 
 
-def _mirror(draws: torch.Tensor, n: int, negate: bool) -> torch.Tensor:
-    """(B, F, ...) free draws -> (B, n, ...): the first F, then the first n - F again (negated)."""
-    rest = draws[:, : n - draws.shape[1]]
-    return torch.cat([draws, -rest if negate else rest], dim=1)
+def zero_sum_normals(z: torch.Tensor) -> torch.Tensor:
+    """`(B, N, ...)` i.i.d. standard normals -> N zero-sum ones that are each still N(0, 1):
+    `(z - mean_N z) * sqrt(N / (N - 1))` (the mean removes 1/N of each one's variance)."""
+    n = z.shape[1]
+    if n < 2:
+        return z
+    return (z - z.mean(dim=1, keepdim=True)) * math.sqrt(n / (n - 1))
 
 
 def components_from_uniform(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

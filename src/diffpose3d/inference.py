@@ -103,7 +103,6 @@ def smooth_corrections(
     g works frame by frame, so its correction carries the frame's own 2D noise as jitter; with
     coherent hypotheses each hypothesis's offset from the encoder is a motion, which a Gaussian of
     `sigma` frames keeps while dropping the jitter. The encoder's own pose is left as it is.
-    Measured on held-out HumanEva-I (sigma = 2 at 60 Hz): P-MPJPE 26.1 -> 25.9 mm, MPJVE 15.4 -> 14.2.
     """
     for rows in sequences:
         if len(rows) < 2:

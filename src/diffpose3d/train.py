@@ -24,7 +24,7 @@ from diffpose3d.config import Config, InferenceConfig, save_config
 from diffpose3d.datasets import load_training_splits
 from diffpose3d.diffusion.forward import q_sample
 from diffpose3d.distributed import DistInfo, barrier, init_distributed, shutdown
-from diffpose3d.data.windows import flip_pose
+from diffpose3d.data.windows import flip_keypoints, flip_pose
 from diffpose3d.frames import FrameSet, build_frames, gmm_index
 from diffpose3d.inference import attach_context, predict_frames
 from diffpose3d.model import DiffPoseModel, anchored_prediction, run_encoder
@@ -38,16 +38,6 @@ def resolve_device(name: str) -> torch.device:
     if name in ("", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def flip_batch(perm: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
-    """Mirror poses left-right: negate the horizontal coordinate and swap left/right joints."""
-    out = []
-    for t in tensors:
-        t = t[:, perm].clone()
-        t[..., 0] = -t[..., 0]
-        out.append(t)
-    return out
 
 
 def flip_gmm(gmm: GaussianMixture, perm: torch.Tensor) -> GaussianMixture:
@@ -65,7 +55,7 @@ def _maybe_flip(frames: FrameSet, idx: torch.Tensor, perm: torch.Tensor, flip: b
     txyz = frames.target_xyz[idx]
     gmm = gmm_index(frames.uv_gmm, idx)
     if flip:
-        kp, tuv, txyz = flip_batch(perm, kp, tuv, txyz)
+        kp, tuv, txyz = flip_keypoints(kp, perm), flip_keypoints(tuv, perm), flip_pose(txyz, perm)
         gmm = flip_gmm(gmm, perm)
     return kp.to(device), tuv.to(device), txyz.to(device), gmm.to(device)
 

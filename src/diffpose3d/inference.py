@@ -121,7 +121,7 @@ def attach_context(model: DiffPoseModel, frames: FrameSet) -> FrameSet:
 
 
 def predict_frames(model: DiffPoseModel, frames: FrameSet, cfg: InferenceConfig) -> FramePredictions:
-    """Run the model over every frame of `frames` (hypotheses coherent per sequence with `cfg.coherent`)."""
-    attach_context(model, frames)
+    """Run the model over every frame of `frames` (a video model's context over their sequences,
+    unless `attach_context` stored it; hypotheses coherent per sequence with `cfg.coherent`)."""
     return lift_batches(model, frames.keypoints_uv, frames.uv_gmm, cfg, context=frames.context,
                         sequences=frames.sequence_rows())

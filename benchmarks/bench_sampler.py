@@ -54,7 +54,7 @@ def main() -> None:
     print(f"dense fp32 matmul peak (2048^3, measured now): {peak:.1f} GFLOP/s")
     rows = min(POSES_PER_PASS, args.frames)  # one denoiser pass, as the sampler runs it
     h, k = torch.randn(rows, j, 5), torch.full((rows,), 10)
-    ctx = model.conditioning(kp[:rows], *model.context(kp[:rows]))
+    ctx = model.conditioning(kp[:rows], *model.context(kp[:rows]), gmm[:rows])
     with torch.inference_mode():
         flops_pose_step = count_flops(lambda: model.denoiser(h, k, ctx)) / rows
     print(f"denoiser: {flops_pose_step / 1e6:.2f} MFLOP per pose and step "

@@ -55,7 +55,7 @@ def stage2_step(model: DiffPoseModel, batch: int):
             hk = model.initial_distribution(gmm, xyz)
         h_k, _ = q_sample(torch.cat([kp, txyz], -1), k, hk.weights, hk.means, hk.cholesky(), model.schedule,
                           generator=gen)
-        pred = anchored_prediction(model.denoiser, h_k, k, model.conditioning(kp, xyz, feats), model.schedule.alpha_bar)
+        pred = anchored_prediction(model.denoiser, h_k, k, model.conditioning(kp, xyz, feats, gmm), model.schedule.alpha_bar)
         opt.zero_grad(set_to_none=True)
         (pred[..., 2:] - txyz).norm(dim=-1).mean().backward()
         opt.step()

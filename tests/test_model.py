@@ -1,12 +1,15 @@
 """The model's parametrisation: with g = 0 the sampler is exact for a Gaussian H_K, so the N
 hypotheses scatter around the lifter exactly as H_K says (calibrated by construction)."""
 
+import pytest
 import torch
 
 from diffpose3d.config import load_config
+from diffpose3d.errors import ConfigError
 from diffpose3d.evidence import gt_mixture
 from diffpose3d.model import DiffPoseModel, excess_2d_std_in_metres
 from diffpose3d.uncertainty.gmm import GaussianMixture
+from diffpose3d.uncertainty.summary import evidence_summary
 
 
 def _model(steps=50):
@@ -76,3 +79,25 @@ def test_antithetic_pairs_remove_the_monte_carlo_blur_of_the_mean():
     assert float(torch.linalg.eigvalsh(cov[:, 1:].double()).min()) > 0  # N = 5: a full-rank covariance
     plain, _ = model.sample(kp, gmm, hypotheses=4, steps=5, generator=torch.Generator().manual_seed(2))
     assert float((plain[..., 2:].mean(1) - lifter).abs().max()) > 1e-3
+
+
+def test_g_is_conditioned_on_the_evidence_summary_with_the_anchor_last():
+    cfg = load_config(None, ["model.width=16", "model.blocks=1", "model.encoder_width=16", "model.encoder_blocks=1",
+                             "model.evidence_features=true"])
+    model = DiffPoseModel(cfg).eval()
+    kp = torch.rand(2, 15, 2) - 0.5
+    gmm = gt_mixture(kp, 0.01)
+    xyz, feats = model.context(kp)
+    cond = model.conditioning(kp, xyz, feats, gmm)
+    assert cond.shape == (2, 15, model.conditioning_dim) == (2, 15, 16 + 7 + 5)
+    assert model.denoiser.context_dim == model.conditioning_dim
+    torch.testing.assert_close(cond[..., -5:], torch.cat([kp, xyz], dim=-1))  # the anchor g's skip uses
+    torch.testing.assert_close(cond[..., 16:23], evidence_summary(gmm, kp))
+    # the authors mode's g sees the anchor only
+    states, _ = model.sample(kp, gmm, mode="authors")
+    assert states.shape == (2, 1, 15, 5) and torch.isfinite(states).all()
+
+
+def test_motion_channels_need_a_video_context():
+    with pytest.raises(ConfigError, match="motion_radius needs a video context"):
+        DiffPoseModel(load_config(None, ["model.motion_radius=3"]))

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +14,7 @@ from diffpose3d.model import DiffPoseModel
 from diffpose3d.skeleton import get_skeleton
 from diffpose3d.train import lifter_mpjpe_mm, train_encoder
 from diffpose3d.trainer import Budget
-from diffpose3d.video_encoding import TrainingWindows, encode_sequences, window_loss
+from diffpose3d.video_encoding import TrainingWindows, encode_sequences, local_motion, window_loss
 
 SKELETON = get_skeleton("humaneva15")
 PERM = SKELETON.flip_permutation()
@@ -138,3 +139,15 @@ def test_window_loss_ignores_padding_and_adds_velocity() -> None:
     pred[0, 1, :, 0] = 0.3  # a jitter on a real frame: 0.3 m error there, both adjacent velocities off by 0.3
     loss, mpjpe = window_loss(pred, target, valid, velocity_weight=1.0)
     assert float(mpjpe) == pytest.approx(0.1) and float(loss) == pytest.approx(0.1 + 0.3)
+
+
+def test_local_motion_is_the_neighbours_offset_clamped_at_each_sequence_end() -> None:
+    values = torch.arange(7, dtype=torch.float32).reshape(7, 1, 1) ** 2  # frames 0..6, one joint, one channel
+    rows = [np.array([0, 1, 2, 3]), np.array([6, 5, 4])]  # two sequences, the second stored backwards
+    motion = local_motion(values, rows, radius=2)  # channels: offsets -2, -1, +1, +2
+    assert motion.shape == (7, 1, 4)
+    # frame 1 (sequence 1, position 1): neighbours 0 (clamped for -2), 0, 4, 9
+    assert motion[1, 0].tolist() == [-1.0, -1.0, 3.0, 8.0]
+    # frame 5 (sequence 2, position 1: its order is 36, 25, 16): neighbours 36, 36, 16, 16 (clamped)
+    assert motion[5, 0].tolist() == [11.0, 11.0, -9.0, -9.0]
+    assert torch.equal(local_motion(values, [np.arange(7)], radius=1)[3, 0], torch.tensor([-5.0, 7.0]))

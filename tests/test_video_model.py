@@ -79,7 +79,10 @@ def test_video_context_is_mirror_symmetric_with_flip_tta(video_run):
     xyz_m, feats_m = model.encode(flip_keypoints(frames.keypoints_uv, perm))
     # What stage 2 relies on to mirror a batch without re-encoding it.
     assert torch.allclose(xyz_m, flip_pose(xyz, perm), atol=1e-5)
-    assert torch.allclose(feats_m, feats[:, perm], atol=1e-5)
+    xyz_f, feats_f = model.flip_context(xyz, feats, torch.as_tensor(perm))
+    assert torch.allclose(xyz_f, xyz_m) and torch.allclose(feats_f, feats_m, atol=1e-5)
+    width = model.config.model.encoder_width
+    assert torch.allclose(feats_m[..., :width], feats[:, perm, :width], atol=1e-5)
 
 
 def test_coherent_hypotheses_are_motions_not_jitter(video_run):

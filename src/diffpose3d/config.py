@@ -62,6 +62,11 @@ class ModelConfig:
     video_frames: int = 27  # T, the window of the video encoder
     video_stride: int = 9  # sliding-window step over whole sequences (overlaps averaged)
     video_flip: bool = True  # flip test-time augmentation of the video context (training and inference)
+    # video only: g also sees the context's local motion, the anchor (2D keypoints, encoder pose) at
+    # +-1..motion_radius frames minus this frame's, so its correction can cancel the encoder's jitter
+    motion_radius: int = 0
+    # g also sees a per-joint summary of the 2D evidence (spread, second mode: uncertainty.summary)
+    evidence_features: bool = False
     encoder_width: int = 96
     encoder_blocks: int = 4
     encoder_heads: int = 4

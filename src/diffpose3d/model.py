@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from diffpose3d.config import Config, ModelConfig
+from diffpose3d.data.windows import flip_pose
 from diffpose3d.errors import ConfigError
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, deterministic_refine
 from diffpose3d.diffusion.schedule import make_schedule
@@ -37,10 +38,14 @@ from diffpose3d.skeleton import get_skeleton
 from diffpose3d.uncertainty.gmm import GaussianMixture
 from diffpose3d.uncertainty.depth import DEPTH_PRIORS
 from diffpose3d.uncertainty.initial import build_hk
-from diffpose3d.video_encoding import encode_sequences
+from diffpose3d.uncertainty.summary import EVIDENCE_CHANNELS, evidence_summary
+from diffpose3d.video_encoding import encode_sequences, local_motion
 
 STATE_DIM = 5  # (u, v, x, y, z)
 CONTEXTS = ("frame", "video")
+# Motion channels (`model.motion_radius`) in units of 1 cm and 1/100 of the image half-width: a frame
+# step's motion and 2D noise are then about 1, the scale of the encoder's LayerNorm-ed features.
+MOTION_SCALE = 100.0
 POSES_PER_PASS = 480  # denoiser batch (poses) per sampler pass: cache-sized, measured fastest on a 2-core CPU
 
 
@@ -57,17 +62,21 @@ class DiffPoseModel(nn.Module):
         if m.context == "video":
             if not 1 <= m.video_stride <= m.video_frames:
                 raise ConfigError(f"model.video_stride must be in 1..video_frames={m.video_frames}, got {m.video_stride}")
+            if m.motion_radius < 0:
+                raise ConfigError(f"model.motion_radius must be >= 0, got {m.motion_radius}")
             self.encoder = VideoContextEncoder(
                 parents, in_dim=2, frames=m.video_frames, width=m.encoder_width, depth=m.encoder_blocks,
                 heads=m.encoder_heads, dropout=m.encoder_dropout,
             )
         else:
+            if m.motion_radius:
+                raise ConfigError("model.motion_radius needs a video context (model.context: video)")
             self.encoder = FrameContextEncoder(
                 parents, in_dim=2, width=m.encoder_width, blocks=m.encoder_blocks,
                 heads=m.encoder_heads, dropout=m.encoder_dropout,
             )
         self.denoiser = Denoiser(
-            parents, state_dim=STATE_DIM, context_dim=m.encoder_width + STATE_DIM, width=m.width,
+            parents, state_dim=STATE_DIM, context_dim=self.conditioning_dim, width=m.width,
             blocks=m.blocks, heads=m.heads, dropout=m.dropout, num_steps=m.num_steps,
         )
         nn.init.zeros_(self.denoiser.head.weight)
@@ -117,6 +126,18 @@ class DiffPoseModel(nn.Module):
     def is_video(self) -> bool:
         return self.config.model.context == "video"
 
+    @property
+    def feature_dim(self) -> int:
+        """Channels of f_ST per joint: the encoder's features, then (video, `model.motion_radius` r > 0)
+        the anchor's local motion, (u, v, x, y, z) differences at offsets -r..-1, 1..r."""
+        m = self.config.model
+        return m.encoder_width + 2 * m.motion_radius * STATE_DIM
+
+    @property
+    def conditioning_dim(self) -> int:
+        """Channels per joint of what g is conditioned on (`conditioning`)."""
+        return self.feature_dim + EVIDENCE_CHANNELS * self.config.model.evidence_features + STATE_DIM
+
     def context(self, keypoints_uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame lifter: (B, J, 2) normalised 2D -> (xyz (B, J, 3), f_ST (B, J, C)). A video model's
         context needs whole sequences: see `encode`."""
@@ -128,12 +149,33 @@ class DiffPoseModel(nn.Module):
         """The context of every frame, `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU, from (F, J, 2)
         keypoints. `rows` lists each sequence's rows in frame order (a video model encodes each
         sequence with sliding windows); None means one sequence, in row order."""
-        return run_encoder(self.encoder, keypoints_uv, rows, self.config.model, self.skeleton.flip_permutation())
+        xyz, feats = run_encoder(self.encoder, keypoints_uv, rows, self.config.model, self.skeleton.flip_permutation())
+        radius = self.config.model.motion_radius
+        if radius:
+            rows = [np.arange(keypoints_uv.shape[0])] if rows is None else rows
+            anchor = torch.cat([keypoints_uv.to(xyz), xyz], dim=-1)
+            feats = torch.cat([feats, MOTION_SCALE * local_motion(anchor, rows, radius)], dim=-1)
+        return xyz, feats
 
-    @staticmethod
-    def conditioning(keypoints_uv: torch.Tensor, xyz: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """What g is conditioned on per joint: [f_ST, anchor (u, v, x, y, z)] -> (B, J, C + 5)."""
-        return torch.cat([feats, keypoints_uv, xyz], dim=-1)
+    def flip_context(self, xyz: torch.Tensor, feats: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The context `(xyz (B, J, 3), f_ST (B, J, C))` of the mirrored frames, given a video model's
+        context with flip TTA (its features are then exactly joint-swapped under mirroring; the
+        motion channels are mirrored: u and x change sign)."""
+        feats = feats[:, perm].clone()
+        width = self.config.model.encoder_width
+        feats[..., width::STATE_DIM] *= -1  # u of each offset
+        feats[..., width + 2::STATE_DIM] *= -1  # x of each offset
+        return flip_pose(xyz, perm), feats
+
+    def conditioning(
+        self, keypoints_uv: torch.Tensor, xyz: torch.Tensor, feats: torch.Tensor, uv_gmm: GaussianMixture
+    ) -> torch.Tensor:
+        """What g is conditioned on per joint: [f_ST, (`model.evidence_features`) the 2D evidence's
+        summary, anchor (u, v, x, y, z)] -> (B, J, `conditioning_dim`); the anchor comes last."""
+        parts = [feats]
+        if self.config.model.evidence_features:
+            parts.append(evidence_summary(uv_gmm, keypoints_uv).to(feats))
+        return torch.cat(parts + [keypoints_uv, xyz], dim=-1)
 
     def initial_distribution(self, uv_gmm: GaussianMixture, xyz_center: torch.Tensor) -> GaussianMixture:
         """H_K: per-joint mixture over (u, v, x, y, z) with shapes (B, J, M, 5).
@@ -185,9 +227,10 @@ class DiffPoseModel(nn.Module):
             xyz, feats = (c.to(keypoints_uv.device, keypoints_uv.dtype) for c in context)
         if mode == "authors":
             # The released code's behaviour, for comparison only: start at the lifter output,
-            # no noise, one hypothesis, and g never sees f_ST (zeros in its place).
+            # no noise, one hypothesis, and g sees only the anchor (zeros for f_ST and the rest).
             init = torch.cat([keypoints_uv, xyz], dim=-1)
-            cond = self.conditioning(keypoints_uv, xyz, torch.zeros_like(feats))
+            cond = self.conditioning(keypoints_uv, xyz, feats, uv_gmm)
+            cond[..., :-STATE_DIM] = 0.0
             out = deterministic_refine(self.g, init, cond, ks=[2, 1])
             return out.unsqueeze(1), xyz
         if mode != "diffpose":
@@ -195,7 +238,7 @@ class DiffPoseModel(nn.Module):
         hk = self.initial_distribution(uv_gmm, xyz)
         sampler = DDIMSampler(self.schedule, num_steps=steps, eta=eta)
         weights, means, chol = hk.weights, hk.means, hk.cholesky()
-        cond = self.conditioning(keypoints_uv, xyz, feats)
+        cond = self.conditioning(keypoints_uv, xyz, feats, uv_gmm)
         # Frames go through the sampler in blocks of about POSES_PER_PASS poses: the denoiser's
         # activations then stay cache-sized, about 1.5x the throughput of one huge batch on a CPU.
         block = max(1, POSES_PER_PASS // hypotheses)

@@ -110,7 +110,7 @@ def _batch_context(
         return model.context(kp)
     xyz, feats = frames.context[0][idx], frames.context[1][idx]
     if flip:
-        xyz, feats = flip_pose(xyz, perm), feats[:, perm]
+        xyz, feats = model.flip_context(xyz, feats, perm)
     return xyz.to(kp.device), feats.to(kp.device)
 
 
@@ -138,7 +138,7 @@ def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, dev
         k = k_all[rows].to(device)
         h_k, _ = q_sample(h0, k, hk.weights, hk.means, hk.cholesky(), model.schedule,
                           uniform=u_all[rows].to(device), normal=z_all[rows].to(device))
-        pred = anchored_prediction(net, h_k, k, model.conditioning(kp, xyz, feats), model.schedule.alpha_bar)
+        pred = anchored_prediction(net, h_k, k, model.conditioning(kp, xyz, feats, gmm), model.schedule.alpha_bar)
         per_pose = (pred[..., 2:] - txyz).norm(dim=-1).mean(-1) + uv_weight * (pred[..., :2] - tuv).norm(dim=-1).mean(-1)
         return per_pose.sum() / b
 

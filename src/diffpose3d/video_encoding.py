@@ -152,3 +152,17 @@ class TrainingWindows:
         if flip_perm is not None:
             uv, xyz = flip_keypoints(uv, list(flip_perm)), flip_pose(xyz, list(flip_perm))
         return uv, xyz, valid
+
+
+def local_motion(values: torch.Tensor, rows: Sequence[np.ndarray], radius: int) -> torch.Tensor:
+    """`(F, J, C)` per-frame values -> `(F, J, 2 * radius * C)`: for offsets -radius..-1, 1..radius
+    (in that order), the value `offset` frames away in the frame's own sequence minus its own
+    (edge-clamped at the sequence's ends, so a missing neighbour reads as no motion)."""
+    out = values.new_zeros(values.shape[:2] + (2 * radius * values.shape[2],))
+    offsets = [o for o in range(-radius, radius + 1) if o != 0]
+    for r in rows:
+        r = torch.as_tensor(np.asarray(r), dtype=torch.long)
+        seq = values[r]
+        position = torch.arange(len(r))
+        out[r] = torch.cat([seq[(position + o).clamp(0, len(r) - 1)] - seq for o in offsets], dim=-1)
+    return out

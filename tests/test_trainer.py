@@ -43,7 +43,7 @@ def _assert_close(a, b, atol):
 @pytest.fixture(scope="module")
 def reference_run(humaneva_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref")
-    train(load_config(None, _overrides(humaneva_dir)), out)
+    train(load_config(REPO / "configs" / "humaneva_frame.yaml", _overrides(humaneva_dir)), out)  # what _cli runs
     return out
 
 

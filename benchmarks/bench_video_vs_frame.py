@@ -7,10 +7,11 @@ contiguous held-out blocks as validation and test, for `--minutes` each:
 (c) the video context encoder alone (stage 1 for the whole budget, deterministic).
 For reference it also prints (c) with its whole pose low-passed by a Gaussian of REFERENCE_SIGMA
 frames: MPJVE is dominated by the jitter that per-frame 2D noise leaves, which any temporal filter
-removes (a's g learns to remove it from the anchor's motion channels, `model.motion_radius`). Then prints, on the held-out test blocks (every frame, 60 Hz), P-MPJPE per action x subject
+removes (a's g learns to remove it from the anchor's motion channels, `model.motion_radius`).
+Then prints, on the held-out test blocks (every frame, 60 Hz), P-MPJPE per action x subject
 (HumanEva protocol), MPJPE and MPJVE for each, and the ratios the issue asks about.
 
-    python benchmarks/bench_video_vs_frame.py --minutes 18 --out runs/bench_video [--jobs 2]
+    python benchmarks/bench_video_vs_frame.py --minutes 18 --frame-set train.encoder_share=0.8 --out runs/bench_video [--jobs 2]
 
 `--jobs 2` trains two contenders at a time, one core each (each config uses one thread).
 `--reuse` keeps bundles already in --out (e.g. a frame DiffPose from bench_diffpose_vs_lifter.py

@@ -15,6 +15,20 @@ _PROTOCOL_SUBJECTS = {
 
 
 def load_sequences(config: Config, *, subjects: list[str] | None, split: str | None) -> list[PoseSequence]:
+    """The dataset's sequences, with `evidence.gmm_file`'s mixtures attached when `evidence.source`
+    is gmm_file (before any split or stride, so the file's frames line up)."""
+    seqs = _read_dataset(config, subjects=subjects, split=split)
+    e = config.evidence
+    if e.source != "gmm_file":
+        return seqs
+    if not e.gmm_file:
+        raise ConfigError("evidence.source is gmm_file but evidence.gmm_file is not set (an authors'-layout *_gmm.npz)")
+    from diffpose3d.data.gmm_files import attach_gmm
+
+    return attach_gmm(seqs, e.gmm_file)
+
+
+def _read_dataset(config: Config, *, subjects: list[str] | None, split: str | None) -> list[PoseSequence]:
     d = config.data
     if not d.data_3d:
         raise ConfigError("data.data_3d is not set (the dataset's 3D file; see configs/)")

@@ -78,3 +78,16 @@ def test_malformed_names_and_unmappable_2d(tmp_path: Path, write_npz) -> None:
     path = write_npz(tmp_path / "mpii.npz", positions_2d={"Train/S1": {"Walking 1 chunk0": [np.zeros((4, 16, 2))]}})
     with pytest.raises(InputFileError, match="mpii.npz: 'Train/S1/Walking 1 chunk0' camera 0: mpii16 keypoints cannot"):
         load_humaneva(None, path)
+
+
+def test_nan_3d_without_a_2d_file_projects_to_missing_joints(tmp_path: Path) -> None:
+    world = np.random.default_rng(0).normal(0, 0.3, size=(5, 15, 3)).astype(np.float32) + [0.0, 0.0, 1.0]
+    world[2, 4] = np.nan
+    world[3, 7] = np.inf
+    path = tmp_path / "data_3d_humaneva15.npz"
+    np.savez(path, positions_3d=np.array({"Train/S1": {"Walking 1 chunk0": world.astype(np.float32)}}, dtype=object))
+    with np.errstate(invalid="ignore"):  # the world-to-camera rotation of inf
+        seq = load_humaneva(path, cameras=["C1"])[0]
+    assert np.isfinite(seq.keypoints_2d).all()
+    missing = np.argwhere(seq.confidence == 0).tolist()
+    assert missing == [[2, 4], [3, 7]]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cameras import Camera, normalize_screen_coordinates
+from ..cameras import Camera, normalize_screen_coordinates, project_to_2d
 from ..errors import InputFileError
 from ..skeleton import get_skeleton, map_keypoints
 
@@ -203,6 +203,14 @@ def mark_missing(keypoints: np.ndarray, confidence: np.ndarray | None) -> tuple[
     frame_mean = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     kp = np.where(bad[..., None], frame_mean[..., None, :], kp).astype(np.float32)
     return kp, conf
+
+
+def projected_keypoints(pose_3d: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray | None]:
+    """2D of a dataset without a 2D file: the 3D projected through the camera. Joints whose 3D is
+    NaN or absurd project to non-finite pixels; they come back marked missing (`mark_missing`)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        projected = project_to_2d(pose_3d, camera).astype(np.float32)
+    return mark_missing(projected, None)
 
 
 def read_2d_array(value: Any, path: str | Path, what: str, num_joints: int) -> tuple[np.ndarray, np.ndarray | None]:

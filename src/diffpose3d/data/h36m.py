@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cameras import Camera, load_h36m_cameras, project_to_2d, world_to_camera
+from ..cameras import Camera, load_h36m_cameras, world_to_camera
 from ..errors import InputFileError
 from ..skeleton import H36M32_TO_17, get_skeleton
 from .base import (
@@ -38,6 +38,7 @@ from .base import (
     infer_2d_layout,
     load_pose_files,
     map_2d,
+    projected_keypoints,
     read_2d_array,
     require_dict,
     sorted_names,
@@ -136,7 +137,7 @@ def _sequence(subject: str, name: str, c: int, camera: Camera | None, world: np.
             if layout == "h36m16":
                 pose_3d = pose_3d[:, _H36M17_TO_16]
     else:
-        kp = project_to_2d(pose_3d, camera).astype(np.float32)
+        kp, conf = projected_keypoints(pose_3d, camera)
     size = camera.image_size if camera is not None else IMAGE_SIZES[min(c, len(IMAGE_SIZES) - 1)]
     return PoseSequence(
         dataset="h36m",

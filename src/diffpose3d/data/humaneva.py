@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cameras import Camera, load_humaneva_cameras, project_to_2d, world_to_camera
+from ..cameras import Camera, load_humaneva_cameras, world_to_camera
 from ..errors import InputFileError
 from .base import (
     PoseSequence,
@@ -23,6 +23,7 @@ from .base import (
     infer_2d_layout,
     load_pose_files,
     map_2d,
+    projected_keypoints,
     read_2d_array,
     require_dict,
     sorted_names,
@@ -124,7 +125,7 @@ def _sequence(key: str, subject: str, split_name: str, name: str, action: str, c
         if pose_3d is not None:
             kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
     else:
-        kp, conf = project_to_2d(pose_3d, camera).astype(np.float32), None
+        kp, conf = projected_keypoints(pose_3d, camera)
     return PoseSequence(
         dataset="humaneva",
         subject=subject,

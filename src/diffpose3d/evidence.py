@@ -5,7 +5,8 @@ Sources, all ending in the model's joint layout and normalised screen coordinate
   setting, or a detector's keypoints such as CPN's);
 - `synthetic`: detector-like multi-modal evidence made from the ground-truth 2D
   (`uncertainty.synthetic`), so training and tests exercise left/right confusion and occlusion;
-- `gmm_file`: the per-joint mixtures of an authors'-layout `*_gmm.npz` (attached to the sequence);
+- `gmm_file`: the per-joint mixtures of an authors'-layout `*_gmm.npz` (attached to the sequence),
+  with components that split one mode merged back into one (as `heatmaps_to_gmm` does);
 - `confidence`: keypoints + confidence from a detector or a keypoints file (a stand-in mixture whose
   spread follows the confidence, `uncertainty.heatmaps.keypoints_to_gmm`).
 The encoder's keypoints are the mean of each joint's heaviest component (what a detector's argmax
@@ -22,7 +23,7 @@ from diffpose3d.config import EvidenceConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.errors import ConfigError
 from diffpose3d.skeleton import Skeleton, mapping_indices
-from diffpose3d.uncertainty.gmm import GaussianMixture, top_components
+from diffpose3d.uncertainty.gmm import GaussianMixture, merge_close_components, top_components
 
 BROAD_STD = 1.0  # normalised units: about half the image width, for joints with no evidence
 
@@ -124,7 +125,7 @@ def evidence_for_sequence(
         if seq.gmm_2d is None:
             raise ConfigError(f"evidence.source is gmm_file but {seq.key} has no attached GMM (give the GMM file)")
         gmm = pixel_gmm_to_normalised(authors_gmm_to_mixture(seq.gmm_2d), w, h)
-        gmm = map_gmm(gmm, seq.skeleton, skeleton.name)
+        gmm = map_gmm(merge_close_components(gmm), seq.skeleton, skeleton.name)
     elif cfg.source == "confidence":
         from diffpose3d.uncertainty.heatmaps import keypoints_to_gmm
 

@@ -6,7 +6,13 @@ import numpy as np
 import torch
 from scipy.stats import multivariate_normal
 
-from diffpose3d.uncertainty.gmm import GaussianMixture, product_mixture, robust_cholesky, top_components
+from diffpose3d.uncertainty.gmm import (
+    GaussianMixture,
+    merge_close_components,
+    product_mixture,
+    robust_cholesky,
+    top_components,
+)
 
 
 def _mixture(b: int, m: int, d: int, seed: int = 0) -> GaussianMixture:
@@ -71,3 +77,34 @@ def test_robust_cholesky_survives_singular_and_zero_matrices() -> None:
     chol = robust_cholesky(cov)
     assert torch.isfinite(chol).all()
     torch.testing.assert_close(chol[2], torch.eye(2))
+
+
+def test_merge_close_components_against_the_moments_of_the_pair() -> None:
+    # A and B are one mode (0.1 apart, std 0.1 each); C is far away and stays as it is.
+    w = torch.tensor([[0.35, 0.45, 0.20]])
+    mu = torch.tensor([[[0.0, 0.0], [5.0, 5.0], [0.1, 0.0]]])
+    cov = (torch.eye(2) * 0.01).expand(1, 3, 2, 2).clone()
+    gmm = GaussianMixture(w, mu, cov)
+    merged = merge_close_components(gmm, 3.0)
+    wa, wb = 0.35, 0.20
+    mean_u = wb * 0.1 / (wa + wb)
+    var_u = 0.01 + (wa * mean_u**2 + wb * (0.1 - mean_u) ** 2) / (wa + wb)
+    torch.testing.assert_close(merged.weights[0], torch.tensor([0.55, 0.45, 0.0]))
+    torch.testing.assert_close(merged.means[0, 0], torch.tensor([mean_u, 0.0]))
+    torch.testing.assert_close(merged.covariances[0, 0], torch.diag(torch.tensor([var_u, 0.01])))
+    torch.testing.assert_close(merged.means[0, 1], torch.tensor([5.0, 5.0]))
+    # the mixture as a whole keeps its moments; a tight threshold merges nothing
+    torch.testing.assert_close(merged.mean(), gmm.mean())
+    torch.testing.assert_close(merged.covariance(), gmm.covariance())
+    kept = merge_close_components(gmm, 0.1)
+    torch.testing.assert_close(kept.weights[0], torch.tensor([0.45, 0.35, 0.20]))
+
+
+def test_merge_close_components_chains_a_split_peak_into_one() -> None:
+    # five components one unit apart along a line, std 0.8: one peak split by EM
+    mu = torch.stack([torch.arange(5.0), torch.zeros(5)], -1)[None]
+    gmm = GaussianMixture(torch.full((1, 5), 0.2), mu, (torch.eye(2) * 0.64).expand(1, 5, 2, 2).clone())
+    merged = merge_close_components(gmm)
+    assert int((merged.weights[0] > 0).sum()) == 1
+    torch.testing.assert_close(merged.means[0, 0], torch.tensor([2.0, 0.0]))
+    torch.testing.assert_close(merged.covariances[0, 0], gmm.covariance()[0])

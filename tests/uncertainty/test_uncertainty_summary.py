@@ -22,3 +22,12 @@ def test_summary_of_a_two_mode_joint_and_a_single_component_mixture() -> None:
     single = GaussianMixture(torch.ones(1, 1, 1), torch.full((1, 1, 1, 2), 0.5), cov[:, :, :1].clone())
     s1 = evidence_summary(single, torch.full((1, 1, 2), 0.5))
     torch.testing.assert_close(s1[0, 0], torch.tensor([0.0, 0.0, math.log(0.1), 1.0, 0.0, 0.0, 0.0]))
+
+
+def test_a_zero_weight_slot_says_nothing() -> None:
+    # the padding slot's mean must not reach g: it could carry anything (e.g. a stale position)
+    weights = torch.tensor([[[1.0, 0.0]]])
+    means = torch.tensor([[[[0.0, 0.0], [0.5, -0.5]]]])
+    cov = torch.eye(2).expand(1, 1, 2, 2, 2) * 0.01
+    s = evidence_summary(GaussianMixture(weights, means, cov.clone()), torch.zeros(1, 1, 2))
+    torch.testing.assert_close(s[0, 0, 4:], torch.zeros(3))

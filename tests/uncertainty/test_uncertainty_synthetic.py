@@ -67,3 +67,31 @@ def test_fast_path_accepts_a_skeleton_and_evidence_config() -> None:
     gmm = synthetic_gmm(kp, sk, EvidenceConfig(swap_prob=0.5), seed=1)
     assert gmm.weights.shape == (10, sk.num_joints, 2)
     torch.testing.assert_close(gmm.weights.sum(-1), torch.ones(10, sk.num_joints))
+
+
+def test_an_unswapped_joint_carries_one_measurement_only() -> None:
+    # The unused second slot repeats the first mode: a second noisy draw around the truth there
+    # would be an extra, independent measurement that no detector gives.
+    kp = _pose(500, seed=4)
+    cfg = SyntheticDetectorConfig(swap_prob=0.2, occlusion_prob=0.0, noise_px=4.0)
+    gmm = synthetic_gmm(kp, (LEFT, RIGHT), cfg, seed=1)
+    single = gmm.weights[..., 1] == 0
+    assert bool(single.any()) and bool((~single).any())
+    torch.testing.assert_close(gmm.means[..., 1, :][single], gmm.means[..., 0, :][single])
+    # a swapped joint's second mode is the truth (plus localisation noise)
+    err = (gmm.means[..., 1, :][~single] - torch.as_tensor(kp)[~single]).norm(dim=-1)
+    assert float(err.mean()) < 3 * cfg.noise_px
+
+
+def test_heatmap_fit_gives_one_component_per_mode() -> None:
+    # EM splits each peak into several components; merged, the fit has the detector's modes
+    kp = _pose(200, seed=3)
+    cfg = SyntheticDetectorConfig(swap_prob=0.2, occlusion_prob=0.1)
+    hm, aff, modes = synthetic_heatmaps(kp, (LEFT, RIGHT), cfg, seed=2)
+    merged = heatmaps_to_gmm(hm, aff, (640, 480), num_components=5)
+    raw = heatmaps_to_gmm(hm, aff, (640, 480), num_components=5, merge_within=None)
+    true_modes = (modes.weights > 0).sum(-1)
+    assert float(((raw.weights > 0.05).sum(-1) == true_modes).float().mean()) < 0.5
+    assert float(((merged.weights > 0.05).sum(-1) == true_modes).float().mean()) > 0.97
+    top = pixels_to_uv(modes.centres[:, :, 0], (640, 480))
+    assert float(((merged.means[..., 0, :] - top).norm(dim=-1) * 320).mean()) < 1.0

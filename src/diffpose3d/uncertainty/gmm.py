@@ -14,6 +14,8 @@ import torch
 
 # Relative jitter ladder tried when a covariance is numerically not positive definite.
 _JITTERS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+# Components whose means lie within this many (pair) standard deviations describe one mode.
+MERGE_WITHIN = 3.0
 
 
 def robust_cholesky(cov: torch.Tensor) -> torch.Tensor:
@@ -190,3 +192,57 @@ def top_components(gmm: GaussianMixture, m: int) -> GaussianMixture:
         mu = torch.cat([mu, mu[..., :1, :].expand(*mu.shape[:-2], pad, d)], -2)
         cov = torch.cat([cov, cov[..., :1, :, :].expand(*cov.shape[:-3], pad, d, d)], -3)
     return GaussianMixture(w, mu, cov)
+
+
+def merge_close_components(gmm: GaussianMixture, max_distance: float = MERGE_WITHIN) -> GaussianMixture:
+    """Merge components that describe one mode: one Gaussian per mode, with the same moments.
+
+    EM on a heatmap splits a single peak into several components about one heatmap pixel apart;
+    downstream code (the keypoint read from the heaviest component, the evidence summary) wants one
+    component per mode, as a detector's heatmap shows them. Per mixture, the closest pair of
+    components (Mahalanobis distance of their means under the sum of their covariances) is merged
+    while that distance is below `max_distance`: weights add, mean and covariance are the pair's
+    moments. Merged-away slots keep weight 0, so `M` is unchanged; components come out sorted by
+    weight. The mixture's overall mean and covariance are preserved exactly.
+    """
+    m = gmm.num_components
+    w, mu, cov = gmm.weights.clone(), gmm.means.clone(), gmm.covariances.clone()
+    if m < 2:
+        return gmm
+    eye = torch.eye(m, dtype=torch.bool, device=w.device)
+    limit = max_distance**2
+    for _ in range(m - 1):
+        diff = mu.unsqueeze(-2) - mu.unsqueeze(-3)  # (..., M, M, D)
+        pair_cov = cov.unsqueeze(-3) + cov.unsqueeze(-4)
+        chol = robust_cholesky(pair_cov)
+        z = torch.linalg.solve_triangular(chol, diff.unsqueeze(-1), upper=False).squeeze(-1)
+        d2 = (z**2).sum(-1)
+        active = w > 0
+        ok = active.unsqueeze(-1) & active.unsqueeze(-2) & ~eye
+        d2 = torch.where(ok, d2, torch.full_like(d2, math.inf))
+        best, flat = d2.flatten(-2).min(-1)
+        merge = best < limit
+        if not bool(merge.any()):
+            break
+        i, j = flat // m, flat % m
+        keep = torch.where(w.gather(-1, i.unsqueeze(-1)) >= w.gather(-1, j.unsqueeze(-1)), i.unsqueeze(-1), j.unsqueeze(-1))
+        drop = torch.where(keep == i.unsqueeze(-1), j.unsqueeze(-1), i.unsqueeze(-1))
+        d = gmm.dim
+        wk, wd = w.gather(-1, keep), w.gather(-1, drop)
+        muk = mu.gather(-2, keep.unsqueeze(-1).expand(*keep.shape, d))
+        mud = mu.gather(-2, drop.unsqueeze(-1).expand(*drop.shape, d))
+        ck = cov.gather(-3, keep[..., None, None].expand(*keep.shape, d, d))
+        cd = cov.gather(-3, drop[..., None, None].expand(*drop.shape, d, d))
+        total = wk + wd
+        fk, fd = (wk / total.clamp_min(1e-30)).unsqueeze(-1), (wd / total.clamp_min(1e-30)).unsqueeze(-1)
+        new_mu = fk * muk + fd * mud
+        ek, ed = muk - new_mu, mud - new_mu
+        new_cov = fk.unsqueeze(-1) * (ck + ek.unsqueeze(-1) * ek.unsqueeze(-2)) + fd.unsqueeze(-1) * (
+            cd + ed.unsqueeze(-1) * ed.unsqueeze(-2))
+        sel = merge.unsqueeze(-1)
+        one_k = torch.nn.functional.one_hot(keep.squeeze(-1), m).bool() & sel
+        one_d = torch.nn.functional.one_hot(drop.squeeze(-1), m).bool() & sel
+        w = torch.where(one_k, total, torch.where(one_d, torch.zeros_like(w), w))
+        mu = torch.where(one_k.unsqueeze(-1), new_mu, mu)
+        cov = torch.where(one_k[..., None, None], new_cov, cov)
+    return top_components(GaussianMixture(w, mu, cov), m)

@@ -6,7 +6,9 @@ is treated as a distribution over positions: its `top_k` strongest pixels (and o
 `threshold * peak`) become weighted samples at their centres, mapped to normalised image
 coordinates `uv = xy / w * 2 - [1, h / w]`, and batched EM fits the mixture. The variance of a
 uniform position within one heatmap pixel is added to every covariance, so a one-pixel peak still
-gives a proper Gaussian. A flat, all-zero or non-finite heatmap carries no evidence: it becomes one
+gives a proper Gaussian. EM splits one peak into several components about a heatmap pixel apart;
+those are merged back into one per mode (`gmm.merge_close_components`), so the heaviest component
+is the peak and the second one another peak, as in the synthetic detector's mixtures. A flat, all-zero or non-finite heatmap carries no evidence: it becomes one
 broad component with the moments of a uniform position over the whole image.
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from diffpose3d.uncertainty.em import fit_gmm
-from diffpose3d.uncertainty.gmm import GaussianMixture
+from diffpose3d.uncertainty.gmm import MERGE_WITHIN, GaussianMixture, merge_close_components
 
 
 def pixels_to_uv(xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
@@ -58,11 +60,14 @@ def heatmaps_to_gmm(
     seed: int = 0,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
+    merge_within: float | None = MERGE_WITHIN,
 ) -> GaussianMixture:
     """Fit one mixture per joint: heatmaps `(T, J, H, W)` + affines `(T, 2, 3)` -> `(T, J, M, 2)` in uv.
 
     Negative values count as zero. A heatmap whose peak-to-trough range is below `flat_tol` times
-    its peak (or that is all zero / non-finite) becomes `broad_gmm`. Components are sorted by weight.
+    its peak (or that is all zero / non-finite) becomes `broad_gmm`. Components within
+    `merge_within` standard deviations are merged (None: EM's components as they are); components
+    are sorted by weight.
     """
     hm = torch.as_tensor(heatmaps)
     hm = hm.float() if not hm.is_floating_point() else hm
@@ -96,6 +101,8 @@ def heatmaps_to_gmm(
         reg_covar_abs=pixel_var, generator=generator, seed=seed, chunk_size=chunk_size,
     )
     broad = broad_gmm((t * j,), image_size, num_components, dtype=hm.dtype, device=hm.device)
+    if merge_within is not None:
+        gmm = merge_close_components(gmm, merge_within)
     sel = no_evidence
     gmm = GaussianMixture(
         torch.where(sel[:, None], broad.weights, gmm.weights),

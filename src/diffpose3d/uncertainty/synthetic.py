@@ -56,7 +56,8 @@ class SyntheticDetectorConfig:
 @dataclass
 class DetectorModes:
     """Two modes per joint, the dominant first: centres `(T, J, 2, 2)` px, stds `(T, J, 2)` px,
-    weights `(T, J, 2)` (the second is 0 unless swapped); `swapped (T, P)`, `occluded (T, J)`."""
+    weights `(T, J, 2)` (the second is 0, at the first's centre, unless swapped); `swapped (T, P)`,
+    `occluded (T, J)`."""
 
     centres: torch.Tensor
     stds: torch.Tensor
@@ -109,6 +110,9 @@ def draw_modes(
     scale = torch.where(occluded, cfg.occlusion_scale, 1.0)  # (T, J)
     dominant = gt.gather(1, mirror.unsqueeze(-1).expand(t, j, 2))
     centres = torch.stack([dominant, gt], 2) + noise * (cfg.noise_px * scale)[..., None, None]
+    # An unswapped joint has one mode: its unused second slot repeats the first. (A second noisy
+    # draw around the truth there would hand the model a free, independent measurement of it.)
+    centres[:, :, 1] = torch.where(is_swapped[..., None], centres[:, :, 1], centres[:, :, 0])
     stds = (cfg.min_std_px * scale).unsqueeze(-1).expand(t, j, 2).clone()
     sw = cfg.secondary_weight
     weights = torch.stack([torch.where(is_swapped, 1.0 - sw, 1.0), torch.where(is_swapped, sw, 0.0)], -1)

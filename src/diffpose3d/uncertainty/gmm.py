@@ -205,10 +205,10 @@ def merge_close_components(gmm: GaussianMixture, max_distance: float = MERGE_WIT
     moments. Merged-away slots keep weight 0, so `M` is unchanged; components come out sorted by
     weight. The mixture's overall mean and covariance are preserved exactly.
     """
-    m = gmm.num_components
-    w, mu, cov = gmm.weights.clone(), gmm.means.clone(), gmm.covariances.clone()
+    m, d = gmm.num_components, gmm.dim
     if m < 2:
         return gmm
+    w, mu, cov = gmm.weights, gmm.means, gmm.covariances
     eye = torch.eye(m, dtype=torch.bool, device=w.device)
     limit = max_distance**2
     for _ in range(m - 1):
@@ -227,7 +227,6 @@ def merge_close_components(gmm: GaussianMixture, max_distance: float = MERGE_WIT
         i, j = flat // m, flat % m
         keep = torch.where(w.gather(-1, i.unsqueeze(-1)) >= w.gather(-1, j.unsqueeze(-1)), i.unsqueeze(-1), j.unsqueeze(-1))
         drop = torch.where(keep == i.unsqueeze(-1), j.unsqueeze(-1), i.unsqueeze(-1))
-        d = gmm.dim
         wk, wd = w.gather(-1, keep), w.gather(-1, drop)
         muk = mu.gather(-2, keep.unsqueeze(-1).expand(*keep.shape, d))
         mud = mu.gather(-2, drop.unsqueeze(-1).expand(*drop.shape, d))

@@ -224,24 +224,20 @@ def merge_close_components(gmm: GaussianMixture, max_distance: float = MERGE_WIT
         merge = best < limit
         if not bool(merge.any()):
             break
-        i, j = flat // m, flat % m
-        keep = torch.where(w.gather(-1, i.unsqueeze(-1)) >= w.gather(-1, j.unsqueeze(-1)), i.unsqueeze(-1), j.unsqueeze(-1))
-        drop = torch.where(keep == i.unsqueeze(-1), j.unsqueeze(-1), i.unsqueeze(-1))
-        wk, wd = w.gather(-1, keep), w.gather(-1, drop)
-        muk = mu.gather(-2, keep.unsqueeze(-1).expand(*keep.shape, d))
-        mud = mu.gather(-2, drop.unsqueeze(-1).expand(*drop.shape, d))
-        ck = cov.gather(-3, keep[..., None, None].expand(*keep.shape, d, d))
-        cd = cov.gather(-3, drop[..., None, None].expand(*drop.shape, d, d))
-        total = wk + wd
-        fk, fd = (wk / total.clamp_min(1e-30)).unsqueeze(-1), (wd / total.clamp_min(1e-30)).unsqueeze(-1)
-        new_mu = fk * muk + fd * mud
-        ek, ed = muk - new_mu, mud - new_mu
-        new_cov = fk.unsqueeze(-1) * (ck + ek.unsqueeze(-1) * ek.unsqueeze(-2)) + fd.unsqueeze(-1) * (
-            cd + ed.unsqueeze(-1) * ed.unsqueeze(-2))
+        i, j = (flat // m).unsqueeze(-1), (flat % m).unsqueeze(-1)
+        keep = torch.where(w.gather(-1, i) >= w.gather(-1, j), i, j)  # the heavier slot takes the pair
+        pair = torch.cat([keep, torch.where(keep == i, j, i)], -1)  # (..., 2): keep, drop
+        pw = w.gather(-1, pair)
+        total = pw.sum(-1, keepdim=True)
+        merged = GaussianMixture(
+            pw / total.clamp_min(1e-30),
+            mu.gather(-2, pair.unsqueeze(-1).expand(*pair.shape, d)),
+            cov.gather(-3, pair[..., None, None].expand(*pair.shape, d, d)),
+        )
         sel = merge.unsqueeze(-1)
-        one_k = torch.nn.functional.one_hot(keep.squeeze(-1), m).bool() & sel
-        one_d = torch.nn.functional.one_hot(drop.squeeze(-1), m).bool() & sel
+        one_k = torch.nn.functional.one_hot(pair[..., 0], m).bool() & sel
+        one_d = torch.nn.functional.one_hot(pair[..., 1], m).bool() & sel
         w = torch.where(one_k, total, torch.where(one_d, torch.zeros_like(w), w))
-        mu = torch.where(one_k.unsqueeze(-1), new_mu, mu)
-        cov = torch.where(one_k[..., None, None], new_cov, cov)
+        mu = torch.where(one_k.unsqueeze(-1), merged.mean().unsqueeze(-2), mu)
+        cov = torch.where(one_k[..., None, None], merged.covariance().unsqueeze(-3), cov)
     return top_components(GaussianMixture(w, mu, cov), m)

@@ -8,8 +8,9 @@ coordinates `uv = xy / w * 2 - [1, h / w]`, and batched EM fits the mixture. The
 uniform position within one heatmap pixel is added to every covariance, so a one-pixel peak still
 gives a proper Gaussian. EM splits one peak into several components about a heatmap pixel apart;
 those are merged back into one per mode (`gmm.merge_close_components`), so the heaviest component
-is the peak and the second one another peak, as in the synthetic detector's mixtures. A flat, all-zero or non-finite heatmap carries no evidence: it becomes one
-broad component with the moments of a uniform position over the whole image.
+is the peak and the second one another peak, as in the synthetic detector's mixtures. A flat,
+all-zero or non-finite heatmap carries no evidence: it becomes one broad component with the
+moments of a uniform position over the whole image.
 """
 
 from __future__ import annotations

@@ -24,10 +24,12 @@ def score_model(
     evidence: EvidenceConfig,
     inference: InferenceConfig,
     protocol: str,
+    seed_offset: int = TEST_SEED_OFFSET,
 ) -> dict[str, EvaluationReport]:
     """{'diffpose': hypotheses scored (mean/median/... pose + best-of-N + calibration),
-    'lifter': the context encoder alone} on the same frames and the same 2D evidence."""
-    frames = build_frames(sequences, model.skeleton, evidence, seed_offset=TEST_SEED_OFFSET)
+    'lifter': the context encoder alone} on the same frames and the same 2D evidence (synthetic
+    evidence drawn with `seed_offset`: another offset is another realisation of the detector)."""
+    frames = build_frames(sequences, model.skeleton, evidence, seed_offset=seed_offset)
     pred = predict_frames(model, frames, inference)
     hyps = frames.split_by_sequence(pred.hypotheses)
     poses = frames.split_by_sequence(pred.pose)

@@ -9,7 +9,8 @@ import pytest
 from diffpose3d.checkpoint import load_bundle
 from diffpose3d.cli import main
 from diffpose3d.config import load_config
-from diffpose3d.evaluate_model import evaluate_checkpoint
+from diffpose3d.datasets import load_training_splits
+from diffpose3d.evaluate_model import TEST_SEED_OFFSET, evaluate_checkpoint, score_model
 from diffpose3d.train import train
 
 
@@ -50,6 +51,19 @@ def test_evaluate_checkpoint_on_the_held_out_blocks(tiny_run):
     value = reports["diffpose"].summary["p_mpjpe"]
     assert 0 < value < 1000 and np.isfinite(value)
     assert "Walk" in table.format()
+
+
+def test_score_model_draws_the_test_evidence_from_its_seed_offset(tiny_run):
+    out, _ = tiny_run
+    model, _ = load_bundle(out)
+    cfg = model.config
+    test = load_training_splits(cfg)["test"]
+
+    def lifter(offset):
+        return score_model(model, test, cfg.evidence, cfg.inference, "humaneva", offset)["lifter"].summary["p_mpjpe"]
+
+    assert lifter(TEST_SEED_OFFSET) == lifter(TEST_SEED_OFFSET)  # one realisation, reproducible
+    assert lifter(TEST_SEED_OFFSET + 1) != lifter(TEST_SEED_OFFSET)  # another detector draw
 
 
 def test_authors_mode_is_one_deterministic_hypothesis(tiny_run):

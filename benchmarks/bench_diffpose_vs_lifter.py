@@ -26,12 +26,14 @@ import torch
 
 from diffpose3d.checkpoint import load_bundle, save_bundle
 from diffpose3d.config import load_config
-from diffpose3d.datasets import load_training_splits
-from diffpose3d.evaluate_model import TEST_SEED_OFFSET, score_model
-from diffpose3d.frames import build_frames
+from diffpose3d.data.splits import training_splits
+from diffpose3d.evaluation.scoring import TEST_SEED_OFFSET, score_model
+from diffpose3d.data.frames import build_frames
 from diffpose3d.model import DiffPoseModel
-from diffpose3d.train import resolve_device, train, train_encoder
-from diffpose3d.trainer import Budget
+from diffpose3d.checkpoint import resolve_device
+from diffpose3d.training.run import train
+from diffpose3d.training.stages import train_encoder
+from diffpose3d.training.loop import Budget
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneva"
 DRAW_STRIDE = 10_007  # seed offset between two realisations of the test evidence
@@ -54,7 +56,7 @@ def train_lifter_only(config, out_dir: Path, minutes: float) -> None:
     torch.manual_seed(config.train.seed)
     cfg = replace(config, train=replace(config.train, encoder_epochs=config.train.encoder_epochs * 4))
     device = resolve_device(cfg.train.device)
-    splits = load_training_splits(cfg)
+    splits = training_splits(cfg)
     lifter = DiffPoseModel(cfg).to(device)
     tr = build_frames(splits["train"], lifter.skeleton, cfg.evidence, seed_offset=0)
     va = build_frames(splits["val"], lifter.skeleton, cfg.evidence, seed_offset=100_000)
@@ -98,7 +100,7 @@ def main() -> None:
 
     model, _ = load_bundle(diff_dir)
     lifter_model, _ = load_bundle(lifter_dir)
-    test = load_training_splits(config)["test"]
+    test = training_splits(config)["test"]
     inference = config.inference
     results = {}
     lifter_alone = score_lifter(lifter_model, test, config)

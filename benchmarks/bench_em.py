@@ -24,7 +24,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from diffpose3d.uncertainty.em import fit_gmm
+from diffpose3d.mixtures.em import fit_gmm
 
 WORKLOADS = (("heatmap fits", 2, 64), ("H_K refits", 5, 256))
 

@@ -17,10 +17,10 @@ import torch
 from skimage import data
 
 from common import header
-from diffpose3d.inputs import read_input
+from diffpose3d.inference.inputs import read_input
 from diffpose3d.io.video import VideoWriter
-from diffpose3d.pipeline import DiffPose
-from diffpose3d.predict import detector_factory, predict_path
+from diffpose3d.inference.api import DiffPose
+from diffpose3d.inference.predict import detector_factory, predict_path
 
 
 def make_clip(path: Path, frames: int) -> None:

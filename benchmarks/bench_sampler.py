@@ -15,9 +15,11 @@ import time
 
 import torch
 
+from diffpose3d.config import InferenceConfig
+
 from common import count_flops, header, matmul_peak_gflops, median_seconds
 from diffpose3d.checkpoint import load_bundle
-from diffpose3d.evidence import gt_mixture
+from diffpose3d.evidence.mixture2d import point_mixture
 from diffpose3d.model import POSES_PER_PASS
 
 SETTINGS = [(1, 2), (5, 5), (5, 50)]
@@ -48,7 +50,7 @@ def main() -> None:
     j = model.skeleton.num_joints
     gen = torch.Generator().manual_seed(0)
     kp = torch.rand(args.frames, j, 2, generator=gen) * 1.2 - 0.6
-    gmm = gt_mixture(kp, 0.01)
+    gmm = point_mixture(kp, 0.01)
     header(f"sampler, {args.frames} frames, {j} joints, passes of {POSES_PER_PASS} poses")
     peak = matmul_peak_gflops()
     print(f"dense fp32 matmul peak (2048^3, measured now): {peak:.1f} GFLOP/s")
@@ -65,7 +67,7 @@ def main() -> None:
         print(f"{'N':>3} {'steps':>5} {'poses/s':>10} {'frames/s':>10} {'GFLOP/s':>9} {'of peak':>8}")
         for n, steps in SETTINGS:
             def run():
-                return model.sample(kp, gmm, hypotheses=n, steps=steps, generator=torch.Generator().manual_seed(0))
+                return model.sample(kp, gmm, InferenceConfig(hypotheses=n, steps=steps, antithetic=False), generator=torch.Generator().manual_seed(0))
 
             sec = median_seconds(run, repeats=args.repeats)
             poses = args.frames * n / sec

@@ -19,7 +19,7 @@ import torch
 from common import header, median_seconds
 from diffpose3d.config import load_config
 from diffpose3d.diffusion.forward import q_sample
-from diffpose3d.evidence import gt_mixture
+from diffpose3d.evidence.mixture2d import point_mixture
 from diffpose3d.model import DiffPoseModel, anchored_prediction
 from diffpose3d.models.context_video import VideoContextEncoder
 
@@ -44,18 +44,18 @@ def stage2_step(model: DiffPoseModel, batch: int):
     opt = torch.optim.AdamW(model.denoiser.parameters(), lr=1e-4)
     j = model.skeleton.num_joints
     kp, txyz = torch.rand(batch, j, 2) - 0.5, torch.randn(batch, j, 3) * 0.2
-    gmm = gt_mixture(kp, 0.01)
+    gmm = point_mixture(kp, 0.01)
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:
         model.encoder.eval()  # frozen in stage 2
-        k = torch.randint(1, model.schedule.K + 1, (batch,), generator=gen)
+        k = torch.randint(1, model.diffusion.schedule.K + 1, (batch,), generator=gen)
         with torch.no_grad():
             xyz, feats = model.context(kp)
             hk = model.initial_distribution(gmm, xyz)
-        h_k, _ = q_sample(torch.cat([kp, txyz], -1), k, hk.weights, hk.means, hk.cholesky(), model.schedule,
+        h_k, _ = q_sample(torch.cat([kp, txyz], -1), k, hk.weights, hk.means, hk.cholesky(), model.diffusion.schedule,
                           generator=gen)
-        pred = anchored_prediction(model.denoiser, h_k, k, model.conditioning(kp, xyz, feats, gmm), model.schedule.alpha_bar)
+        pred = anchored_prediction(model.denoiser, h_k, k, model.conditioning(kp, xyz, feats, gmm), model.diffusion.schedule.alpha_bar)
         opt.zero_grad(set_to_none=True)
         (pred[..., 2:] - txyz).norm(dim=-1).mean().backward()
         opt.step()

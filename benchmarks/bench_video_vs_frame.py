@@ -7,7 +7,7 @@ contiguous held-out blocks as validation and test, for `--minutes` each:
 (c) the video context encoder alone (stage 1 for the whole budget, deterministic).
 For reference it also prints (c) with its whole pose low-passed by a Gaussian of REFERENCE_SIGMA
 frames: MPJVE is dominated by the jitter that per-frame 2D noise leaves, which any temporal filter
-removes (a's g learns to remove it from the anchor's motion channels, `model.motion_radius`).
+removes (a's g learns to remove it from the anchor's motion channels, `model.denoiser.motion_radius`).
 Then prints, on the held-out test blocks (every frame, 60 Hz), P-MPJPE per action x subject
 (HumanEva protocol), MPJPE and MPJVE for each, and the ratios the issue asks about.
 
@@ -34,12 +34,12 @@ from scipy.ndimage import gaussian_filter1d
 from bench_diffpose_vs_lifter import SHARED, budget_overrides, train_lifter_only
 from diffpose3d.checkpoint import load_bundle
 from diffpose3d.config import load_config
-from diffpose3d.datasets import load_training_splits
-from diffpose3d.evaluate_model import TEST_SEED_OFFSET, score_model
-from diffpose3d.evaluation import evaluate_sequences
-from diffpose3d.frames import build_frames
-from diffpose3d.inference import predict_frames
-from diffpose3d.train import train
+from diffpose3d.data.splits import training_splits
+from diffpose3d.evaluation.scoring import TEST_SEED_OFFSET, score_model
+from diffpose3d.evaluation.tables import evaluate_sequences
+from diffpose3d.data.frames import build_frames
+from diffpose3d.inference.lifting import predict_frames
+from diffpose3d.training.run import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 REFERENCE_SIGMA = 2.0  # frames at 60 Hz
@@ -79,8 +79,8 @@ def main() -> None:
             future.result()
             print(f"trained {name} ({(time.monotonic() - t0) / 60:.1f} min since start)", flush=True)
 
-    test = load_training_splits(video)["test"]
-    assert [s.key for s in test] == [s.key for s in load_training_splits(frame)["test"]], "test blocks differ"
+    test = training_splits(video)["test"]
+    assert [s.key for s in test] == [s.key for s in training_splits(frame)["test"]], "test blocks differ"
     video_model, _ = load_bundle(dirs["video"])
     frame_model, _ = load_bundle(dirs["frame"])
     encoder_model, _ = load_bundle(dirs["encoder"])

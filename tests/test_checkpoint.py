@@ -16,7 +16,7 @@ class _Payload:
 
 @pytest.fixture()
 def bundle(tmp_path):
-    cfg = load_config(None, ["model.width=8", "model.blocks=1", "model.encoder_width=8", "model.encoder_blocks=1"])
+    cfg = load_config(None, ["model.denoiser.width=8", "model.denoiser.blocks=1", "model.encoder.width=8", "model.encoder.blocks=1"])
     torch.manual_seed(0)
     model = DiffPoseModel(cfg)
     save_bundle(model, cfg, tmp_path / "b", {"x": 1})

@@ -34,9 +34,9 @@ from diffpose3d.data.humaneva import load_humaneva
 from diffpose3d.data.keypoints import FAR_OUTSIDE, load_keypoints
 from diffpose3d.data.mpi3dhp import load_3dhp
 from diffpose3d.errors import DiffPoseError
-from diffpose3d.inputs import read_input
+from diffpose3d.inference.inputs import read_input
 from diffpose3d.io.images import read_image
-from diffpose3d.io.results import load_result_npz
+from diffpose3d.inference.outputs import load_result_npz
 from diffpose3d.io.video import VideoReader
 from diffpose3d.skeleton import get_skeleton
 

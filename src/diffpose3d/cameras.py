@@ -106,16 +106,28 @@ def project_to_2d_linear(points_cam: np.ndarray, camera: Camera) -> np.ndarray:
     return np.asarray(camera.focal) * X[..., :2] / X[..., 2:3] + np.asarray(camera.center)
 
 
-def normalize_screen_coordinates(xy: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Pixels -> ``uv = xy / w * 2 - [1, h / w]`` (u in [-1, 1], aspect ratio kept)."""
+def normalize_screen_coordinates(xy, w: int, h: int):
+    """Pixels -> ``uv = xy / w * 2 - [1, h / w]`` (u in [-1, 1], aspect ratio kept).
+
+    The one pixel <-> normalised-coordinate conversion: numpy arrays or torch tensors, ``(..., 2)``.
+    """
+    if hasattr(xy, "new_tensor"):  # a torch tensor
+        return xy * (2.0 / w) - xy.new_tensor([1.0, h / w])
     xy = np.asarray(xy)
     return _keep_float(xy / w * 2 - np.array([1.0, h / w]), xy)
 
 
-def image_coordinates(uv: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Inverse of ``normalize_screen_coordinates``."""
+def image_coordinates(uv, w: int, h: int):
+    """Inverse of ``normalize_screen_coordinates`` (numpy arrays or torch tensors)."""
+    if hasattr(uv, "new_tensor"):
+        return (uv + uv.new_tensor([1.0, h / w])) * (w / 2.0)
     uv = np.asarray(uv)
     return _keep_float((uv + np.array([1.0, h / w])) * w / 2, uv)
+
+
+def uv_per_pixel(w: int) -> float:
+    """Normalised units per image pixel (both axes): scales lengths and standard deviations."""
+    return 2.0 / w
 
 
 def _array(entry: dict[str, Any], key: str, n: int, path: str, default: list[float] | None = None) -> np.ndarray:

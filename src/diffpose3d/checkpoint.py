@@ -1,7 +1,8 @@
-"""Model bundles: a folder with `model.safetensors` (weights) and `config.yaml` (resolved config).
+"""Model bundles: a folder with `model.safetensors` (weights) and `config.yaml` (resolved config),
+and the device a model runs on.
 
 Loading never unpickles anything: weights come from safetensors, settings from YAML (safe_load).
-The packaged default bundle lives in `diffpose3d/assets/models/`.
+The packaged bundles live in `diffpose3d/assets/models/`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 INFO = "info.json"
 DEFAULT_MODEL = "humaneva_frame"
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" (or "") is CUDA when available, else the CPU; anything else is taken as torch names it."""
+    if name in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def packaged_models() -> dict[str, Path]:

@@ -1,7 +1,15 @@
-"""Run configuration: dataclasses loaded from YAML, overridable with `--set section.key=value`.
+"""Run configuration: nested dataclasses loaded from YAML, overridable with `--set section.key=value`.
 
-Every run writes its resolved configuration (`save_config`) beside its outputs, so a result can
-always be traced back to the exact settings that produced it.
+A YAML file may name a `base:` file (a path relative to it): its values are read first and the
+file's own values override them, section by section. Every run writes its resolved configuration
+(`save_config`) beside its outputs, so a result can always be traced back to its exact settings.
+
+    Config
+      data        which dataset files, subjects, actions; train / validation / test blocks
+      evidence    where the 2D evidence of H_K comes from; `evidence.synthetic` is the synthetic detector
+      model       skeleton; `model.encoder` (f_ST), `model.denoiser` (g), `model.diffusion` (K, M, H_K)
+      train       the two training stages: budget, schedule, validation, checkpoints
+      inference   N hypotheses, DDIM steps, aggregation, seed, backend
 """
 
 from __future__ import annotations
@@ -38,6 +46,21 @@ class DataConfig:
 
 
 @dataclass
+class SyntheticDetectorConfig:
+    """The synthetic detector (`evidence.synthetic`): detector-like 2D evidence from ground-truth 2D."""
+
+    noise_px: float = 4.0  # localisation error (standard deviation per axis, image pixels)
+    swap_prob: float = 0.03  # per frame and left/right pair: the detector swaps the two joints
+    occlusion_prob: float = 0.05  # per joint: modes broadened by occlusion_scale
+    occlusion_scale: float = 3.0
+    secondary_weight: float = 0.3  # weight of the true position when a pair is swapped
+    min_std_px: float = 2.0  # spread of one mode (image pixels)
+    heatmap_size: list[int] = field(default_factory=lambda: [64, 64])  # (W, H) of rendered heatmaps
+    crop_margin: float = 0.25  # crop = keypoints' bounding box enlarged by this fraction per side
+    min_crop_px: float = 32.0
+
+
+@dataclass
 class EvidenceConfig:
     """How the 2D evidence (and so the (u, v) part of H_K) is produced for training and tests."""
 
@@ -45,43 +68,55 @@ class EvidenceConfig:
     # the file's 2D | gmm_file: an authors'-layout *_gmm.npz | confidence: keypoints + confidence
     source: str = "synthetic"
     gmm_file: str = ""  # with source = gmm_file: an authors'-layout *_gmm.npz
-    noise_px: float = 4.0  # localisation noise of the synthetic detector (pixels)
-    swap_prob: float = 0.03  # probability of a left/right confusion mode per joint pair
-    occlusion_prob: float = 0.05  # probability of a broadened (occluded) joint
-    secondary_weight: float = 0.3  # weight of a swapped joint's second mode
-    min_std_px: float = 2.0  # floor of a mode's standard deviation (pixels)
+    keypoint_std_px: float = 2.0  # source = keypoints: spread of the one component (pixels)
     seed: int = 0
+    synthetic: SyntheticDetectorConfig = field(default_factory=SyntheticDetectorConfig)
 
 
 @dataclass
-class ModelConfig:
-    skeleton: str = "humaneva15"
-    # context encoder (stage 1): frame = GraFormer-like frame lifter | video = MixSTE-style seq2seq
-    # lifter over windows of `video_frames` frames (width, blocks, heads, dropout below apply to both)
-    context: str = "frame"
-    video_frames: int = 27  # T, the window of the video encoder
-    video_stride: int = 9  # sliding-window step over whole sequences (overlaps averaged)
-    video_flip: bool = True  # flip test-time augmentation of the video context (training and inference)
-    # video only: g also sees the context's local motion, the anchor (2D keypoints, encoder pose) at
-    # +-1..motion_radius frames minus this frame's, so its correction can cancel the encoder's jitter
-    motion_radius: int = 0
-    # g also sees a per-joint summary of the 2D evidence (spread, second mode: uncertainty.summary)
-    evidence_features: bool = False
-    encoder_width: int = 96
-    encoder_blocks: int = 4
-    encoder_heads: int = 4
-    encoder_dropout: float = 0.1
-    # denoiser g (stage 2)
+class EncoderConfig:
+    """The context encoder f_ST (stage 1): a frame lifter or a MixSTE-style video encoder."""
+
+    kind: str = "frame"  # frame: GraFormer-like frame lifter | video: seq2seq lifter over windows
+    width: int = 96
+    blocks: int = 4  # video: pairs of spatial + temporal transformer blocks
+    heads: int = 4
+    dropout: float = 0.1
+    frames: int = 27  # video: T, the window
+    stride: int = 9  # video: sliding-window step over whole sequences (overlaps averaged)
+    flip: bool = True  # video: flip test-time augmentation of the context (training and inference)
+
+
+@dataclass
+class DenoiserConfig:
+    """The denoiser g (stage 2) and what it is conditioned on besides f_ST and the anchor."""
+
     width: int = 96
     blocks: int = 5
     heads: int = 4
     dropout: float = 0.0
-    # diffusion
+    # g also sees a per-joint summary of the 2D evidence (spread, second mode: evidence.summary)
+    evidence_features: bool = False
+    # video only: g also sees the anchor's local motion, (u, v, x, y, z) at +-1..motion_radius
+    # frames minus this frame's, so its correction can cancel the encoder's jitter
+    motion_radius: int = 0
+
+
+@dataclass
+class DiffusionConfig:
     num_steps: int = 50  # K
     schedule: str = "cosine"
     num_components: int = 5  # M, kernels of the H_K mixture
     depth_prior: str = "context"  # context: centred on the lifter | dataset: training-set depth GMM
     depth_components: int = 3  # kernels of the per-joint depth GMM (depth_prior = dataset)
+
+
+@dataclass
+class ModelConfig:
+    skeleton: str = "humaneva15"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
 
 @dataclass
@@ -119,7 +154,6 @@ class InferenceConfig:
     eta: float = 0.0
     antithetic: bool = True  # zero-sum noise across the N hypotheses: a mean without Monte Carlo blur
     coherent: bool = False  # hypothesis n of every frame of a sequence shares its H_K noise: N motions
-    smooth_sigma: float = 0.0  # frames: Gaussian low-pass of g's correction along each sequence (video)
     aggregate: str = "mean"  # mean | median | reprojection
     mode: str = "diffpose"  # diffpose | authors (deterministic refinement, N = 1, no f_ST)
     seed: int = 0
@@ -192,17 +226,38 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`, recursively for sections (mappings)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's values, with its `base:` file (relative to it) read first and overridden."""
+    if not path.is_file():
+        raise InputFileError(path, "config file not found")
+    if path.resolve() in chain:
+        raise InputFileError(path, "config files name each other as base in a circle")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputFileError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise InputFileError(path, f"a config file holds a mapping of sections, got {type(values).__name__}")
+    base = values.pop("base", None)
+    if base:
+        values = _merge(_read_yaml(path.parent / str(base), chain + (path.resolve(),)), values)
+    return values
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults) and apply `section.key=value` overrides."""
-    values: dict[str, Any] = {}
-    if path:
-        path = Path(path)
-        if not path.is_file():
-            raise InputFileError(path, "config file not found")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputFileError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    values: dict[str, Any] = _read_yaml(Path(path)) if path else {}
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form section.key=value")

@@ -10,8 +10,8 @@ import pytest
 
 from diffpose3d.cameras import load_h36m_cameras, load_humaneva_cameras, world_to_camera
 from diffpose3d.cli import main
-from diffpose3d.commands.evaluate import predictions_from_file
-from diffpose3d.data import load_humaneva
+from diffpose3d.evaluation.predictions import predictions_from_file
+from diffpose3d.data.humaneva import load_humaneva
 from diffpose3d.errors import InputFileError
 from diffpose3d.skeleton import H36M32_TO_17
 

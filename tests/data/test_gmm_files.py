@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffpose3d.data import attach_gmm, load_h36m, read_gmm_file, write_gmm_file
+from diffpose3d.data.gmm_files import attach_gmm, read_gmm_file, write_gmm_file
+from diffpose3d.data.h36m import load_h36m
 from diffpose3d.errors import InputFileError
 
 
@@ -62,7 +63,7 @@ def test_numbers_too_large_for_float(tmp_path: Path, write_npz) -> None:
 
 def test_training_splits_attach_the_configs_gmm_file(tmp_path: Path, h36m_files: dict[str, Path]) -> None:
     from diffpose3d.config import load_config
-    from diffpose3d.datasets import load_training_splits
+    from diffpose3d.data.splits import training_splits
     from diffpose3d.errors import ConfigError
 
     gt = np.load(h36m_files["gt"], allow_pickle=True)["positions_2d"].item()
@@ -71,10 +72,10 @@ def test_training_splits_attach_the_configs_gmm_file(tmp_path: Path, h36m_files:
     write_gmm_file(path, data)
     common = ["data.dataset=h36m", f"data.data_3d={h36m_files['3d']}", f"data.data_2d={h36m_files['gt']}",
               "data.actions=[]", "data.train_split=", "data.holdout=false", "data.holdout_gap_frames=0", "data.stride=2", "model.skeleton=h36m17", "evidence.source=gmm_file"]
-    splits = load_training_splits(load_config(None, common + [f"evidence.gmm_file={path}"]))
+    splits = training_splits(load_config(None, common + [f"evidence.gmm_file={path}"]))
     assert splits["train"] and splits["test"]
     for part in ("train", "val", "test"):
         for s in splits[part]:  # the file's frames follow every split and stride
             np.testing.assert_allclose(s.gmm_2d[:, :, 0, 1:3], s.keypoints_2d)
     with pytest.raises(ConfigError, match="evidence.gmm_file is not set"):
-        load_training_splits(load_config(None, common))
+        training_splits(load_config(None, common))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from diffpose3d.cameras import load_h36m_cameras, project_to_2d, world_to_camera
-from diffpose3d.data import load_dataset, load_h36m
+from diffpose3d.data.h36m import load_h36m
+from diffpose3d.data.loading import load_dataset
 from diffpose3d.errors import InputFileError
 from diffpose3d.skeleton import H36M32_TO_17
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffpose3d.data import load_dataset, load_keypoints
+from diffpose3d.data.keypoints import load_keypoints
+from diffpose3d.data.loading import load_dataset
 from diffpose3d.errors import InputFileError
 
 

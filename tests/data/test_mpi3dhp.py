@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffpose3d.data import load_3dhp, load_dataset
+from diffpose3d.data.loading import load_dataset
+from diffpose3d.data.mpi3dhp import load_3dhp
 from diffpose3d.errors import InputFileError
 from diffpose3d.skeleton import MPI3DHP_RAW_TO_17, get_skeleton
 

@@ -5,7 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffpose3d.data import holdout_split, load_h36m, load_humaneva, protocol_filters
+from diffpose3d.data.h36m import load_h36m
+from diffpose3d.data.humaneva import load_humaneva
+from diffpose3d.data.protocols import protocol_filters
+from diffpose3d.data.splits import holdout_split
 from diffpose3d.data.base import PoseSequence
 
 

@@ -1,36 +1,25 @@
-"""Temporal windows: sampling coverage, edge padding, stitching round trip, mirroring."""
+"""Temporal windows: sampling coverage, edge padding, stitching round trip."""
 
 import numpy as np
 import pytest
 import torch
 
-from diffpose3d.data.windows import (
-    flip_keypoints,
-    flip_pose,
-    flip_tta,
-    gather_window,
-    pad_sequence_edges,
-    sample_windows,
-    sliding_windows,
-    stitch,
-)
-from diffpose3d.skeleton import get_skeleton
-
-PERM = get_skeleton("humaneva15").flip_permutation()
+from diffpose3d.data.windows import gather_window, sample_windows, sliding_windows, stitch_into, window_weights
 
 
-def test_short_chunk_is_edge_padded_and_centred() -> None:
-    x = np.array([[1.0], [2.0]], dtype=np.float32)  # a 2-frame HumanEva chunk
-    padded, start = pad_sequence_edges(x, 27)
-    assert padded.shape == (27, 1) and start == 12
-    assert np.array_equal(padded[start : start + 2], x)
-    assert np.all(padded[:start] == 1.0) and np.all(padded[start + 2 :] == 2.0)
-    long = np.arange(30.0)
-    same, s0 = pad_sequence_edges(long, 27)
-    assert same is long and s0 == 0
-    # The torch path keeps the type and agrees with the window gather at the same start.
-    t = torch.tensor([[1.0], [2.0]])
-    assert torch.equal(pad_sequence_edges(t, 27)[0], gather_window(t, -12, 27))
+def stitch(outputs, T: int, window: int, taper: bool = False):
+    """Average window outputs `[(start, (window, ...))]` into `(T, ...)` with `stitch_into`, in
+    float64 as `context.encode_sequences` accumulates them."""
+    weights = window_weights(window, taper)
+    first = outputs[0][1]
+    if isinstance(first, torch.Tensor):
+        total, weight_sum = torch.zeros((T,) + tuple(first.shape[1:]), dtype=torch.float64), torch.zeros(T, dtype=torch.float64)
+    else:
+        total, weight_sum = np.zeros((T,) + first.shape[1:]), np.zeros(T)
+    for start, output in outputs:
+        stitch_into(total, weight_sum, start, output, weights)
+    mean = total / weight_sum.reshape((T,) + (1,) * (first.ndim - 1))
+    return mean.to(first.dtype) if isinstance(first, torch.Tensor) else mean.astype(first.dtype)
 
 
 def test_gather_window_replicates_edges_on_both_sides() -> None:
@@ -92,30 +81,3 @@ def test_sample_windows_cover_frames_uniformly() -> None:
     inside = sample_windows([2, 40], window, 500, g, overhang=0)
     assert all(0 <= s <= 40 - window for i, s in inside if i == 1)
     assert all(s == -3 for i, s in inside if i == 0)  # the centred padded window of the 2-frame chunk
-
-
-def test_flip_twice_is_identity_and_flip_swaps_sides() -> None:
-    sk = get_skeleton("humaneva15")
-    uv = torch.randn(4, 7, 15, 2)
-    xyz = np.random.default_rng(0).normal(size=(3, 15, 3))
-    assert torch.equal(flip_keypoints(flip_keypoints(uv, PERM), PERM), uv)
-    np.testing.assert_array_equal(flip_pose(flip_pose(xyz, PERM), PERM), xyz)
-    f = flip_pose(xyz, PERM)
-    left, right = sk.index("l_wrist"), sk.index("r_wrist")
-    assert f[0, left, 0] == -xyz[0, right, 0] and f[0, left, 1:].tolist() == xyz[0, right, 1:].tolist()
-    conf = torch.rand(2, 15, 3)  # a confidence channel rides along unchanged, permuted
-    assert torch.equal(flip_keypoints(conf, PERM)[..., 2], conf[..., PERM, 2])
-
-
-def test_flip_tta_of_an_equivariant_function_is_the_function() -> None:
-    def lift(uv: torch.Tensor) -> torch.Tensor:
-        # Mirror-equivariant: per joint (u, v) -> (u, v, u^2 + v^3): x odd in u, y and z even.
-        return torch.cat([uv, uv[..., :1] ** 2 + uv[..., 1:] ** 3], dim=-1)
-
-    uv = torch.randn(5, 15, 2, dtype=torch.float64)
-    assert torch.allclose(flip_tta(lift, uv, PERM), lift(uv), atol=1e-12)
-
-    def biased(uv: torch.Tensor) -> torch.Tensor:  # not equivariant: a constant shift in x
-        return lift(uv) + torch.tensor([1.0, 0.0, 0.0], dtype=uv.dtype)
-
-    assert torch.allclose(flip_tta(biased, uv, PERM), lift(uv), atol=1e-12)  # TTA cancels the bias

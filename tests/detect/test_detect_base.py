@@ -26,20 +26,8 @@ def _detection(affine: np.ndarray) -> Detection:
     )
 
 
-def test_heatmap_argmax_maps_cells_through_the_affine():
-    affine = np.array([[10.0, 0.0, 5.0], [0.0, 20.0, 7.0]])
-    det = _detection(affine)
-    np.testing.assert_allclose(det.heatmap_argmax(), [[35.0, 27.0], [5.0, 47.0]])
-    coords = det.heatmap_coordinates()
-    assert coords.shape == (4, 5, 2)
-    np.testing.assert_allclose(coords[1, 3], [35.0, 27.0])
-    assert det.num_joints == 2
-
-
-def test_heatmap_helpers_without_heatmaps():
-    det = _detection(np.eye(2, 3))
-    det.heatmaps = None
-    assert det.heatmap_argmax() is None and det.heatmap_coordinates() is None
+def test_detection_counts_its_joints():
+    assert _detection(np.eye(2, 3)).num_joints == 2
 
 
 def test_get_detector_rejects_unknown_names():

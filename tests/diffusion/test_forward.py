@@ -1,12 +1,8 @@
 import torch
 
-from diffpose3d.diffusion.forward import (
-    gather_component,
-    q_sample,
-    q_sample_gaussian,
-    sample_components,
-)
+from diffpose3d.diffusion.forward import gather_component, q_sample
 from diffpose3d.diffusion.schedule import make_schedule
+from diffpose3d.mixtures.gmm import pick_components
 
 N_DRAWS = 20_000
 
@@ -15,9 +11,13 @@ def _repeat(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.expand((n,) + t.shape[1:]).contiguous()
 
 
-def test_sample_components_frequencies() -> None:
+def _draw_components(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return pick_components(weights, torch.rand(weights.shape[:-1] + (1,), generator=generator, dtype=weights.dtype))
+
+
+def test_pick_components_frequencies() -> None:
     w = torch.tensor([[[0.5, 0.3, 0.2, 0.0], [0.0, 0.0, 1.0, 0.0]]], dtype=torch.float64)
-    m = sample_components(_repeat(w, N_DRAWS), torch.Generator().manual_seed(1))
+    m = _draw_components(_repeat(w, N_DRAWS), torch.Generator().manual_seed(1))
     assert m.shape == (N_DRAWS, 2) and m.dtype == torch.long
     freq = torch.stack([(m == i).double().mean(0) for i in range(4)], -1)
     assert torch.allclose(freq, w[0], atol=0.015)
@@ -26,7 +26,7 @@ def test_sample_components_frequencies() -> None:
 
 def test_gather_component_matches_loop(mixture_factory) -> None:
     weights, means, _, chol = mixture_factory(4, 3, 5, 5)
-    m = sample_components(weights, torch.Generator().manual_seed(0))
+    m = _draw_components(weights, torch.Generator().manual_seed(0))
     mu, L = gather_component(means, chol, m)
     for b in range(4):
         for j in range(3):
@@ -40,7 +40,6 @@ def test_k0_is_ground_truth_exactly(mixture_factory) -> None:
     h0 = torch.randn(6, 4, 5)
     h_k, m = q_sample(h0, torch.zeros(6, dtype=torch.long), weights, means, chol, schedule)
     assert torch.equal(h_k, h0) and m.shape == (6, 4)
-    assert torch.equal(q_sample_gaussian(h0, torch.zeros(6, dtype=torch.long), schedule), h0)
 
 
 def test_kK_matches_mixture_moments(mixture_factory) -> None:
@@ -93,14 +92,6 @@ def test_mid_step_conditional_moments(mixture_factory) -> None:
         assert torch.all((x.mean(0) - target_mean).abs() < 5 * std / len(x) ** 0.5)
         emp = torch.cov(x.T)
         assert torch.allclose(emp / torch.outer(std, std), target_cov / torch.outer(std, std), atol=0.06)
-
-
-def test_gaussian_endpoint_is_standard_normal() -> None:
-    schedule = make_schedule("cosine", 50)
-    h0 = torch.full((N_DRAWS, 2, 3), 3.0, dtype=torch.float64)
-    h_k = q_sample_gaussian(h0, torch.full((N_DRAWS,), 50), schedule, torch.Generator().manual_seed(5))
-    assert torch.allclose(h_k.mean(0), torch.full((2, 3), 0.03, dtype=torch.float64), atol=0.04)
-    assert torch.allclose(h_k.std(0), torch.ones(2, 3, dtype=torch.float64), atol=0.03)
 
 
 def test_per_frame_steps_and_seed(mixture_factory) -> None:

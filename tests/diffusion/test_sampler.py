@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffpose3d.diffusion.forward import gather_component, q_sample, sample_components
+from diffpose3d.diffusion.forward import gather_component, q_sample
+from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.diffusion.sampler import DDIMSampler, deterministic_refine
 from diffpose3d.diffusion.schedule import make_schedule
 from diffpose3d.models.denoiser import Denoiser
@@ -20,7 +21,7 @@ def test_set_timesteps(n: int) -> None:
     assert ts.shape == (n + 1,) and ts[0] == 50 and ts[-1] == 0
     assert torch.all(ts[1:] < ts[:-1])
     assert len(sampler.pairs) == n
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError):
         sampler.set_timesteps(51)
 
 
@@ -30,7 +31,7 @@ def test_oracle_step_follows_the_forward_trajectory(mixture_factory) -> None:
     sampler = DDIMSampler(schedule, 5)
     weights, means, _, chol = mixture_factory(4, 3, 2, 5)
     h0 = torch.randn(4, 3, 5, dtype=torch.float64)
-    m = sample_components(weights, torch.Generator().manual_seed(0))
+    m = pick_components(weights, torch.rand(4, 3, 1, generator=torch.Generator().manual_seed(0), dtype=weights.dtype))
     mu, L = gather_component(means, chol, m)
     eps = (L @ torch.randn(4, 3, 5, 1, dtype=torch.float64)).squeeze(-1)
 
@@ -74,7 +75,7 @@ def test_oracle_model_recovers_h0_from_any_start(mixture_factory, eta: float) ->
         return context  # the context carries the true h_0 of each frame
 
     sampler = DDIMSampler(make_schedule("cosine", 50), 5, eta=eta)
-    out = sampler.sample(oracle, weights, means, chol, target, N, torch.Generator().manual_seed(0))
+    out = sampler.sample(oracle, weights, means, chol, target, hypotheses=N, generator=torch.Generator().manual_seed(0), antithetic=False)
     assert out.shape == (B, N, J, 5)
     assert torch.allclose(out, target[:, None].expand(B, N, J, 5), atol=1e-6)
 
@@ -94,7 +95,7 @@ def test_hypotheses_are_frame_major_and_from_their_own_mixture() -> None:
         return h
 
     sampler = DDIMSampler(make_schedule("cosine", 10), 2)
-    out = sampler.sample(model, weights, means, chol, context, N)
+    out = sampler.sample(model, weights, means, chol, context, hypotheses=N, antithetic=False)
     frame = torch.arange(B).repeat_interleave(N).float()
     h_start, ctx = seen[0]
     assert torch.allclose(ctx[:, 0, 0], frame)
@@ -108,9 +109,9 @@ def test_seeded_and_inference_mode(mixture_factory) -> None:
     context = torch.randn(2, 4, 3)
     sampler = DDIMSampler(make_schedule("cosine", 10), 3, eta=0.5)
     with torch.inference_mode():
-        a = sampler.sample(model, weights, means, chol, context, 3, torch.Generator().manual_seed(1))
-        b = sampler.sample(model, weights, means, chol, context, 3, torch.Generator().manual_seed(1))
-        c = sampler.sample(model, weights, means, chol, context, 3, torch.Generator().manual_seed(2))
+        a = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(1), antithetic=False)
+        b = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(1), antithetic=False)
+        c = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(2), antithetic=False)
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert not a[:, 0].equal(a[:, 1])  # hypotheses differ
 
@@ -128,7 +129,7 @@ def _tiny_run() -> np.ndarray:
     context = torch.randn(B, J, 3, generator=g)
     sampler = DDIMSampler(make_schedule("cosine", 10), 3, eta=0.5)
     with torch.inference_mode():
-        out = sampler.sample(model, weights, means, chol, context, 3, torch.Generator().manual_seed(7))
+        out = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(7), antithetic=False)
     return out.numpy()
 
 

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from diffpose3d.diffusion.forward import sample_components
-from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, components_from_uniform
+from diffpose3d.diffusion.forward import sample_mixture
+from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws
+from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.diffusion.schedule import make_schedule
 
 
@@ -31,7 +32,7 @@ def test_frames_given_the_same_draws_share_their_hypotheses(eta: float, antithet
     sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=S, eta=eta)
     per_window = NoiseDraws.draw(3, N, J, D, generator=torch.Generator().manual_seed(0), steps=S)
     draws = shared(per_window, [0, 0, 0, 1, 1, 1, 2])
-    out = sampler.sample(toy_model, w, mu, L, None, N, torch.Generator().manual_seed(1), antithetic=antithetic, draws=draws)
+    out = sampler.sample(toy_model, w, mu, L, None, hypotheses=N, generator=torch.Generator().manual_seed(1), antithetic=antithetic, draws=draws)
     assert out.shape == (B, N, J, D)
     for group in ([0, 1, 2], [3, 4, 5], [6]):
         for b in group[1:]:
@@ -43,8 +44,7 @@ def test_frames_given_the_same_draws_share_their_hypotheses(eta: float, antithet
 
 def test_without_draws_identical_frames_get_different_draws(mixture_factory) -> None:
     w, mu, L = same_mixture_for_all_frames(4, 3, 2, 5, mixture_factory)
-    out = DDIMSampler(make_schedule("cosine", 20), 3).sample(toy_model, w, mu, L, None, 5,
-                                                            torch.Generator().manual_seed(0))
+    out = DDIMSampler(make_schedule("cosine", 20), 3).sample(toy_model, w, mu, L, None, hypotheses=5, generator=torch.Generator().manual_seed(0), antithetic=False)
     assert not torch.allclose(out[0], out[1])
 
 
@@ -53,9 +53,9 @@ def test_given_draws_are_used_as_the_sampler_would_draw_them(mixture_factory) ->
     as `NoiseDraws` gives the same hypotheses."""
     w, mu, _, L = mixture_factory(5, 3, 2, 5, seed=1)
     sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=3)
-    a = sampler.sample(toy_model, w, mu, L, None, 4, torch.Generator().manual_seed(2), antithetic=True)
+    a = sampler.sample(toy_model, w, mu, L, None, hypotheses=4, generator=torch.Generator().manual_seed(2), antithetic=True)
     draws = NoiseDraws.draw(5, 4, 3, 5, generator=torch.Generator().manual_seed(2), like=mu)
-    b = sampler.sample(toy_model, w, mu, L, None, 4, None, antithetic=True, draws=draws)
+    b = sampler.sample(toy_model, w, mu, L, None, hypotheses=4, antithetic=True, draws=draws)
     assert torch.equal(a, b)
 
 
@@ -63,16 +63,17 @@ def test_shared_quantile_follows_each_frames_own_weights(mixture_factory) -> Non
     """Different mixtures in one group: the shared uniform picks each frame's own inverse-CDF component."""
     w, _, _, _ = mixture_factory(6, 4, 3, 5, seed=4)
     u = torch.rand(6, 4, 1, generator=torch.Generator().manual_seed(5), dtype=w.dtype)
-    m = components_from_uniform(w, u)
+    m = pick_components(w, u)
     cdf = w.cumsum(-1)
     for b in range(6):
         for j in range(4):
             lower = cdf[b, j, m[b, j] - 1] if m[b, j] > 0 else 0.0
             assert lower <= u[b, j, 0] < cdf[b, j, m[b, j]] + 1e-12
-    # Same rule as forward.sample_components given the same uniforms.
+    # The forward process's own draw uses the same rule: its first uniforms pick its components.
+    _, means, _, chol = mixture_factory(6, 4, 3, 5, seed=4)
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
     u2 = torch.rand(6, 4, 1, generator=g2, dtype=w.dtype)
-    assert torch.equal(sample_components(w, g1), components_from_uniform(w, u2))
+    assert torch.equal(sample_mixture(w, means, chol, g1)[1], pick_components(w, u2))
 
 
 def test_zero_sum_normals_are_still_standard_normal_and_span_every_direction() -> None:

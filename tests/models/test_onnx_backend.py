@@ -3,23 +3,25 @@
 import pytest
 import torch
 
+from diffpose3d.config import InferenceConfig
+
 from diffpose3d.checkpoint import load_bundle
 from diffpose3d.errors import ConfigError
-from diffpose3d.evidence import gt_mixture
+from diffpose3d.evidence.mixture2d import point_mixture
 
 pytest.importorskip("onnx", reason="optional backend: pip install 'diffpose3d[onnx]'")
 pytest.importorskip("onnxruntime", reason="optional backend: pip install 'diffpose3d[onnx]'")
 
 
 def _sample(model, kp, gmm):
-    states, _ = model.sample(kp, gmm, hypotheses=3, steps=2, generator=torch.Generator().manual_seed(0))
+    states, _ = model.sample(kp, gmm, InferenceConfig(hypotheses=3, steps=2, antithetic=False), generator=torch.Generator().manual_seed(0))
     return states
 
 
 def test_onnxruntime_backend_matches_torch_and_follows_weight_updates(tiny_bundle):
     model, _ = load_bundle(tiny_bundle)
     kp = torch.rand(40, model.skeleton.num_joints, 2, generator=torch.Generator().manual_seed(1)) - 0.5
-    gmm = gt_mixture(kp, 0.01)
+    gmm = point_mixture(kp, 0.01)
     eager = _sample(model, kp, gmm)
     model.use_backend("onnxruntime")
     assert torch.allclose(_sample(model, kp, gmm), eager, atol=1e-5)
@@ -41,7 +43,7 @@ def test_predict_cli_backend_option_gives_the_same_poses(tiny_bundle, tmp_path):
     import numpy as np
 
     from diffpose3d.cli import main
-    from diffpose3d.io.results import load_result_npz
+    from diffpose3d.inference.outputs import load_result_npz
 
     kp = np.random.default_rng(0).uniform(50, 400, size=(6, 17, 3)).astype(np.float32)
     kp[..., 2] = 0.9

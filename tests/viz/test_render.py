@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from diffpose3d.io.images import read_image
 from diffpose3d.io.video import VideoReader
-from diffpose3d.viz.render import joint_spread_mm, render_frame, render_video, save_image
+from diffpose3d.viz.render import render_frame, render_video, save_image
 
 from _viz_poses import HEAD, LEFT, NAMES, PARENTS, POSE, R_ANKLE, RIGHT, hypotheses, project
 
@@ -65,11 +64,6 @@ def test_image_is_shown_in_left_panel():
     magenta = (out[..., 0] > 240) & (out[..., 1] < 15) & (out[..., 2] > 240)
     cols = np.nonzero(magenta)[1]
     assert magenta.sum() > 0.2 * SIZE[0] * SIZE[1] / 2 and cols.max() < SIZE[0] * 0.5
-
-
-def test_spread_is_rms_distance():
-    cov = np.tile(np.eye(3) * 0.02**2, (2, 1, 1))
-    assert joint_spread_mm(cov) == pytest.approx(20.0)
 
 
 def test_render_video_and_save_image(tmp_path):

@@ -29,8 +29,9 @@ def bundled_example() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffpose3d.pipeline import DiffPose
-    from diffpose3d.predict import predict_path, summary
+    from diffpose3d.inference.api import DiffPose
+    from diffpose3d.inference.outputs import load_result_npz
+    from diffpose3d.inference.predict import predict_path, summary
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"input: {source}")
     model = DiffPose.load(args.checkpoint, device=args.device, **inference_overrides(args))
     written = predict_path(model, source, out, render=True, html=True, progress=False)
-    from diffpose3d.io.results import load_result_npz
-
     print(summary(load_result_npz(written[0])))
     print("written:")
     for path in written:

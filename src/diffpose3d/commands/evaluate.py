@@ -4,29 +4,22 @@ Scores a predictions file (layout in docs/PREDICTIONS.md) against a dataset spli
 published protocol of that dataset, prints the tables and writes the JSON report atomically.
 Without filters the protocol's test set is used (``data.protocol_filters(dataset, "test")``:
 Human3.6M S9 and S11; HumanEva-I Validate, Walk/Jog/Box; 3DHP TS1-TS6). ``all`` lifts a filter.
-Reading predictions (``predictions_from_file``) is kept apart from scoring (``score``) so that other
-sources of predictions (a checkpoint) can feed the same path.
+Predictions files are read by ``evaluation.predictions``; a checkpoint is scored by
+``evaluation.scoring.evaluate_checkpoint``; both feed ``evaluation.tables.evaluate_sequences``.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-import numpy as np
-
-from diffpose3d.data import load_dataset, protocol_filters
-from diffpose3d.data.base import PoseSequence, load_pickled_npz, require_dict
-from diffpose3d.errors import ConfigError, InputFileError
-from diffpose3d.evaluation import PROTOCOLS, EvaluationReport, PredictionKey, evaluate_sequences
 from diffpose3d.commands.predict import add_inference_arguments, inference_overrides
-from diffpose3d.io.atomic import save_json_atomic
+from diffpose3d.data.base import PoseSequence
+from diffpose3d.data.protocols import BENCHMARKS, protocol_filters
+from diffpose3d.errors import ConfigError, InputFileError
 
-UNIT_SCALE = {"m": 1.0, "mm": 0.001}
 FILTER_OPTIONS = ("subjects", "split", "actions", "cameras")
-
-FileKey = tuple[str, str, int]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="npz with positions_3d[subject][action] -> list per camera (docs/PREDICTIONS.md)")
     what.add_argument("--checkpoint", nargs="?", const="", metavar="CKPT",
                       help="run a model bundle on the split instead: a folder or a bundled model's name (no value: humaneva_frame)")
-    parser.add_argument("--dataset", required=True, choices=PROTOCOLS, help="dataset and protocol")
+    parser.add_argument("--dataset", required=True, choices=BENCHMARKS, help="dataset and protocol")
     parser.add_argument("--data-3d", required=True, metavar="FILE",
                         help="the dataset's 3D file (3dhp: data_test_3dhp.npz or data_train_3dhp.npz)")
     parser.add_argument("--data-2d", metavar="FILE", help="the dataset's 2D file (h36m, humaneva; optional)")
@@ -63,7 +56,7 @@ def _csv(value: str) -> list[str] | None:
 
 
 def dataset_filters(args: argparse.Namespace) -> dict[str, Any]:
-    """Reader filters: the protocol's test set (`data.protocol_filters`), overridden by the options."""
+    """Reader filters: the protocol's test set (`data.protocols.protocol_filters`), overridden by the options."""
     filters = protocol_filters(args.dataset, "test")
     for option in FILTER_OPTIONS:
         value = getattr(args, option, None)
@@ -84,8 +77,10 @@ def dataset_filters(args: argparse.Namespace) -> dict[str, Any]:
     return filters
 
 
-def load_sequences(args: argparse.Namespace) -> list[PoseSequence]:
+def sequences_to_score(args: argparse.Namespace) -> list[PoseSequence]:
     """The dataset sequences to score, with ground truth, after the filters."""
+    from diffpose3d.data.loading import load_dataset
+
     filters = dataset_filters(args)
     try:
         sequences = load_dataset(args.dataset, args.data_3d, args.data_2d, **filters)
@@ -96,99 +91,29 @@ def load_sequences(args: argparse.Namespace) -> list[PoseSequence]:
     return sequences
 
 
-def _pose_array(value: Any, path: str | Path, where: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float32)  # float32 keeps a whole test set in memory
-    except (TypeError, ValueError):
-        raise InputFileError(path, f"{where}: not a numeric array") from None
-    if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
-        raise InputFileError(path, f"{where}: expected (T, J, 3) or (T, N, J, 3), got {arr.shape}")
-    return arr
-
-
-def _units(path: str | Path) -> str:
-    """The optional `units` entry ("m" unless given)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return str(data["units"]) if "units" in data.files else "m"
-    except ValueError:
-        raise InputFileError(path, "units must be a plain string array ('m' or 'mm')") from None
-
-
-def predictions_from_file(path: str | Path) -> dict[FileKey, np.ndarray]:
-    """Read a predictions npz: `{(subject key, action key, camera): (T, [N,] J, 3) metres}`."""
-    raw = require_dict(load_pickled_npz(path, "positions_3d"), path, "positions_3d")
-    units = _units(path)
-    if units not in UNIT_SCALE:
-        raise InputFileError(path, f"units must be 'm' or 'mm', got {units!r}")
-    scale = UNIT_SCALE[units]
-    out: dict[FileKey, np.ndarray] = {}
-    for subject, actions in raw.items():
-        require_dict(actions, path, f"positions_3d[{subject!r}]")
-        for action, cameras in actions.items():
-            where = f"positions_3d[{subject!r}][{action!r}]"
-            if not isinstance(cameras, (list, tuple)):
-                raise InputFileError(path, f"{where} should be a list with one array per camera")
-            for cam, value in enumerate(cameras):
-                if value is not None:
-                    out[(str(subject), str(action), cam)] = _pose_array(value, path, f"{where}[{cam}]") * scale
-    if not out:
-        raise InputFileError(path, "positions_3d holds no predictions")
-    return out
-
-
-def match_predictions(
-    predictions: Mapping[FileKey, np.ndarray], sequences: Sequence[PoseSequence]
-) -> dict[PredictionKey, np.ndarray]:
-    """Re-key file predictions by `PoseSequence.key`; a "Split/Subject" file key wins over "Subject"."""
-    matched: dict[PredictionKey, np.ndarray] = {}
-    for seq in sequences:
-        candidates = [(seq.subject, seq.name, seq.camera_index)]
-        if seq.split:
-            candidates.insert(0, (f"{seq.split}/{seq.subject}", seq.name, seq.camera_index))
-        for key in candidates:
-            if key in predictions:
-                matched[seq.key] = predictions[key]
-                break
-    return matched
-
-
-def score(sequences: Sequence[PoseSequence], predictions: Mapping[PredictionKey, np.ndarray],
-          protocol: str, source: str | Path) -> EvaluationReport:
-    """Evaluate and name `source` in any error about the predictions."""
-    return evaluate_sequences(sequences, predictions, protocol=protocol, source=source)
-
-
-def run_checkpoint(args: argparse.Namespace, sequences: list[PoseSequence]) -> dict[str, EvaluationReport]:
-    """Score a model bundle: its hypotheses (mode, N, steps, aggregation from the options) and its
-    context encoder alone, on the same frames and evidence."""
-    from dataclasses import replace
-
-    from diffpose3d.checkpoint import load_bundle
-    from diffpose3d.data.gmm_files import attach_gmm
-    from diffpose3d.evaluate_model import score_model
-    from diffpose3d.train import resolve_device
-
-    model, _ = load_bundle(args.checkpoint or None, device=resolve_device(args.device))
-    if args.evidence == "gmm_file":
-        if not args.gmm_file:
-            raise InputFileError("--gmm-file", "--evidence gmm_file needs --gmm-file FILE")
-        sequences = attach_gmm(sequences, args.gmm_file)
-    evidence = replace(model.config.evidence, source=args.evidence)  # synthetic keeps the model's noise settings
-    inference = replace(model.config.inference, **inference_overrides(args))
-    return score_model(model, sequences, evidence, inference, args.dataset)
-
-
 def run(args: argparse.Namespace) -> int:
-    sequences = load_sequences(args)
+    from diffpose3d.io.atomic import save_json_atomic
+
+    sequences = sequences_to_score(args)
     if args.predictions is None:
-        reports = run_checkpoint(args, sequences)
+        from diffpose3d.data.gmm_files import attach_gmm
+        from diffpose3d.evaluation.scoring import evaluate_checkpoint
+
+        if args.evidence == "gmm_file":
+            if not args.gmm_file:
+                raise InputFileError("--gmm-file", "--evidence gmm_file needs --gmm-file FILE")
+            sequences = attach_gmm(sequences, args.gmm_file)
+        reports = evaluate_checkpoint(args.checkpoint or None, sequences=sequences, evidence_source=args.evidence,
+                                      inference=inference_overrides(args), protocol=args.dataset, device=args.device)
         for name, report in reports.items():
             print(f"== {name}\n{report.format_table()}\n")
-        result = {name: report.to_dict() for name, report in reports.items()}
+        result: dict[str, Any] = {name: report.to_dict() for name, report in reports.items()}
     else:
+        from diffpose3d.evaluation.predictions import match_predictions, predictions_from_file
+        from diffpose3d.evaluation.tables import evaluate_sequences
+
         predictions = match_predictions(predictions_from_file(args.predictions), sequences)
-        report = score(sequences, predictions, args.dataset, args.predictions)
+        report = evaluate_sequences(sequences, predictions, protocol=args.dataset, source=args.predictions)
         print(report.format_table())
         result = report.to_dict()
     result["inputs"] = {

@@ -1,70 +1,36 @@
-"""`diffpose3d fit-gmm --data-2d FILE --out FILE`: per-joint 2D GMMs for a whole dataset, resumable.
-
-Input: a 2D file in the VideoPose3D layout (`positions_2d[subject][action]` -> one `(T, J, 2)` pixel
-array per camera, `metadata` with `keypoints_symmetry`). With `--heatmaps FILE` (an npz holding
-pickled dicts `heatmaps[subject][action]` -> per camera `(T, J, H, W)` and `affines[...]` -> per
-camera `(T, 2, 3)` heatmap-pixel -> image-pixel maps) the mixtures are fitted to those heatmaps;
-without it, the ground-truth keypoints go through the seeded synthetic detector
-(`uncertainty.synthetic`) and the rendered heatmaps are fitted the same way.
-
-Output (written atomically): the authors' layout, `positions_2d[subject][action]` -> per camera
-`(T, J, K, 5)` = [weight, mean x, mean y, var x, var y] in pixels, readable by
-`data.gmm_files.read_gmm_file`, plus the extra key `covariance_2d[subject][action]` -> per camera
-`(T, J, K)` (the x-y covariance, pixels^2, which the authors' layout drops) and `metadata` (the
-input's, with a `gmm` entry describing how the file was made).
-
-Resumable: frames are processed in fixed chunks of `--chunk-frames`; each finished chunk is saved
-in the sidecar folder `OUT.parts/` (with a manifest of the settings). A rerun with the same
-settings skips finished chunks; the result is identical to an uninterrupted run.
-"""
+"""`diffpose3d fit-gmm --data-2d FILE --out FILE`: per-joint 2D GMMs for a whole dataset, resumable
+(the engine and the file layouts: `data.gmm_fitting`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
+import dataclasses
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
+from diffpose3d.config import SyntheticDetectorConfig
 
-from diffpose3d.data.base import load_pickled_npz, require_dict
-from diffpose3d.errors import InputFileError
-from diffpose3d.io.atomic import save_json_atomic, save_npz_atomic
-from diffpose3d.uncertainty.heatmaps import heatmaps_to_gmm
-from diffpose3d.uncertainty.synthetic import SyntheticDetectorConfig, synthetic_heatmaps
-
-H36M_IMAGE_SIZES = [(1000, 1002), (1000, 1000), (1000, 1000), (1000, 1002)]  # camera order of the files
-HUMANEVA_IMAGE_SIZE = (640, 480)
-
-
-@dataclass
-class Job:
-    """One (subject, action, camera) array of the input file."""
-
-    subject: str
-    action: str
-    camera: int
-    keypoints: np.ndarray  # (T, J, 2) pixels
-    image_size: tuple[int, int]
+# The synthetic detector's settings, as flags named after `evidence.synthetic`'s fields.
+SYNTHETIC_FLAGS = ("noise_px", "swap_prob", "occlusion_prob", "occlusion_scale", "secondary_weight", "min_std_px")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from diffpose3d.data.gmm_fitting import DATASETS, GmmFitSettings
+
+    d = GmmFitSettings(data_2d="", out="")
     parser.add_argument("--data-2d", required=True, help="2D keypoints file (VideoPose3D layout, .npz)")
-    parser.add_argument("--heatmaps", help="optional heatmaps file (see module help); default: synthetic detector")
-    parser.add_argument("--dataset", choices=["humaneva", "h36m", "custom"], default="humaneva",
+    parser.add_argument("--heatmaps", help="optional heatmaps file (see docs); default: synthetic detector")
+    parser.add_argument("--dataset", choices=DATASETS, default=d.dataset,
                         help="sets the image size per camera (custom: give --image-size)")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), help="image size for --dataset custom")
-    parser.add_argument("--components", type=int, default=5, help="kernels K per joint (default 5)")
-    parser.add_argument("--synthetic-noise", type=float, default=4.0, help="synthetic detector noise, pixels")
-    parser.add_argument("--swap-prob", type=float, default=0.03, help="synthetic left/right swap probability")
-    parser.add_argument("--occlusion-prob", type=float, default=0.05, help="synthetic occlusion probability")
-    parser.add_argument("--secondary-weight", type=float, default=0.3, help="weight of the true mode in a swap")
-    parser.add_argument("--top-k", type=int, default=64, help="heatmap pixels kept per joint for EM")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk-frames", type=int, default=256, help="frames per resumable chunk")
+    parser.add_argument("--components", type=int, default=d.components, help=f"kernels K per joint (default {d.components})")
+    synthetic = SyntheticDetectorConfig()
+    for name in SYNTHETIC_FLAGS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(synthetic, name),
+                            help=f"synthetic detector: evidence.synthetic.{name} (default {getattr(synthetic, name)})")
+    parser.add_argument("--top-k", type=int, default=d.top_k, help="heatmap pixels kept per joint for EM")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--chunk-frames", type=int, default=d.chunk_frames, help="frames per resumable chunk")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0 = torch default; 1 is fastest on a busy, shared CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,214 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from diffpose3d.data.gmm_fitting import GmmFitSettings, fit_dataset, parts_dir
+
+    synthetic = dataclasses.replace(SyntheticDetectorConfig(), **{n: getattr(args, n) for n in SYNTHETIC_FLAGS})
+    settings = GmmFitSettings(
+        data_2d=args.data_2d, out=args.out, heatmaps=args.heatmaps, dataset=args.dataset,
+        image_size=tuple(args.image_size) if args.image_size else None, components=args.components,
+        top_k=args.top_k, seed=args.seed, chunk_frames=args.chunk_frames, synthetic=synthetic,
+    )
     threads = torch.get_num_threads()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     try:
-        finished = fit_dataset(args)
+        finished = fit_dataset(settings, progress=not args.no_progress, stop_after_chunks=args.stop_after_chunks)
     finally:
         torch.set_num_threads(threads)
     if not finished:
-        print(f"stopped early; rerun the same command to resume from {_parts_dir(Path(args.out))}")
+        print(f"stopped early; rerun the same command to resume from {parts_dir(Path(args.out))}")
         return 1
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
-
-
-# -- input -------------------------------------------------------------------------------------
-
-
-def _image_size(args: argparse.Namespace, camera: int, path: str) -> tuple[int, int]:
-    if args.dataset == "humaneva":
-        return HUMANEVA_IMAGE_SIZE
-    if args.dataset == "h36m":
-        if camera >= len(H36M_IMAGE_SIZES):
-            raise InputFileError(path, f"camera index {camera} is not a Human3.6M camera (0-3)")
-        return H36M_IMAGE_SIZES[camera]
-    if not args.image_size:
-        raise InputFileError(path, "--dataset custom needs --image-size W H")
-    return (int(args.image_size[0]), int(args.image_size[1]))
-
-
-def load_jobs(args: argparse.Namespace) -> tuple[list[Job], dict]:
-    path = args.data_2d
-    raw = require_dict(load_pickled_npz(path, "positions_2d"), path, "positions_2d")
-    meta = load_pickled_npz(path, "metadata", optional=True)
-    meta = meta if isinstance(meta, dict) else {}
-    jobs: list[Job] = []
-    joints = None
-    for subject in sorted(raw):
-        actions = require_dict(raw[subject], path, f"subject '{subject}'")
-        for action in sorted(actions):
-            views = actions[action]
-            if not isinstance(views, (list, tuple)):
-                raise InputFileError(path, f"'{subject}/{action}': expected a list with one array per camera")
-            for c, kp in enumerate(views):
-                kp = np.asarray(kp, dtype=np.float32)
-                if kp.ndim != 3 or kp.shape[-1] != 2 or kp.shape[0] == 0:
-                    raise InputFileError(path, f"'{subject}/{action}' camera {c}: expected (T, J, 2), got {kp.shape}")
-                if joints is not None and kp.shape[1] != joints:
-                    raise InputFileError(path, f"'{subject}/{action}' camera {c}: {kp.shape[1]} joints, not {joints}")
-                joints = kp.shape[1]
-                jobs.append(Job(str(subject), str(action), c, kp, _image_size(args, c, path)))
-    if not jobs:
-        raise InputFileError(path, "no sequences in positions_2d")
-    return jobs, meta
-
-
-def _symmetry(meta: dict, path: str, joints: int) -> tuple[list[int], list[int]]:
-    sym = meta.get("keypoints_symmetry")
-    if sym is None:
-        return [], []
-    try:
-        left, right = [int(i) for i in sym[0]], [int(i) for i in sym[1]]
-    except (TypeError, ValueError, IndexError):
-        raise InputFileError(path, "metadata keypoints_symmetry must be [left indices, right indices]") from None
-    if len(left) != len(right) or any(not 0 <= i < joints for i in left + right):
-        raise InputFileError(path, "metadata keypoints_symmetry: mismatched or out-of-range joint indices")
-    return left, right
-
-
-class HeatmapSource:
-    """The `--heatmaps` file, checked against the keypoint jobs."""
-
-    def __init__(self, path: str, jobs: list[Job]) -> None:
-        hms = require_dict(load_pickled_npz(path, "heatmaps"), path, "heatmaps")
-        affs = require_dict(load_pickled_npz(path, "affines"), path, "affines")
-        self.arrays: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
-        for job in jobs:
-            try:
-                hm = np.asarray(hms[job.subject][job.action][job.camera])
-                af = np.asarray(affs[job.subject][job.action][job.camera], dtype=np.float32)
-            except (KeyError, IndexError, TypeError):
-                raise InputFileError(path, f"no heatmaps for '{job.subject}/{job.action}' camera {job.camera}") from None
-            t, j = job.keypoints.shape[:2]
-            if hm.ndim != 4 or hm.shape[:2] != (t, j) or af.shape != (t, 2, 3):
-                raise InputFileError(path, f"'{job.subject}/{job.action}' camera {job.camera}: heatmaps must be "
-                                           f"({t}, {j}, H, W) and affines ({t}, 2, 3), got {hm.shape}, {af.shape}")
-            self.arrays[(job.subject, job.action, job.camera)] = (hm, af)
-
-    def get(self, job: Job, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        hm, af = self.arrays[(job.subject, job.action, job.camera)]
-        return hm[a:b], af[a:b]
-
-
-# -- fitting ---------------------------------------------------------------------------------------
-
-
-def _seed(*values: int) -> int:
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1)[0])
-
-
-def _segments(jobs: list[Job], start: int, stop: int) -> list[tuple[Job, int, int]]:
-    """The (job, first, last) frame ranges that global frames [start, stop) cover."""
-    out, offset = [], 0
-    for job in jobs:
-        t = len(job.keypoints)
-        a, b = max(start, offset), min(stop, offset + t)
-        if a < b:
-            out.append((job, a - offset, b - offset))
-        offset += t
-    return out
-
-
-def fit_chunk(args, jobs, start, stop, pairs, detector, heatmaps: HeatmapSource | None, index: int):
-    """Authors'-layout rows `(F, J, K, 5)` and x-y covariances `(F, J, K)` for frames [start, stop)."""
-    gen = torch.Generator().manual_seed(_seed(args.seed, index, 0))
-    em_gen = torch.Generator().manual_seed(_seed(args.seed, index, 1))
-    rows, covs = [], []
-    for job, a, b in _segments(jobs, start, stop):
-        if heatmaps is None:
-            hm, aff, _ = synthetic_heatmaps(job.keypoints[a:b], pairs, detector, generator=gen)
-        else:
-            hm, aff = heatmaps.get(job, a, b)
-        gmm = heatmaps_to_gmm(hm, aff, job.image_size, args.components, top_k=args.top_k, generator=em_gen)
-        w, h = job.image_size
-        half = w / 2.0
-        mean = (gmm.means + gmm.means.new_tensor([1.0, h / w])) * half
-        cov = gmm.covariances * half**2
-        rows.append(torch.cat([gmm.weights.unsqueeze(-1), mean, cov[..., 0, 0, None], cov[..., 1, 1, None]], -1))
-        covs.append(cov[..., 0, 1])
-    return torch.cat(rows).numpy().astype(np.float32), torch.cat(covs).numpy().astype(np.float32)
-
-
-def _parts_dir(out: Path) -> Path:
-    return out.with_name(out.name + ".parts")
-
-
-def _manifest(args: argparse.Namespace, detector: SyntheticDetectorConfig, total: int) -> dict:
-    src = [Path(p) for p in (args.data_2d, args.heatmaps) if p]
-    return {
-        "inputs": [{"path": str(p.resolve()), "size": p.stat().st_size, "mtime": p.stat().st_mtime} for p in src],
-        "dataset": args.dataset, "image_size": args.image_size, "components": args.components,
-        "top_k": args.top_k, "seed": args.seed, "chunk_frames": args.chunk_frames, "frames": total,
-        "synthetic": asdict(detector) if not args.heatmaps else None,
-    }
-
-
-def fit_dataset(args: argparse.Namespace) -> bool:
-    """Fit every frame of `args.data_2d` into `args.out`; False if stopped by the test hook."""
-    if args.components < 1 or args.chunk_frames < 1 or args.top_k < 1:
-        raise InputFileError(args.out, "--components, --chunk-frames and --top-k must be positive")
-    jobs, meta = load_jobs(args)
-    joints = jobs[0].keypoints.shape[1]
-    pairs = _symmetry(meta, args.data_2d, joints)
-    detector = SyntheticDetectorConfig(noise_px=args.synthetic_noise, swap_prob=args.swap_prob,
-                                       occlusion_prob=args.occlusion_prob, secondary_weight=args.secondary_weight)
-    heatmaps = HeatmapSource(args.heatmaps, jobs) if args.heatmaps else None
-    total = sum(len(j.keypoints) for j in jobs)
-    n_chunks = -(-total // args.chunk_frames)
-
-    out = Path(args.out)
-    parts = _parts_dir(out)
-    manifest = _manifest(args, detector, total)
-    if parts.is_dir():
-        try:
-            old = json.loads((parts / "manifest.json").read_text())
-        except (OSError, ValueError):
-            old = None
-        if old != json.loads(json.dumps(manifest)):
-            shutil.rmtree(parts)  # other settings or inputs: finished chunks do not apply
-    parts.mkdir(parents=True, exist_ok=True)
-    save_json_atomic(parts / "manifest.json", manifest)
-
-    def part(c: int) -> Path:
-        return parts / f"chunk_{c:06d}.npz"
-
-    todo = [c for c in range(n_chunks) if not part(c).is_file()]
-    from tqdm import tqdm
-
-    bar = tqdm(total=n_chunks, initial=n_chunks - len(todo), unit="chunk", desc="fit-gmm",
-               disable=args.no_progress, dynamic_ncols=True)
-    for done, c in enumerate(todo):
-        if args.stop_after_chunks is not None and done >= args.stop_after_chunks:
-            bar.close()
-            return False
-        start, stop = c * args.chunk_frames, min(total, (c + 1) * args.chunk_frames)
-        gmm, cov = fit_chunk(args, jobs, start, stop, pairs, detector, heatmaps, c)
-        save_npz_atomic(part(c), gmm=gmm, cov=cov)
-        bar.update(1)
-    bar.close()
-
-    gmm_all = np.concatenate([np.load(part(c))["gmm"] for c in range(n_chunks)])
-    cov_all = np.concatenate([np.load(part(c))["cov"] for c in range(n_chunks)])
-    positions: dict = {}
-    covariances: dict = {}
-    offset = 0
-    for job in jobs:
-        t = len(job.keypoints)
-        positions.setdefault(job.subject, {}).setdefault(job.action, []).append(gmm_all[offset : offset + t])
-        covariances.setdefault(job.subject, {}).setdefault(job.action, []).append(cov_all[offset : offset + t])
-        offset += t
-    info = {k: v for k, v in manifest.items() if k != "inputs"}
-    info.update(source="heatmaps" if heatmaps else "synthetic", layout="[weight, mean x, mean y, var x, var y] px",
-                extra_keys={"covariance_2d": "x-y covariance per kernel, px^2"})
-    meta = dict(meta, gmm=info)
-    save_npz_atomic(out, positions_2d=np.array(positions, dtype=object),
-                    covariance_2d=np.array(covariances, dtype=object), metadata=np.array(meta, dtype=object))
-    shutil.rmtree(parts, ignore_errors=True)
-    return True
-
-
-__all__ = ["add_arguments", "run", "fit_dataset", "load_jobs", "Job"]

@@ -43,8 +43,8 @@ def inference_overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffpose3d.pipeline import DiffPose
-    from diffpose3d.predict import predict_path
+    from diffpose3d.inference.api import DiffPose
+    from diffpose3d.inference.predict import predict_path
 
     model = DiffPose.load(args.checkpoint, device=args.device, **inference_overrides(args))
     written = predict_path(

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffpose3d.train import train
+    from diffpose3d.training.run import train
 
     config = load_config(args.config, args.overrides)
     if args.resume and (Path(args.out) / "config.yaml").is_file():
@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
           f"(epoch {info['stage2']['best_epoch']})")
     print(f"model bundle written to {Path(args.out).resolve()}")
     if args.evaluate:
-        from diffpose3d.evaluate_model import evaluate_checkpoint
-
+        from diffpose3d.evaluation.scoring import evaluate_checkpoint
         from diffpose3d.io.atomic import save_json_atomic
 
         reports = evaluate_checkpoint(args.out, split="test")

@@ -13,7 +13,6 @@ from ..cameras import Camera, normalize_screen_coordinates, project_to_2d
 from ..errors import InputFileError
 from ..skeleton import get_skeleton, map_keypoints
 
-DATASETS = ("h36m", "humaneva", "3dhp", "custom")
 
 
 @dataclass(eq=False)
@@ -230,6 +229,31 @@ def map_2d(
         mapped = map_keypoints(stacked, src, dst)
         keypoints, confidence = split_confidence(mapped)
     return mark_missing(keypoints, confidence)
+
+
+def read_camera_2d(
+    views: list, c: int, what: str, data_2d: str | Path | None, metadata: Any, target: dict[str, str] | str,
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Camera `c`'s 2D of one sequence in the layout `target` gives for the file's layout (a name,
+    or a table from the file's layout to the reader's): pixels, confidence (or None), the layout."""
+    raw = np.asarray(views[c])
+    if raw.ndim != 3:
+        raise InputFileError(data_2d, f"{what}: expected (T, J, 2), got shape {raw.shape}")
+    src = infer_2d_layout(raw.shape[1], metadata, data_2d)
+    dst = target if isinstance(target, str) else target.get(src)
+    if dst is None:
+        raise InputFileError(data_2d, f"{what}: {src} keypoints are not a 2D source of this dataset")
+    kp, conf = read_2d_array(raw, data_2d, what, raw.shape[1])
+    try:
+        kp, conf = map_2d(kp, conf, src, dst)
+    except ValueError:
+        raise InputFileError(data_2d, f"{what}: {src} keypoints cannot be mapped to {dst}") from None
+    return kp, conf, dst
+
+
+def wanted(values: set[str] | None, *candidates: object) -> bool:
+    """A reader's filter test: no filter, or one of the names a sequence goes by is in it."""
+    return values is None or any(str(c) in values for c in candidates)
 
 
 def as_filter(values: Any) -> set[str] | None:

@@ -30,19 +30,8 @@ from ..cameras import Camera, load_h36m_cameras, world_to_camera
 from ..errors import InputFileError
 from ..skeleton import H36M32_TO_17, get_skeleton
 from .base import (
-    PoseSequence,
-    apply_stride,
-    as_filter,
-    as_float_array,
-    camera_views,
-    infer_2d_layout,
-    load_pose_files,
-    map_2d,
-    projected_keypoints,
-    read_2d_array,
-    require_dict,
-    sorted_names,
-    trim_to_3d,
+    PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, projected_keypoints,
+    read_camera_2d, require_dict, sorted_names, trim_to_3d, wanted,
 )
 
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
@@ -54,10 +43,6 @@ _H36M17_TO_16 = [get_skeleton("h36m17").index(n) for n in get_skeleton("h36m16")
 def canonical_h36m_action(name: str) -> str:
     """``'Discussion 2'`` -> ``'Discussion'`` (the part before the first space)."""
     return name.split(" ", 1)[0]
-
-
-def _wanted(values: set[str] | None, *candidates: object) -> bool:
-    return values is None or any(str(c) in values for c in candidates)
 
 
 def _read_3d(value: object, path: str | Path, what: str) -> np.ndarray:
@@ -92,20 +77,20 @@ def load_h36m(
     base_path = data_3d if pos3d is not None else data_2d
     out: list[PoseSequence] = []
     for subject in sorted(base, key=lambda s: (len(str(s)), str(s))):
-        if not _wanted(subject_f, subject):
+        if not wanted(subject_f, subject):
             continue
         subject_cams = cams.get(str(subject))
         if pos3d is not None and subject_cams is None:
             raise InputFileError(data_3d, f"no calibration for subject '{subject}' (known: {', '.join(cams)})")
         what = f"subject '{subject}'"
         for name in sorted_names(require_dict(base[subject], base_path, what), base_path, what):
-            if not _wanted(action_f, canonical_h36m_action(name), name):
+            if not wanted(action_f, canonical_h36m_action(name), name):
                 continue
             world = _read_3d(pos3d[subject][name], data_3d, f"'{subject}/{name}'") if pos3d is not None else None
             views = camera_views(pos2d, subject, name, data_2d)
             n_cams = len(views) if views is not None else len(subject_cams)
             for c in range(n_cams):
-                if not _wanted(camera_f, c, CAMERA_IDS[c] if c < len(CAMERA_IDS) else c):
+                if not wanted(camera_f, c, CAMERA_IDS[c] if c < len(CAMERA_IDS) else c):
                     continue
                 camera = subject_cams[c] if subject_cams is not None and c < len(subject_cams) else None
                 out.append(_sequence(str(subject), name, c, camera, world, views, data_2d, meta))
@@ -122,16 +107,8 @@ def _sequence(subject: str, name: str, c: int, camera: Camera | None, world: np.
     layout = "h36m17"
     conf = None
     if views is not None:
-        raw = np.asarray(views[c])
         what = f"'{subject}/{name}' camera {c}"
-        if raw.ndim != 3:
-            raise InputFileError(data_2d, f"{what}: expected (T, J, 2), got shape {raw.shape}")
-        src = infer_2d_layout(raw.shape[1], meta, data_2d)
-        if src not in _TARGET:
-            raise InputFileError(data_2d, f"{what}: {src} keypoints are not a Human3.6M 2D source")
-        layout = _TARGET[src]
-        kp, conf = read_2d_array(raw, data_2d, what, raw.shape[1])
-        kp, conf = map_2d(kp, conf, src, layout)
+        kp, conf, layout = read_camera_2d(views, c, what, data_2d, meta, _TARGET)
         if pose_3d is not None:
             kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
             if layout == "h36m16":

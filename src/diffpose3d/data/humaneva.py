@@ -15,19 +15,8 @@ import numpy as np
 from ..cameras import Camera, load_humaneva_cameras, world_to_camera
 from ..errors import InputFileError
 from .base import (
-    PoseSequence,
-    apply_stride,
-    as_filter,
-    as_float_array,
-    camera_views,
-    infer_2d_layout,
-    load_pose_files,
-    map_2d,
-    projected_keypoints,
-    read_2d_array,
-    require_dict,
-    sorted_names,
-    trim_to_3d,
+    PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, projected_keypoints,
+    read_camera_2d, require_dict, sorted_names, trim_to_3d, wanted,
 )
 
 LAYOUT = "humaneva15"
@@ -41,10 +30,6 @@ def canonical_humaneva_action(name: str) -> str:
     """``'Walking 1 chunk0'`` -> ``'Walk'``, ``'Jog 1 chunk2'`` -> ``'Jog'``, ``'Box 1 chunk4'`` -> ``'Box'``."""
     first = name.split(" ", 1)[0]
     return _ACTION_ALIASES.get(first.lower(), first)
-
-
-def _wanted(values: set[str] | None, *candidates: object) -> bool:
-    return values is None or any(str(c) in values for c in candidates)
 
 
 def _camera_for(cams: dict[str, list[Camera]], subject: str, index: int) -> Camera | None:
@@ -80,14 +65,14 @@ def load_humaneva(
     out: list[PoseSequence] = []
     for key in sorted_names(base, base_path, "positions_3d" if pos3d is not None else "positions_2d"):
         split_name, _, subject = str(key).rpartition("/")
-        if split_name not in splits or not _wanted(subject_f, subject, key):
+        if split_name not in splits or not wanted(subject_f, subject, key):
             continue
         if pos3d is not None and subject not in cams:
             raise InputFileError(cam_source, f"no calibration for subject {subject} (needed by '{key}')")
         actions_here = require_dict(base[key], base_path, f"entry '{key}'")
         for name in sorted_names(actions_here, base_path, f"entry '{key}'"):
             action = canonical_humaneva_action(name)
-            if not _wanted(action_f, action, name):
+            if not wanted(action_f, action, name):
                 continue
             world = None
             if pos3d is not None:
@@ -96,7 +81,7 @@ def load_humaneva(
             n_cams = len(views) if views is not None else len(cams.get(subject, []))
             for c in range(n_cams):
                 camera = _camera_for(cams, subject, c)
-                if not _wanted(camera_f, c, camera.id if camera else c):
+                if not wanted(camera_f, c, camera.id if camera else c):
                     continue
                 out.append(_sequence(key, subject, split_name, name, action, c, camera, world, views,
                                      data_2d, meta, cam_source))
@@ -112,16 +97,8 @@ def _sequence(key: str, subject: str, split_name: str, name: str, action: str, c
             raise InputFileError(cam_source, f"no calibration for subject {subject} camera {c}")
         pose_3d = world_to_camera(world, camera.orientation, camera.translation).astype(np.float32)
     if views is not None:
-        raw = np.asarray(views[c])
         what = f"'{key}/{name}' camera {c}"
-        if raw.ndim != 3:
-            raise InputFileError(data_2d, f"{what}: expected (T, J, 2), got shape {raw.shape}")
-        layout = infer_2d_layout(raw.shape[1], meta, data_2d)
-        kp, conf = read_2d_array(raw, data_2d, what, raw.shape[1])
-        try:
-            kp, conf = map_2d(kp, conf, layout, LAYOUT)
-        except ValueError:
-            raise InputFileError(data_2d, f"{what}: {layout} keypoints cannot be mapped to {LAYOUT}") from None
+        kp, conf, _ = read_camera_2d(views, c, what, data_2d, meta, LAYOUT)
         if pose_3d is not None:
             kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
     else:

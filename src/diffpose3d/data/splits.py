@@ -1,54 +1,13 @@
-"""Evaluation protocols of the public benchmarks, and a leak-free hold-out of our own.
-
-The public test splits are for final reporting only. ``holdout_split`` carves validation and test
-blocks out of training sequences, so tuning never touches a public test split.
-"""
+"""Train / validation / test sequences: leak-free hold-out blocks, and the splits a config asks for."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
-from .base import PoseSequence
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Reader filters (keyword arguments of the dataset's loader) for one part of a benchmark."""
-
-    dataset: str
-    part: str
-    filters: dict[str, Any] = field(default_factory=dict)
-
-
-H36M_TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
-H36M_TEST_SUBJECTS = ("S9", "S11")
-HUMANEVA_ACTIONS = ("Walk", "Jog", "Box")
-HUMANEVA_SUBJECTS = ("S1", "S2", "S3")
-MPI3DHP_TRAIN = tuple(f"S{i}" for i in range(1, 9))
-MPI3DHP_TEST = tuple(f"TS{i}" for i in range(1, 7))
-
-PROTOCOLS: dict[tuple[str, str], Protocol] = {
-    (p.dataset, p.part): p
-    for p in (
-        Protocol("h36m", "train", {"subjects": H36M_TRAIN_SUBJECTS}),
-        Protocol("h36m", "test", {"subjects": H36M_TEST_SUBJECTS}),
-        Protocol("humaneva", "train", {"split": "Train", "subjects": HUMANEVA_SUBJECTS, "actions": HUMANEVA_ACTIONS}),
-        Protocol("humaneva", "test", {"split": "Validate", "subjects": HUMANEVA_SUBJECTS, "actions": HUMANEVA_ACTIONS}),
-        Protocol("3dhp", "train", {"sequences": MPI3DHP_TRAIN}),
-        Protocol("3dhp", "test", {"sequences": MPI3DHP_TEST}),
-    )
-}
-
-
-def protocol_filters(dataset: str, part: str) -> dict[str, Any]:
-    """Loader keyword arguments for ``part`` ("train" or "test") of ``dataset``'s standard protocol."""
-    try:
-        return dict(PROTOCOLS[(dataset, part)].filters)
-    except KeyError:
-        known = ", ".join(f"{d}/{p}" for d, p in PROTOCOLS)
-        raise ValueError(f"no protocol {dataset}/{part}; known: {known}") from None
+from diffpose3d.config import Config
+from diffpose3d.data.base import PoseSequence
+from diffpose3d.data.loading import load_sequences
+from diffpose3d.data.protocols import protocol_subjects
 
 
 def holdout_split(
@@ -85,3 +44,35 @@ def holdout_split(
             parts[name].append(seq.slice(start, start + size))
             start += size + gap_frames
     return parts
+
+
+def _stride(seqs: list[PoseSequence], stride: int) -> list[PoseSequence]:
+    return seqs if stride <= 1 else [s.slice(0, len(s), stride) for s in seqs]
+
+
+def training_splits(config: Config) -> dict[str, list[PoseSequence]]:
+    """{'train', 'val', 'test'} sequences. Validation is never the test split.
+
+    With `data.holdout` the three are contiguous blocks carved out of every training sequence
+    (separated by gaps), which is how we validate and test on the shared HumanEva Train data.
+    Otherwise train/val are carved from the protocol's training subjects and test is the protocol's
+    test split. `data.train_on_all` moves the test blocks into training (for a final shipped model).
+    """
+    d = config.data
+    train_subjects = d.train_subjects or protocol_subjects(d.dataset, "train")
+    seqs = load_sequences(config, subjects=train_subjects, split=d.train_split or None)
+    if d.holdout:
+        parts = holdout_split(seqs, fractions=tuple(d.holdout_fractions), gap_frames=d.holdout_gap_frames)
+        train, val, test = parts["train"], parts["val"], parts["test"]
+    else:
+        parts = holdout_split(seqs, fractions=(0.9, 0.1, 0.0), gap_frames=d.holdout_gap_frames)
+        train, val = parts["train"], parts["val"]
+        test_split = "Validate" if d.dataset == "humaneva" else None
+        test = load_sequences(config, subjects=d.test_subjects or protocol_subjects(d.dataset, "test"), split=test_split)
+    if d.train_on_all:
+        train = train + test
+    return {
+        "train": _stride(train, d.stride),
+        "val": _stride(val, d.test_stride),
+        "test": _stride(test, d.test_stride),
+    }

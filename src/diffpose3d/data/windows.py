@@ -1,4 +1,4 @@
-"""Fixed-length temporal windows over pose sequences: sampling, gathering, stitching, mirroring.
+"""Fixed-length temporal windows over pose sequences: sampling, gathering, stitching.
 
 Pure functions on numpy arrays or torch tensors (the type of the input is kept). Frames outside a
 sequence are filled by edge replication: a window that runs off either end repeats the first or last
@@ -8,7 +8,7 @@ frame, so chunks shorter than the window (HumanEva-I has 2-frame chunks) still f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -29,16 +29,6 @@ def gather_window(x: Array, start: int, window: int) -> Array:
     if isinstance(x, torch.Tensor):
         return x[torch.as_tensor(idx, device=x.device)]
     return x[idx]
-
-
-def pad_sequence_edges(x: Array, length: int) -> tuple[Array, int]:
-    """Edge-pad a short `x (T, ...)` to `length` frames, centred; returns `(padded, start)` where
-    `padded[start : start + T]` is `x`. Sequences of at least `length` frames come back unchanged."""
-    T = int(x.shape[0])
-    if T >= length:
-        return x, 0
-    left = (length - T) // 2
-    return gather_window(x, -left, length), left
 
 
 def sample_windows(
@@ -117,62 +107,3 @@ def stitch_into(total: Array, weight_sum: Array, start: int, output: Array, weig
         rows = np.asarray(rows, dtype=total.dtype)
         total[first:stop] += rows * w.reshape((-1,) + (1,) * (rows.ndim - 1))
         weight_sum[first:stop] += w
-
-
-def _accumulator_dtype(like: torch.Tensor) -> torch.dtype:
-    # float64 sums make a plain average of identical float32 values exact; MPS has no float64.
-    return torch.float32 if like.device.type == "mps" else torch.float64
-
-
-def stitch(window_outputs: Sequence[tuple[int, Array]], T: int, window: int, taper: bool = False) -> Array:
-    """Average overlapping window predictions `[(start, (window, ...))]` into `(T, ...)`.
-
-    The plain average (default) of identical float32 predictions is exact, so stitching the windows
-    of an identity model returns the sequence bit for bit. Every frame must be covered.
-    """
-    assert window_outputs, "nothing to stitch"
-    weights = window_weights(window, taper)
-    first = window_outputs[0][1]
-    tail = tuple(first.shape[1:])
-    if isinstance(first, torch.Tensor):
-        acc = _accumulator_dtype(first)
-        total = torch.zeros((T,) + tail, dtype=acc, device=first.device)
-        weight_sum = torch.zeros(T, dtype=acc, device=first.device)
-    else:
-        total, weight_sum = np.zeros((T,) + tail), np.zeros(T)
-    for start, output in window_outputs:
-        assert output.shape[0] == window, f"window output has {output.shape[0]} frames, expected {window}"
-        stitch_into(total, weight_sum, start, output, weights)
-    assert bool((weight_sum > 0).all()), "some frames are covered by no window"
-    mean = total / weight_sum.reshape((T,) + (1,) * len(tail))
-    return mean.to(first.dtype) if isinstance(first, torch.Tensor) else mean.astype(first.dtype)
-
-
-def _mirror(x: Array, perm: Sequence[int]) -> Array:
-    """Swap left/right joints (`perm` on axis -2) and negate channel 0 (the horizontal one)."""
-    perm = list(perm)
-    assert len(perm) == x.shape[-2], f"flip permutation has {len(perm)} joints, data has {x.shape[-2]}"
-    if isinstance(x, torch.Tensor):
-        sign = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
-        sign[0] = -1
-        return x[..., torch.as_tensor(perm, device=x.device), :] * sign
-    sign = np.ones(x.shape[-1], dtype=x.dtype)
-    sign[0] = -1
-    return x[..., perm, :] * sign
-
-
-def flip_keypoints(uv: Array, perm: Sequence[int]) -> Array:
-    """Mirror normalised 2D keypoints `(..., J, C)` left-right: `u -> -u`, left/right joints swapped
-    (extra channels such as a confidence are carried along unchanged)."""
-    return _mirror(uv, perm)
-
-
-def flip_pose(xyz: Array, perm: Sequence[int]) -> Array:
-    """Mirror root-relative camera-frame poses `(..., J, 3)`: `x -> -x`, left/right joints swapped."""
-    return _mirror(xyz, perm)
-
-
-def flip_tta(fn: Callable[[Array], Array], uv: Array, perm: Sequence[int]) -> Array:
-    """Flip test-time augmentation: the mean of `fn(uv)` and the un-mirrored `fn(flip(uv))`.
-    `fn` maps keypoints `(..., J, C)` to poses `(..., J, 3)`."""
-    return 0.5 * (fn(uv) + flip_pose(fn(flip_keypoints(uv, perm)), perm))

@@ -9,7 +9,7 @@ into any image-space evidence (a Gaussian mixture, samples, ...) without knowing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,25 +44,6 @@ class Detection:
     def num_joints(self) -> int:
         return int(self.keypoints.shape[0])
 
-    def heatmap_coordinates(self) -> np.ndarray | None:
-        """Image-pixel position of every heatmap cell, (H, W, 2), or None without heatmaps."""
-        if self.heatmaps is None or self.heatmap_to_image is None:
-            return None
-        h, w = self.heatmaps.shape[1:]
-        rows, cols = np.mgrid[0:h, 0:w]
-        grid = np.stack([cols, rows, np.ones_like(cols)], axis=-1).astype(np.float64)
-        return grid @ self.heatmap_to_image.T
-
-    def heatmap_argmax(self) -> np.ndarray | None:
-        """Image-pixel position of each joint's heatmap maximum, (J, 2), or None without heatmaps."""
-        if self.heatmaps is None or self.heatmap_to_image is None:
-            return None
-        j, h, w = self.heatmaps.shape
-        flat = self.heatmaps.reshape(j, -1).argmax(axis=1)
-        rows, cols = np.divmod(flat, w)
-        cells = np.stack([cols, rows, np.ones_like(cols)], axis=-1).astype(np.float64)
-        return cells @ self.heatmap_to_image.T
-
 
 @runtime_checkable
 class PoseDetector(Protocol):
@@ -76,30 +57,6 @@ class PoseDetector(Protocol):
 
     def close(self) -> None:
         ...
-
-
-def _make_mediapipe(**kw: Any) -> PoseDetector:
-    from diffpose3d.detect.mediapipe_pose import MediaPipePoseDetector
-
-    return MediaPipePoseDetector(**kw)
-
-
-_BACKENDS: dict[str, Callable[..., PoseDetector]] = {"mediapipe": _make_mediapipe}
-
-
-def available_detectors() -> list[str]:
-    return sorted(_BACKENDS)
-
-
-def get_detector(name: str = "mediapipe", **kw: Any) -> PoseDetector:
-    """A detector backend by name; keyword arguments go to its constructor."""
-    try:
-        factory = _BACKENDS[name]
-    except KeyError:
-        raise DiffPoseError(
-            f"unknown detector {name!r}; choose one of {', '.join(available_detectors())}"
-        ) from None
-    return factory(**kw)
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

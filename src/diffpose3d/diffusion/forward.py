@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from diffpose3d.diffusion.schedule import Schedule
+from diffpose3d.mixtures.gmm import pick_components
 
 
 def _expand_k(factor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -22,20 +23,9 @@ def _expand_k(factor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return factor.reshape(factor.shape + (1,) * (like.dim() - factor.dim()))
 
 
-def sample_components(
-    weights: torch.Tensor, generator: torch.Generator | None = None, uniform: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Draw one component index per mixture: `weights (..., M)` -> `(...,)` long.
-
-    Inverse-CDF sampling with one uniform per mixture, so the draw depends only on the generator
-    (or on `uniform (..., 1)` when the caller drew it, e.g. for a whole batch shared across ranks).
-    """
-    cdf = weights.cumsum(-1)
-    u = uniform if uniform is not None else torch.rand(
-        weights.shape[:-1] + (1,), generator=generator, device=weights.device, dtype=weights.dtype
-    )
-    u = u * cdf[..., -1:]  # tolerate weights that sum to 1 only up to rounding
-    return (cdf <= u).sum(-1).clamp(max=weights.shape[-1] - 1)
+def _uniform(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One uniform per mixture, `(..., 1)`, for `mixtures.gmm.pick_components`."""
+    return torch.rand(weights.shape[:-1] + (1,), generator=generator, device=weights.device, dtype=weights.dtype)
 
 
 def gather_component(
@@ -66,7 +56,7 @@ def sample_mixture(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One draw from each mixture. Returns `(h, m, mu_m, L_m)`; `h = mu_m + L_m z`."""
-    m = sample_components(weights, generator)
+    m = pick_components(weights, _uniform(weights, generator))
     mu, L = gather_component(means, chol, m)
     return mu + correlated_noise(L, generator), m, mu, L
 
@@ -93,7 +83,7 @@ def q_sample(
         f"h0 {tuple(h0.shape)} must match the mixture means {tuple(means.shape)} without the M axis"
     )
     assert k.shape == h0.shape[:1], f"k must have one step per frame, shape ({h0.shape[0]},), got {tuple(k.shape)}"
-    m = sample_components(weights, generator, uniform)
+    m = pick_components(weights, uniform if uniform is not None else _uniform(weights, generator))
     mu, L = gather_component(means, chol, m)
     eps = correlated_noise(L, generator, normal)
     signal, noise = schedule.signal_noise(k, h0)
@@ -101,19 +91,3 @@ def q_sample(
     # Same as mu + s (h0 - mu) + n eps, but returns h0 bit-exactly at k = 0.
     h_k = signal * h0 + (1.0 - signal) * mu + noise * eps
     return h_k, m
-
-
-def q_sample_gaussian(
-    h0: torch.Tensor,
-    k: torch.Tensor,
-    schedule: Schedule,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Plain DDPM forward process `h_k = sqrt(abar_k) h_0 + sqrt(1 - abar_k) eps`, `eps ~ N(0, I)`.
-
-    For comparison only: its endpoint N(0, I) carries none of the input's evidence.
-    """
-    assert k.shape == h0.shape[:1], f"k must have one step per frame, shape ({h0.shape[0]},), got {tuple(k.shape)}"
-    eps = torch.randn(h0.shape, generator=generator, device=h0.device, dtype=h0.dtype)
-    signal, noise = schedule.signal_noise(k, h0)
-    return _expand_k(signal, h0) * h0 + _expand_k(noise, h0) * eps

@@ -18,6 +18,7 @@ import torch
 
 from diffpose3d.diffusion.forward import correlated_noise, gather_component, sample_mixture
 from diffpose3d.diffusion.schedule import Schedule
+from diffpose3d.mixtures.gmm import pick_components
 
 Model = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -34,7 +35,8 @@ class DDIMSampler:
     DDPM-like. `num_steps` reverse steps are evenly spaced over `0..K`."""
 
     def __init__(self, schedule: Schedule, num_steps: int = 5, eta: float = 0.0) -> None:
-        assert eta >= 0.0, f"eta must be non-negative, got {eta}"
+        if not eta >= 0.0:
+            raise ValueError(f"eta must be non-negative, got {eta}")
         self.schedule = schedule
         self.eta = float(eta)
         self.timesteps = torch.empty(0, dtype=torch.long)
@@ -43,7 +45,8 @@ class DDIMSampler:
     def set_timesteps(self, n: int) -> torch.Tensor:
         """Use `n` reverse steps: `n + 1` evenly spaced, strictly descending steps from K to 0."""
         K = self.schedule.K
-        assert 1 <= n <= K, f"number of reverse steps must be in 1..K={K}, got {n}"
+        if not 1 <= n <= K:
+            raise ValueError(f"the number of reverse steps must be in 1..K={K}, got {n}")
         self.timesteps = torch.linspace(K, 0, n + 1, dtype=torch.float64).round().long()
         return self.timesteps
 
@@ -98,12 +101,13 @@ class DDIMSampler:
         means: torch.Tensor,
         chol: torch.Tensor,
         context: torch.Tensor | None,
-        num_hypotheses: int = 5,
+        *,
+        hypotheses: int,
+        antithetic: bool,
         generator: torch.Generator | None = None,
-        antithetic: bool = False,
         draws: NoiseDraws | None = None,
     ) -> torch.Tensor:
-        """Draw `N = num_hypotheses` poses per frame from H_K and denoise them.
+        """Draw `N = hypotheses` poses per frame from H_K and denoise them.
 
         Mixtures are `(B, J, M, ...)`, `context (B, J, C)`. All `B * N` hypotheses run as one batch
         (frame-major: row `b * N + n`). Returns `(B, N, J, D)`. Runs without autograd; a seeded
@@ -122,11 +126,12 @@ class DDIMSampler:
         sampling. (Mirrored pairs with an unpaired fifth left a fifth of one sample's deviation in the
         mean of N = 5; a zero-noise fifth left two directions: a singular covariance.)
         """
-        assert num_hypotheses >= 1, f"num_hypotheses must be >= 1, got {num_hypotheses}"
+        if hypotheses < 1:
+            raise ValueError(f"the number of hypotheses must be >= 1, got {hypotheses}")
         B, J, M, D = means.shape
         assert weights.shape == (B, J, M), f"weights must be {(B, J, M)}, got {tuple(weights.shape)}"
         assert chol.shape == (B, J, M, D, D), f"chol must be {(B, J, M, D, D)}, got {tuple(chol.shape)}"
-        N = num_hypotheses
+        N = hypotheses
 
         def rep(t: torch.Tensor) -> torch.Tensor:
             return t.unsqueeze(1).expand((B, N) + t.shape[1:]).reshape((B * N,) + t.shape[1:])
@@ -145,7 +150,7 @@ class DDIMSampler:
             u, z0 = draws.uniform.to(means), draws.normal.to(means)
             if antithetic:
                 z0 = zero_sum_normals(z0)
-            m = components_from_uniform(rep(weights), u.reshape(B * N, J, 1))
+            m = pick_components(rep(weights), u.reshape(B * N, J, 1))
             mu, L = gather_component(rep(means), rep(chol), m)
             h = mu + (L @ z0.reshape(B * N, J, D).unsqueeze(-1)).squeeze(-1)
         for i, (k, k_prev) in enumerate(self.pairs):
@@ -195,13 +200,6 @@ def zero_sum_normals(z: torch.Tensor) -> torch.Tensor:
     if n < 2:
         return z
     return (z - z.mean(dim=1, keepdim=True)) * math.sqrt(n / (n - 1))
-
-
-def components_from_uniform(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF component choice `(...,)` from `weights (..., M)` and given uniforms `u (..., 1)`
-    (the rule of `forward.sample_components`, with the uniforms supplied)."""
-    cdf = weights.cumsum(-1)
-    return (cdf <= u * cdf[..., -1:]).sum(-1).clamp(max=weights.shape[-1] - 1)
 
 
 @torch.no_grad()

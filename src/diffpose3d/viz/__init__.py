@@ -12,7 +12,6 @@ _EXPORTS = {
     "render_frame": "render",
     "render_video": "render",
     "save_image": "render",
-    "joint_spread_mm": "render",
     "write_html": "html",
 }
 

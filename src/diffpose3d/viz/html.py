@@ -8,19 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from diffpose3d.io.atomic import atomic_write
+from diffpose3d.metrics import joint_spread
 
 LEFT_COLOUR = "#4ea4ff"
 RIGHT_COLOUR = "#ff8b3d"
 CENTRE_COLOUR = "#555555"
 # Camera frame (x, y, z) -> plot frame (x, depth z, up -y), as in viz.render.
 _TO_PLOT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-
-
-def _spread_from_hypotheses(hypotheses: np.ndarray) -> np.ndarray:
-    """(T, N, J, 3) -> (T, J) RMS per-axis standard deviation sqrt(trace(Sigma) / 3), metres."""
-    d = hypotheses - hypotheses.mean(axis=1, keepdims=True)
-    n = max(hypotheses.shape[1] - 1, 1)
-    return np.sqrt((d**2).sum(axis=(1, 3)) / (3.0 * n))
 
 
 def _bone_lines(pose: np.ndarray, bones: list[tuple[int, int]]) -> tuple[list, list, list]:
@@ -91,7 +85,7 @@ def write_html(
     if hypotheses is not None:
         hypotheses = np.asarray(hypotheses, float)
         if uncertainty is None and hypotheses.shape[1] > 1:
-            uncertainty = _spread_from_hypotheses(hypotheses)
+            uncertainty = joint_spread(hypotheses)
         step = max(1, hypotheses.shape[1] // max_hypotheses)
         hyp = hypotheses[:, ::step][:, :max_hypotheses] @ _TO_PLOT.T
     spread_mm = (np.full((T, J), np.nan) if uncertainty is None

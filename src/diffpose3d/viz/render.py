@@ -3,7 +3,7 @@
 Pure matplotlib on the Agg canvas (no pyplot, no display needed). 3D poses are in the camera
 frame (x right, y down, z forward, metres); the 3D panel plots (x, z, -y) so up is up and depth
 recedes from the viewer. Per-joint *spread* is ``sqrt(trace(Sigma) / 3)``, the RMS standard deviation per axis (as
-``aggregate.joint_spread``), shown in millimetres.
+``metrics.spread_from_covariance``), shown in millimetres.
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ CENTRE_COLOUR = "#e6e6e6"
 SPREAD_CMAP = "RdYlGn_r"
 # Camera frame (x, y, z) -> plot frame (x, depth z, up -y).
 _TO_PLOT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-
-
-def joint_spread_mm(covariance: np.ndarray) -> np.ndarray:
-    """Per-joint spread in mm from covariances (..., 3, 3) in m^2 (`metrics.spread_from_covariance`)."""
-    return spread_from_covariance(np.asarray(covariance, dtype=float)) * 1000.0
 
 
 def _bone_colours(parents: Sequence[int], left: Sequence[int] | None, right: Sequence[int] | None) -> list[str]:
@@ -128,7 +123,7 @@ def _draw_3d(ax, pose, hypotheses, covariance, parents, joint_colours, joint_nam
     mean = np.asarray(pose, float) @ _TO_PLOT.T
     if covariance is not None:
         cov = _TO_PLOT @ np.asarray(covariance, float) @ _TO_PLOT.T
-        spread = joint_spread_mm(covariance)
+        spread = spread_from_covariance(np.asarray(covariance, dtype=float)) * 1000.0
         for j in np.argsort(-spread):
             x, y, z = _ellipsoid(mean[j], cov[j])
             ax.plot_surface(x, y, z, color=cmap(norm(spread[j])), alpha=0.3, linewidth=0,
@@ -143,7 +138,7 @@ def _draw_3d(ax, pose, hypotheses, covariance, parents, joint_colours, joint_nam
         ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=joint_colours[j], linewidth=3.0,
                 solid_capstyle="round")
     if covariance is not None:  # joints coloured and sized by spread, readable even when tiny
-        level = norm(joint_spread_mm(covariance))
+        level = norm(spread_from_covariance(np.asarray(covariance, dtype=float)) * 1000.0)
         ax.scatter(mean[:, 0], mean[:, 1], mean[:, 2], s=16 + 70 * level, c=cmap(level),
                    edgecolors="black", linewidths=0.5, depthshade=False, zorder=5)
     else:

@@ -1,0 +1,135 @@
+"""The context f_ST of many frames: the frame lifter in batches, the video encoder over whole sequences.
+
+A frame's video context needs its neighbours, so it is computed over whole sequences, never per
+batch: `encode_sequences` runs the seq2seq encoder on overlapping windows and averages the
+overlaps, so every frame gets a pose and context features computed from a window of frames around
+it, whatever the sequence length (chunks shorter than the window are edge-padded), with flip
+test-time augmentation. `local_motion` gives g the anchor's motion around each frame.
+`run_encoder` is the one entry point, for the model's encoder or an EMA copy of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from diffpose3d.config import EncoderConfig
+from diffpose3d.data.mirror import flip_keypoints, flip_pose
+from diffpose3d.data.windows import gather_window, sliding_windows, stitch_into, window_weights
+
+Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _device_of(encoder: Encoder, device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    params = next(iter(encoder.parameters()), None) if isinstance(encoder, torch.nn.Module) else None
+    return params.device if params is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def encode_sequences(
+    encoder: Encoder,
+    keypoints_uv: Sequence[torch.Tensor],
+    window: int,
+    stride: int,
+    flip_perm: Sequence[int] | None = None,
+    batch_windows: int = 64,
+    device: torch.device | str | None = None,
+    taper: bool = False,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-frame `(xyz (T_i, J, 3), features (T_i, J, C))` (CPU, float32) for each `(T_i, J, in_dim)`.
+
+    Windows of `window` frames every `stride` frames (the last aligned to the end) are run in batches
+    of at most `batch_windows` and their outputs averaged per frame (`taper`: centre-weighted).
+    With `flip_perm`, each window is also run mirrored: `xyz` is the mean of the direct pose and the
+    un-mirrored pose of the mirrored pass; `features` is the mean of the direct features and the
+    mirrored pass's features re-indexed by joint (`f_flip[..., perm, :]`, so each joint is paired
+    with the mirrored view of itself). Feature channels have no known mirror symmetry, so this is a
+    two-view ensemble rather than an exact un-mirroring: use the same setting when training the
+    denoiser on these features and at inference. A module runs in eval mode (its mode is restored).
+    """
+    device = _device_of(encoder, device)
+    was_training = isinstance(encoder, torch.nn.Module) and encoder.training
+    if isinstance(encoder, torch.nn.Module):
+        encoder.eval()
+    weights = window_weights(window, taper)
+    jobs = [(i, s) for i, kp in enumerate(keypoints_uv) for s in sliding_windows(int(kp.shape[0]), window, stride)]
+    sums: dict[int, list[torch.Tensor]] = {}
+    for b in range(0, len(jobs), batch_windows):
+        batch = jobs[b : b + batch_windows]
+        uv = torch.stack([gather_window(keypoints_uv[i], s, window) for i, s in batch]).to(device, torch.float32)
+        if flip_perm is None:
+            xyz, feats = encoder(uv)
+        else:
+            xyz_both, feats_both = encoder(torch.cat([uv, flip_keypoints(uv, flip_perm)]))
+            n = uv.shape[0]
+            perm = torch.as_tensor(list(flip_perm), device=feats_both.device)
+            xyz = 0.5 * (xyz_both[:n] + flip_pose(xyz_both[n:], flip_perm))
+            feats = 0.5 * (feats_both[:n] + feats_both[n:][..., perm, :])
+        xyz, feats = xyz.cpu(), feats.cpu()
+        for row, (i, s) in enumerate(batch):
+            if i not in sums:
+                T = int(keypoints_uv[i].shape[0])
+                sums[i] = [torch.zeros((T,) + tuple(xyz.shape[2:]), dtype=torch.float64),
+                           torch.zeros((T,) + tuple(feats.shape[2:]), dtype=torch.float64),
+                           torch.zeros(T, dtype=torch.float64), torch.zeros(T, dtype=torch.float64)]
+            acc = sums[i]
+            stitch_into(acc[0], acc[2], s, xyz[row], weights)
+            stitch_into(acc[1], acc[3], s, feats[row], weights)
+    out = []
+    for i, kp in enumerate(keypoints_uv):
+        if i not in sums:  # an empty sequence
+            J = int(kp.shape[1])
+            out.append((torch.zeros(0, J, 3), torch.zeros(0, J, getattr(encoder, "width", 0))))
+            continue
+        xyz_sum, feat_sum, w_xyz, w_feat = sums[i]
+        out.append(((xyz_sum / w_xyz[:, None, None]).float(), (feat_sum / w_feat[:, None, None]).float()))
+    if was_training:
+        encoder.train()
+    return out
+
+
+def local_motion(values: torch.Tensor, rows: Sequence[np.ndarray], radius: int) -> torch.Tensor:
+    """`(F, J, C)` per-frame values -> `(F, J, 2 * radius * C)`: for offsets -radius..-1, 1..radius
+    (in that order), the value `offset` frames away in the frame's own sequence minus its own
+    (edge-clamped at the sequence's ends, so a missing neighbour reads as no motion)."""
+    out = values.new_zeros(values.shape[:2] + (2 * radius * values.shape[2],))
+    offsets = [o for o in range(-radius, radius + 1) if o != 0]
+    for r in rows:
+        r = torch.as_tensor(np.asarray(r), dtype=torch.long)
+        seq = values[r]
+        position = torch.arange(len(r))
+        out[r] = torch.cat([seq[(position + o).clamp(0, len(r) - 1)] - seq for o in offsets], dim=-1)
+    return out
+
+
+@torch.no_grad()
+def run_encoder(
+    encoder: torch.nn.Module, keypoints_uv: torch.Tensor, rows: Sequence[np.ndarray] | None, config: EncoderConfig,
+    flip_perm: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU for (F, J, 2) keypoints: a frame
+    lifter in batches, a video encoder over each sequence of `rows` (each sequence's rows in frame
+    order; None means one sequence, in row order). The module runs in eval mode (restored after)."""
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    try:
+        if config.kind != "video":
+            parts = [encoder(keypoints_uv[i : i + 4096].to(device)) for i in range(0, keypoints_uv.shape[0], 4096)]
+            return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+        rows = [np.arange(keypoints_uv.shape[0])] if rows is None else list(rows)
+        per_seq = encode_sequences(
+            encoder, [keypoints_uv[torch.as_tensor(r)] for r in rows], config.frames, config.stride,
+            flip_perm=flip_perm if config.flip else None, device=device, taper=True,
+        )
+        xyz = torch.zeros(keypoints_uv.shape[:2] + (3,))
+        feats = torch.zeros(keypoints_uv.shape[:2] + (config.width,))
+        for r, (x, f) in zip(rows, per_seq):
+            xyz[torch.as_tensor(r)], feats[torch.as_tensor(r)] = x, f
+        return xyz, feats
+    finally:
+        encoder.train(was_training)

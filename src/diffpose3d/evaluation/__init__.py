@@ -1,0 +1,1 @@
+"""Scoring against the benchmarks' protocols: result tables, checkpoint scoring, predictions files."""

@@ -1,0 +1,118 @@
+"""Per-joint 2D mixtures over (u, v): the shared vocabulary of every evidence source.
+
+- `broad_mixture`: the one "no evidence" mixture (a joint with confidence 0, a joint the input
+  layout lacks, a frame where no person was found): the moments of a uniform position over the
+  whole image;
+- `point_mixture`: one tight component at given keypoints;
+- `authors_gmm_to_mixture`: the authors' `(T, J, K, 5)` file rows as a mixture;
+- `mixture_to_uv` / `mixture_to_pixels`: means and covariances between pixels and the normalised
+  screen frame (`cameras.normalize_screen_coordinates`);
+- `map_gmm`: carry mixtures to another joint layout; `top_mode`: the detector's keypoint (the mean
+  of the heaviest component); `stack_mixtures`: frames with different M into one batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from diffpose3d.cameras import image_coordinates, normalize_screen_coordinates, uv_per_pixel
+from diffpose3d.errors import ConfigError
+from diffpose3d.mixtures.gmm import GaussianMixture, top_components
+from diffpose3d.skeleton import mapping_indices
+
+
+def top_mode(gmm: GaussianMixture) -> torch.Tensor:
+    """Mean of each joint's heaviest component: (..., M, 2) mixtures -> (..., 2)."""
+    best = gmm.weights.argmax(dim=-1)
+    index = best[..., None, None].expand(*best.shape, 1, gmm.means.shape[-1])
+    return gmm.means.gather(-2, index).squeeze(-2)
+
+
+def mixture_to_uv(gmm: GaussianMixture, width: int, height: int) -> GaussianMixture:
+    """Means and covariances from pixels to the normalised screen frame."""
+    return GaussianMixture(gmm.weights, normalize_screen_coordinates(gmm.means, width, height),
+                           gmm.covariances * uv_per_pixel(width) ** 2)
+
+
+def mixture_to_pixels(gmm: GaussianMixture, width: int, height: int) -> GaussianMixture:
+    """Inverse of `mixture_to_uv`."""
+    return GaussianMixture(gmm.weights, image_coordinates(gmm.means, width, height),
+                           gmm.covariances * (width / 2.0) ** 2)
+
+
+def broad_mixture(
+    batch_shape: tuple[int, ...], aspect: float, num_components: int = 1,
+    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+) -> GaussianMixture:
+    """'Anywhere in the image': the moments of a uniform position over an image of aspect ratio
+    `aspect` = height / width, in uv (u spans [-1, 1], v spans [-aspect, aspect]).
+
+    Component 0 carries all the weight; the others (if any) are zero-weight copies so that every
+    joint has the same number of components.
+    """
+    weights = torch.zeros(*batch_shape, num_components, dtype=dtype, device=device)
+    weights[..., 0] = 1.0
+    means = torch.zeros(*batch_shape, num_components, 2, dtype=dtype, device=device)
+    var = torch.tensor([1.0 / 3.0, aspect**2 / 3.0], dtype=dtype, device=device)  # (2 ext)^2 / 12
+    cov = torch.diag_embed(var).expand(*batch_shape, num_components, 2, 2).clone()
+    return GaussianMixture(weights, means, cov)
+
+
+def point_mixture(keypoints_uv: torch.Tensor, std: float) -> GaussianMixture:
+    """One isotropic component of standard deviation `std` (uv units) at each keypoint `(..., 2)`."""
+    shape = keypoints_uv.shape[:-1]
+    weights = torch.ones(*shape, 1)
+    cov = torch.eye(2).expand(*shape, 1, 2, 2) * std**2
+    return GaussianMixture(weights, keypoints_uv.unsqueeze(-2).clone(), cov.clone())
+
+
+def authors_gmm_to_mixture(gmm_2d: np.ndarray) -> GaussianMixture:
+    """The authors' (T, J, K, 5) = [weight, mean u, mean v, var u, var v] (pixels) as a mixture."""
+    g = torch.as_tensor(np.asarray(gmm_2d, dtype=np.float32))
+    weights = g[..., 0] / g[..., 0].sum(-1, keepdim=True).clamp_min(1e-12)
+    var = g[..., 3:5].clamp_min(1e-6)
+    return GaussianMixture(weights, g[..., 1:3].clone(), torch.diag_embed(var))
+
+
+def map_gmm(gmm: GaussianMixture, src: str, dst: str, aspect: float, max_components: int | None = None) -> GaussianMixture:
+    """Carry per-joint mixtures (T, J_src, M, 2) to another layout (T, J_dst, M, 2).
+
+    A derived joint that is the mean of n source joints is, for independent sources, a mixture
+    over all combinations of their components (weights multiply, means average, covariances sum
+    divided by n^2); the heaviest `max_components` combinations are kept. Joints the source lacks
+    get the broad mixture of an image of aspect ratio `aspect` (height / width).
+    """
+    if src == dst:
+        return gmm
+    m = max_components or gmm.weights.shape[-1]
+    try:
+        table = mapping_indices(src, dst)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    t = gmm.weights.shape[0]
+    ws, mus, covs = [], [], []
+    for sources in table:
+        if not sources:
+            b = broad_mixture((t,), aspect, m)
+            ws.append(b.weights), mus.append(b.means), covs.append(b.covariances)
+            continue
+        w, mu, cov = gmm.weights[:, sources[0]], gmm.means[:, sources[0]], gmm.covariances[:, sources[0]]
+        for j in sources[1:]:
+            w = (w[:, :, None] * gmm.weights[:, j][:, None, :]).flatten(1)
+            mu = (mu[:, :, None] + gmm.means[:, j][:, None, :]).flatten(1, 2)
+            cov = (cov[:, :, None] + gmm.covariances[:, j][:, None, :]).flatten(1, 2)
+            keep = w.topk(min(m, w.shape[1]), dim=1).indices
+            w = w.gather(1, keep)
+            mu = mu.gather(1, keep[..., None].expand(-1, -1, 2))
+            cov = cov.gather(1, keep[..., None, None].expand(-1, -1, 2, 2))
+        n = len(sources)
+        joint = top_components(GaussianMixture(w, mu / n, cov / n**2), m)
+        ws.append(joint.weights), mus.append(joint.means), covs.append(joint.covariances)
+    return GaussianMixture(torch.stack(ws, 1), torch.stack(mus, 1), torch.stack(covs, 1))
+
+
+def stack_mixtures(mixtures: list[GaussianMixture]) -> GaussianMixture:
+    """Concatenate per-frame mixtures (1, J, M_i, 2) along time, padding with empty components."""
+    m = max(g.num_components for g in mixtures)
+    return GaussianMixture.cat([top_components(g, m) for g in mixtures], dim=0)

@@ -1,0 +1,165 @@
+"""The high-level API: load a model, lift 2D evidence of any kind to 3D poses with uncertainty.
+
+    from diffpose3d import DiffPose
+    model = DiffPose.load()                      # the default bundled model
+    result = model.from_keypoints(kp, confidence, image_size=(640, 480), layout="coco17")
+    result.pose_3d, result.hypotheses, result.uncertainty
+
+Joints without evidence (confidence 0 or NaN) get a broad (u, v) component in H_K and are flagged
+in `result.missing`; the context encoder sees them at their parent's position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from diffpose3d.cameras import image_coordinates
+from diffpose3d.checkpoint import load_bundle, resolve_device
+from diffpose3d.config import InferenceConfig
+from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, map_gmm, mixture_to_uv, top_mode
+from diffpose3d.inference.lifting import lift_batches
+from diffpose3d.inference.result import PoseResult
+from diffpose3d.mixtures.gmm import GaussianMixture
+
+
+class DiffPose:
+    """A loaded model plus its inference settings."""
+
+    def __init__(self, model, info: dict | None = None, inference: InferenceConfig | None = None) -> None:
+        self.model = model
+        self.info = info or {}
+        self.inference = inference or replace(model.config.inference)
+
+    @classmethod
+    def load(cls, checkpoint: str | None = None, device: str = "auto", **inference) -> "DiffPose":
+        model, info = load_bundle(checkpoint, device=resolve_device(device))
+        cfg = replace(model.config.inference, **inference)
+        return cls(model, info, cfg)
+
+    @property
+    def layout(self) -> str:
+        return self.model.skeleton.name
+
+    @property
+    def joint_names(self) -> list[str]:
+        return list(self.model.skeleton.joint_names)
+
+    # -- inputs -------------------------------------------------------------------------------
+    def from_keypoints(
+        self,
+        keypoints: np.ndarray,
+        confidence: np.ndarray | None = None,
+        *,
+        image_size: tuple[int, int],
+        layout: str | None = None,
+    ) -> PoseResult:
+        """Keypoints (T, J, 2) or (T, J, 3 with confidence) in pixels of an image of `image_size`."""
+        from diffpose3d.data.keypoints import drop_far_outside
+        from diffpose3d.evidence.heatmaps import keypoints_to_gmm
+
+        with np.errstate(over="ignore"):  # too large for float32: inf, then missing
+            keypoints = np.asarray(keypoints, dtype=np.float32)
+        if keypoints.ndim == 2:
+            keypoints = keypoints[None]
+        if keypoints.shape[-1] == 3 and confidence is None:
+            confidence = keypoints[..., 2]
+        keypoints = keypoints[..., :2]
+        if confidence is None:
+            confidence = np.ones(keypoints.shape[:2], np.float32)
+        keypoints = drop_far_outside(keypoints, image_size)  # then missing, as NaN / inf joints are
+        confidence = np.where(np.isfinite(keypoints).all(-1), np.nan_to_num(confidence, nan=0.0), 0.0)
+        gmm = keypoints_to_gmm(np.nan_to_num(keypoints), confidence.astype(np.float32), image_size)
+        return self._lift_gmm(gmm, confidence, image_size, layout or self.layout)
+
+    def from_gmm(self, gmm_2d: np.ndarray, *, image_size: tuple[int, int], layout: str | None = None) -> PoseResult:
+        """The authors' per-joint mixtures (T, J, K, 5) = [weight, mean u, mean v, var u, var v] in pixels."""
+        w, h = image_size
+        gmm = mixture_to_uv(authors_gmm_to_mixture(gmm_2d), w, h)
+        confidence = np.ones(gmm.weights.shape[:2], np.float32)
+        return self._lift_gmm(gmm, confidence, image_size, layout or self.layout)
+
+    def from_heatmaps(
+        self,
+        heatmaps: np.ndarray,
+        heatmap_to_image: np.ndarray,
+        *,
+        image_size: tuple[int, int],
+        layout: str | None = None,
+    ) -> PoseResult:
+        """Per-joint heatmaps (T, J, H, W) with their (T, 2, 3) heatmap-to-image affine transforms."""
+        from diffpose3d.evidence.heatmaps import heatmaps_to_gmm
+
+        gmm = heatmaps_to_gmm(heatmaps, heatmap_to_image, image_size)
+        mass = np.asarray(heatmaps, dtype=np.float64).reshape(*heatmaps.shape[:2], -1).max(-1)
+        confidence = np.clip(mass / max(float(mass.max()), 1e-12), 0.0, 1.0).astype(np.float32)
+        return self._lift_gmm(gmm, confidence, image_size, layout or self.layout)
+
+    # -- the lifting itself ---------------------------------------------------------------------
+    def from_evidence(self, evidence) -> PoseResult:
+        """An `inference.inputs.Evidence2D` (what `read_input` makes of an image, video or file)."""
+        result = self._lift_gmm(evidence.gmm, evidence.confidence, evidence.image_size, evidence.layout, evidence.frame_indices)
+        result.meta.update({"input": evidence.name, "input_kind": evidence.kind, "input_layout": evidence.layout})
+        return result
+
+    def _lift_gmm(
+        self, gmm: GaussianMixture, confidence: np.ndarray, image_size, layout: str, frame_indices: np.ndarray | None = None
+    ) -> PoseResult:
+        """gmm: (T, J_layout, M, 2) in normalised coordinates."""
+        from diffpose3d.skeleton import map_keypoints
+
+        w, h = image_size
+        m = self.model.config.model.diffusion.num_components
+        gmm = map_gmm(gmm, layout, self.layout, h / w, max_components=min(m, gmm.weights.shape[-1]) or 1)
+        conf = map_keypoints(np.concatenate([np.zeros(confidence.shape + (2,)), confidence[..., None]], -1), layout, self.layout)[..., 2]
+        conf = np.nan_to_num(conf, nan=0.0).astype(np.float32)
+        missing = conf <= 0.0
+        keypoints_uv = top_mode(gmm)
+        keypoints_uv = self._fill_missing(keypoints_uv, torch.as_tensor(missing))
+        return self.lift(keypoints_uv, gmm, image_size=(w, h), confidence=conf, missing=missing, frame_indices=frame_indices)
+
+    def _fill_missing(self, keypoints_uv: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+        """Missing joints go to their nearest present ancestor (or the visible centroid)."""
+        if not bool(missing.any()):
+            return keypoints_uv
+        kp = keypoints_uv.clone()
+        parents = self.model.skeleton.parents
+        present = ~missing
+        centroid = (kp * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp_min(1)
+        for j in range(kp.shape[1]):  # parents come before children in every layout
+            p = parents[j]
+            fill = centroid if p < 0 else kp[:, p]
+            kp[:, j] = torch.where(missing[:, j, None], fill, kp[:, j])
+        return kp
+
+    def lift(
+        self,
+        keypoints_uv: torch.Tensor,
+        uv_gmm: GaussianMixture,
+        *,
+        image_size: tuple[int, int],
+        confidence: np.ndarray | None = None,
+        missing: np.ndarray | None = None,
+        frame_indices: np.ndarray | None = None,
+    ) -> PoseResult:
+        """Lift (T, J, 2) normalised keypoints with their (T, J, M, 2) mixtures."""
+        pred = lift_batches(self.model, keypoints_uv, uv_gmm, self.inference)
+        t, j = keypoints_uv.shape[:2]
+        w, h = image_size
+        return PoseResult(
+            joint_names=self.joint_names,
+            parents=list(self.model.skeleton.parents),
+            pose_3d=pred.pose,
+            hypotheses=pred.hypotheses,
+            covariance=pred.covariance,
+            uncertainty=pred.spread,
+            keypoints_2d=image_coordinates(keypoints_uv.cpu().numpy(), w, h).astype(np.float32),
+            confidence=np.ones((t, j), np.float32) if confidence is None else confidence,
+            missing=np.zeros((t, j), bool) if missing is None else missing,
+            lifter_3d=pred.lifter,
+            image_size=(int(w), int(h)),
+            frame_indices=np.arange(t) if frame_indices is None else frame_indices,
+            meta={"model": self.model.config.name, "layout": self.layout, "inference": vars(self.inference).copy()},
+        )

@@ -1,0 +1,105 @@
+"""Batched inference over many frames: N hypotheses, aggregation and per-joint uncertainty."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffpose3d.config import InferenceConfig
+from diffpose3d.data.frames import FrameSet
+from diffpose3d.diffusion.sampler import NoiseDraws
+from diffpose3d.inference.aggregate import aggregate
+from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
+from diffpose3d.mixtures.gmm import GaussianMixture
+from diffpose3d.model import STATE_DIM, DiffPoseModel
+
+
+@dataclass
+class FramePredictions:
+    """Per-frame outputs in metres, root-relative camera frame."""
+
+    pose: np.ndarray  # (F, J, 3) aggregated
+    hypotheses: np.ndarray  # (F, N, J, 3)
+    covariance: np.ndarray  # (F, J, 3, 3)
+    spread: np.ndarray  # (F, J) RMS standard deviation
+    lifter: np.ndarray  # (F, J, 3) the context encoder's own 3D guess
+    uv: np.ndarray  # (F, N, J, 2) the denoised 2D part of each hypothesis
+
+
+def sequence_draws(num_sequences: int, cfg: InferenceConfig, joints: int) -> NoiseDraws:
+    """H_K (and, with eta > 0, step) noise for each of `num_sequences` sequences, to be shared by
+    all their frames. Sequence s's draws depend only on the seed and s, however frames are batched."""
+    per_sequence = [
+        NoiseDraws.draw(1, cfg.hypotheses, joints, STATE_DIM, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + s),
+                        steps=cfg.steps if cfg.eta > 0 else 0)
+        for s in range(num_sequences)
+    ]
+    steps = None if per_sequence[0].steps is None else torch.cat([d.steps for d in per_sequence])
+    return NoiseDraws(torch.cat([d.uniform for d in per_sequence]), torch.cat([d.normal for d in per_sequence]), steps)
+
+
+def lift_batches(
+    model: DiffPoseModel,
+    keypoints_uv: torch.Tensor,
+    uv_gmm: GaussianMixture,
+    cfg: InferenceConfig,
+    *,
+    context: tuple[torch.Tensor, torch.Tensor] | None = None,
+    sequences: list[np.ndarray] | None = None,
+) -> FramePredictions:
+    """Run the model over (F, J, 2) keypoints and their (F, J, M, 2) mixtures in batches.
+
+    `sequences` lists each sequence's rows in frame order (default: the F frames are one sequence,
+    in order): a video model's context and `cfg.coherent` hypotheses follow them. `context`: the frames' `(xyz, f_ST)` if already computed.
+    """
+    device = model.device
+    if model.backend != cfg.backend:
+        model.use_backend(cfg.backend)
+    n = keypoints_uv.shape[0]
+    sequences = [np.arange(n)] if sequences is None else sequences
+    if context is None and model.is_video:
+        context = model.encode(keypoints_uv, sequences)
+    coherent = cfg.coherent and cfg.mode == "diffpose"
+    if coherent:
+        sequence_of_frame = torch.zeros(n, dtype=torch.long)
+        for s, rows in enumerate(sequences):
+            sequence_of_frame[torch.as_tensor(rows)] = s
+        draws = sequence_draws(len(sequences), cfg, keypoints_uv.shape[1])
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    outs: dict[str, list[np.ndarray]] = {k: [] for k in ("pose", "hyp", "lifter", "uv")}
+    for start in range(0, n, cfg.batch_frames):
+        idx = torch.arange(start, min(start + cfg.batch_frames, n))
+        kp = keypoints_uv[idx].to(device)
+        gmm = uv_gmm[idx].to(device)
+        batch_draws = draws[sequence_of_frame[idx]] if coherent else None
+        states, lifter = model.sample(
+            kp, gmm, cfg, generator=generator,
+            context=None if context is None else (context[0][idx], context[1][idx]), draws=batch_draws,
+        )
+        xyz = states[..., 2:]
+        xyz = xyz - xyz[..., :1, :]  # root-relative
+        outs["pose"].append(aggregate(xyz, cfg.aggregate, kp).cpu().numpy())
+        outs["hyp"].append(xyz.cpu().numpy())
+        outs["lifter"].append(lifter.cpu().numpy())
+        outs["uv"].append(states[..., :2].cpu().numpy())
+    pose, hypotheses, lifter = (np.concatenate(outs[k]) for k in ("pose", "hyp", "lifter"))
+    cov = hypothesis_covariance(hypotheses)
+    return FramePredictions(pose=pose, hypotheses=hypotheses, covariance=cov, spread=spread_from_covariance(cov),
+                            lifter=lifter, uv=np.concatenate(outs["uv"]))
+
+
+def attach_context(model: DiffPoseModel, frames: FrameSet) -> FrameSet:
+    """Compute a video model's per-frame context over `frames`' whole sequences (a frame model's
+    is computed batch by batch when needed, so nothing is stored), in place; returns `frames`."""
+    if model.is_video and frames.context is None:
+        frames.context = model.encode(frames.keypoints_uv, frames.sequence_rows())
+    return frames
+
+
+def predict_frames(model: DiffPoseModel, frames: FrameSet, cfg: InferenceConfig) -> FramePredictions:
+    """Run the model over every frame of `frames` (a video model's context over their sequences,
+    unless `attach_context` stored it; hypotheses coherent per sequence with `cfg.coherent`)."""
+    return lift_batches(model, frames.keypoints_uv, frames.uv_gmm, cfg, context=frames.context,
+                        sequences=frames.sequence_rows())

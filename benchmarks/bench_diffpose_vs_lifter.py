@@ -32,6 +32,7 @@ from diffpose3d.data.frames import build_frames
 from diffpose3d.model import DiffPoseModel
 from diffpose3d.checkpoint import resolve_device
 from diffpose3d.training.run import train
+from diffpose3d.training.batches import FrameBatches
 from diffpose3d.training.stages import train_encoder
 from diffpose3d.training.loop import Budget
 
@@ -60,7 +61,7 @@ def train_lifter_only(config, out_dir: Path, minutes: float) -> None:
     lifter = DiffPoseModel(cfg).to(device)
     tr = build_frames(splits["train"], lifter.skeleton, cfg.evidence, seed_offset=0)
     va = build_frames(splits["val"], lifter.skeleton, cfg.evidence, seed_offset=100_000)
-    info = train_encoder(lifter, tr, va, cfg, device, Budget(minutes), share=1.0)
+    info = train_encoder(lifter, FrameBatches(tr), va, cfg, device, Budget(minutes), share=1.0)
     save_bundle(lifter, cfg, out_dir, {"stage1": info})
 
 

@@ -49,13 +49,13 @@ def stage2_step(model: DiffPoseModel, batch: int):
 
     def step() -> None:
         model.encoder.eval()  # frozen in stage 2
-        k = torch.randint(1, model.diffusion.schedule.K + 1, (batch,), generator=gen)
+        k = torch.randint(1, model.schedule.K + 1, (batch,), generator=gen)
         with torch.no_grad():
             xyz, feats = model.context(kp)
             hk = model.initial_distribution(gmm, xyz)
-        h_k, _ = q_sample(torch.cat([kp, txyz], -1), k, hk.weights, hk.means, hk.cholesky(), model.diffusion.schedule,
+        h_k, _ = q_sample(torch.cat([kp, txyz], -1), k, hk.weights, hk.means, hk.cholesky(), model.schedule,
                           generator=gen)
-        pred = anchored_prediction(model.denoiser, h_k, k, model.conditioning(kp, xyz, feats, gmm), model.diffusion.schedule.alpha_bar)
+        pred = anchored_prediction(model.denoiser, h_k, k, model.conditioning(kp, xyz, feats, gmm), model.schedule.alpha_bar)
         opt.zero_grad(set_to_none=True)
         (pred[..., 2:] - txyz).norm(dim=-1).mean().backward()
         opt.step()

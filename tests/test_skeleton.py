@@ -93,33 +93,44 @@ def test_mpi3dhp_reorder_puts_pelvis_first() -> None:
 def test_coco_to_h36m_table_joint_by_joint() -> None:
     t = mapping_table("coco17", "h36m17")
     assert list(t) == list(get_skeleton("h36m17").joint_names)
-    assert t["pelvis"] == ("l_hip", "r_hip")
-    assert t["thorax"] == ("l_shoulder", "r_shoulder")
-    assert t["spine"] == ("l_hip", "r_hip", "l_shoulder", "r_shoulder")
-    assert t["neck_nose"] == ("nose",)
-    assert t["head"] == ("l_eye", "r_eye")
-    assert mapping_indices("coco17", "h36m17")[0] == (11, 12)
-    for joint in ("r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle",
-                  "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist"):
-        assert t[joint] == (joint,)
+    assert t["neck_nose"] == (("nose", 1.0),)
+    for joint, pairs in t.items():  # affine combinations
+        assert abs(sum(w for _, w in pairs) - 1.0) < 1e-12, joint
+    assert mapping_indices("coco17", "h36m17")[2] == ((14, 1.0),)  # r_knee copied
+    for joint in ("r_knee", "r_ankle", "l_knee", "l_ankle", "l_shoulder", "l_elbow", "l_wrist",
+                  "r_shoulder", "r_elbow", "r_wrist"):
+        assert t[joint] == ((joint, 1.0),)
 
 
-def test_coco_to_h36m_values_and_confidence() -> None:
+def test_detector_landmarks_to_h36m_follow_the_measured_correction() -> None:
+    # The definition, computed independently: m mid-hip, d half hip vector, t torso; hips m +- a d + b t,
+    # thorax mid-shoulder + e t, head mid-eye + k t, spine the mean of pelvis and thorax.
+    a, b, e, k = 1.475, 0.171, 0.167, 0.141
     rng = np.random.default_rng(1)
     pts = np.concatenate([rng.uniform(0, 500, (4, 17, 2)), rng.uniform(0, 1, (4, 17, 1))], -1)
-    out = map_keypoints(pts, "coco17", "h36m17")
     coco, h36m = get_skeleton("coco17"), get_skeleton("h36m17")
-    np.testing.assert_allclose(out[:, 0, :2], pts[:, [11, 12], :2].mean(1))
-    np.testing.assert_allclose(out[:, 0, 2], pts[:, [11, 12], 2].min(1))
-    np.testing.assert_allclose(out[:, 7, :2], pts[:, [5, 6, 11, 12], :2].mean(1))
-    np.testing.assert_allclose(out[:, h36m.index("l_wrist")], pts[:, coco.index("l_wrist")])
-    np.testing.assert_allclose(out[:, h36m.index("neck_nose")], pts[:, 0])
+    out = map_keypoints(pts, "coco17", "h36m17")
+    xy = {n: pts[:, coco.index(n), :2] for n in coco.joint_names}
+    m = (xy["l_hip"] + xy["r_hip"]) / 2
+    d = (xy["l_hip"] - xy["r_hip"]) / 2
+    t = (xy["l_shoulder"] + xy["r_shoulder"]) / 2 - m
+    thorax = (xy["l_shoulder"] + xy["r_shoulder"]) / 2 + e * t
+    expected = {"l_hip": m + a * d + b * t, "r_hip": m - a * d + b * t, "pelvis": m + b * t, "thorax": thorax,
+                "spine": (m + b * t + thorax) / 2, "head": (xy["l_eye"] + xy["r_eye"]) / 2 + k * t,
+                "neck_nose": xy["nose"], "l_wrist": xy["l_wrist"]}
+    for joint, value in expected.items():
+        np.testing.assert_allclose(out[:, h36m.index(joint), :2], value, err_msg=joint)
+    np.testing.assert_allclose(out[:, 0, 2], pts[:, [5, 6, 11, 12], 2].min(1))  # the pelvis' sources
+    bp = get_skeleton("blazepose33")
+    bpts = rng.normal(size=(2, 33, 2))
+    via_bp = map_keypoints(bpts, "blazepose33", "h36m17")
+    as_coco = bpts[:, [bp.index(n) for n in coco.joint_names]]
+    np.testing.assert_allclose(via_bp, map_keypoints(as_coco, "coco17", "h36m17"))
 
 
 def test_blazepose_tables() -> None:
-    for dst in ("h36m17", "humaneva15"):
-        t = mapping_table("blazepose33", dst)
-        assert t["pelvis"] == ("l_hip", "r_hip") and t["head"] == ("l_eye", "r_eye")
+    t = mapping_table("blazepose33", "humaneva15")
+    assert t["pelvis"] == (("l_hip", 0.5), ("r_hip", 0.5)) and t["head"] == (("l_eye", 0.5), ("r_eye", 0.5))
     bp = get_skeleton("blazepose33")
     pts = np.random.default_rng(2).normal(size=(2, 33, 2))
     out = map_keypoints(pts, "blazepose33", "humaneva15")
@@ -129,7 +140,7 @@ def test_blazepose_tables() -> None:
 
 def test_coco_to_humaneva() -> None:
     t = mapping_table("coco17", "humaneva15")
-    assert t["thorax"] == ("l_shoulder", "r_shoulder")
+    assert t["thorax"] == (("l_shoulder", 0.5), ("r_shoulder", 0.5))
     pts = np.random.default_rng(3).normal(size=(5, 17, 2))
     out = map_keypoints(pts, "coco17", "humaneva15")
     np.testing.assert_allclose(out[:, 2], pts[:, 5])   # l_shoulder
@@ -139,7 +150,7 @@ def test_coco_to_humaneva() -> None:
 def test_mpii_to_h36m_missing_neck() -> None:
     t = mapping_table("mpii16", "h36m17")
     assert t["neck_nose"] == ()
-    assert t["spine"] == ("spine",) and t["head"] == ("head",)
+    assert t["spine"] == (("spine", 1.0),) and t["head"] == (("head", 1.0),)
     pts = np.concatenate([np.random.default_rng(4).normal(size=(3, 16, 2)), np.ones((3, 16, 1))], -1)
     out = map_keypoints(pts, "mpii16", "h36m17")
     assert np.isnan(out[:, 9, :2]).all() and (out[:, 9, 2] == 0).all()
@@ -151,7 +162,7 @@ def test_mpii_to_h36m_missing_neck() -> None:
 def test_h36m_humaneva_round_trip() -> None:
     pts = np.random.default_rng(5).normal(size=(2, 17, 3))
     he = map_keypoints(pts, "h36m17", "humaneva15", confidence=False)
-    assert mapping_table("h36m17", "humaneva15")["head"] == ("head",)
+    assert mapping_table("h36m17", "humaneva15")["head"] == (("head", 1.0),)
     back = map_keypoints(he, "humaneva15", "h36m17", confidence=False)
     keep = [i for i in range(17) if i not in (7, 9)]  # spine is derived, neck_nose missing
     np.testing.assert_allclose(back[:, keep], pts[:, keep])

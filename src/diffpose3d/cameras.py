@@ -90,14 +90,21 @@ def project_to_2d(points_cam: np.ndarray, camera: Camera) -> np.ndarray:
     the polynomial from blowing up for points far outside the field of view.
     """
     X = np.asarray(points_cam, dtype=np.float64)
-    xy = np.clip(X[..., :2] / X[..., 2:3], -1.0, 1.0)
-    r2 = np.sum(xy**2, axis=-1, keepdims=True)
-    k = np.asarray(camera.radial_distortion, dtype=np.float64)
-    p = np.asarray(camera.tangential_distortion, dtype=np.float64)
-    radial = 1.0 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
-    tangential = np.sum(p * xy, axis=-1, keepdims=True)
-    distorted = xy * (radial + tangential) + p * r2
-    return np.asarray(camera.focal) * distorted + np.asarray(camera.center)
+    return distorted_projection(X, *(np.asarray(a, dtype=np.float64) for a in (
+        camera.focal, camera.center, camera.radial_distortion, camera.tangential_distortion)))
+
+
+def distorted_projection(X, focal, center, radial, tangential):
+    """`project_to_2d` with the intrinsics as arrays that broadcast against the points `X (..., 3)`:
+    focal, center `(..., 2)`, radial `(..., 3)`, tangential `(..., 2)`; numpy arrays or torch tensors
+    (per-sample cameras of a training batch)."""
+    xy = (X[..., :2] / X[..., 2:3]).clip(-1.0, 1.0)
+    r2 = xy[..., :1] ** 2 + xy[..., 1:2] ** 2
+    k, p = radial, tangential
+    radial_term = 1.0 + k[..., 0:1] * r2 + k[..., 1:2] * r2**2 + k[..., 2:3] * r2**3
+    tangential_term = p[..., 0:1] * xy[..., 0:1] + p[..., 1:2] * xy[..., 1:2]
+    distorted = xy * (radial_term + tangential_term) + p * r2
+    return focal * distorted + center
 
 
 def project_to_2d_linear(points_cam: np.ndarray, camera: Camera) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Model bundles: a folder with `model.safetensors` (weights) and `config.yaml` (resolved config),
 and the device a model runs on.
 
-Loading never unpickles anything: weights come from safetensors, settings from YAML (safe_load).
+Loading never unpickles anything: weights come from safetensors, settings from YAML (safe_load, without
+aliases). Weights that are not finite are refused.
 The packaged bundles live in `diffpose3d/assets/models/`.
 """
 
@@ -12,11 +13,10 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from diffpose3d.config import Config, config_from_dict, save_config
+from diffpose3d.config import Config, config_from_dict, read_yaml_file, save_config
 from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.io.atomic import atomic_write
 
@@ -81,19 +81,19 @@ def load_bundle(folder: str | Path | None = None, device: str | torch.device = "
     for name in (WEIGHTS, CONFIG):
         if not (folder / name).is_file():
             raise InputFileError(folder / name, "missing from the checkpoint folder")
-    try:
-        values = yaml.safe_load((folder / CONFIG).read_text())
-    except yaml.YAMLError:
-        raise InputFileError(folder / CONFIG, "not valid YAML") from None
+    values = read_yaml_file(folder / CONFIG)
     try:
         config = config_from_dict(values)
-    except ConfigError as exc:
+        model = DiffPoseModel(config)
+    except (ConfigError, ValueError) as exc:  # ValueError: e.g. a skeleton the model cannot lift to
         raise InputFileError(folder / CONFIG, str(exc)) from None
     try:
         state = load_file(str(folder / WEIGHTS), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputFileError(folder / WEIGHTS, f"not a readable safetensors file ({exc})") from None
-    model = DiffPoseModel(config)
+    bad = next((name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        raise InputFileError(folder / WEIGHTS, f"tensor '{bad}' holds NaN or infinite values")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -106,9 +106,10 @@ def load_bundle(folder: str | Path | None = None, device: str | torch.device = "
         )
     info = {}
     if (folder / INFO).is_file():
-        try:
-            info = json.loads((folder / INFO).read_text())
-        except json.JSONDecodeError:
+        try:  # information only (how the bundle was made): an unreadable one is ignored
+            info = json.loads((folder / INFO).read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             info = {}
+        info = info if isinstance(info, dict) else {}
     model.to(device).eval()
     return model, info

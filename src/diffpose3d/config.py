@@ -21,7 +21,23 @@ from typing import Any
 
 import yaml
 
+from diffpose3d.config_ranges import check_config, show as _show
 from diffpose3d.errors import ConfigError, InputFileError
+
+
+@dataclass
+class VirtualCameraConfig:
+    """Training views through random cameras (`data.virtual`): each sample's 3D re-projected so the
+    model learns pose, not one rig. Angles in degrees; the person's size is the RMS radius of its 2D
+    joints in normalised units (the image is 2 units wide); focal lengths are `f / (w / 2)`."""
+
+    share: float = 0.0  # of the training samples seen through a random camera (the rest: the data's own)
+    elevation: list[float] = field(default_factory=lambda: [-15.0, 50.0])  # camera above the person: +
+    roll: float = 8.0  # standard deviation
+    focal: list[float] = field(default_factory=lambda: [1.2, 4.0])  # log-uniform
+    size: list[float] = field(default_factory=lambda: [0.08, 0.5])  # log-uniform
+    offset: float = 0.8  # the root's image position, uniform in [-offset, offset] of each half-extent
+    aspects: list[float] = field(default_factory=lambda: [0.5625, 0.75, 1.0, 1.3333, 1.7778])  # h / w
 
 
 @dataclass
@@ -43,6 +59,11 @@ class DataConfig:
     train_on_all: bool = False  # final shipped models: train on train + val + test blocks
     stride: int = 1
     test_stride: int = 1
+    # Draw each training batch from a table of poses, cameras and detections (large data sets,
+    # virtual cameras) instead of a precomputed frame set
+    pose_table: bool = False
+    val_subjects: list[str] = field(default_factory=list)  # pose_table: subjects held out for validation
+    virtual: VirtualCameraConfig = field(default_factory=VirtualCameraConfig)
 
 
 @dataclass
@@ -55,6 +76,11 @@ class SyntheticDetectorConfig:
     occlusion_scale: float = 3.0
     secondary_weight: float = 0.3  # weight of the true position when a pair is swapped
     min_std_px: float = 2.0  # spread of one mode (image pixels)
+    # per joint, in units of the person's 2D RMS radius: localisation error (replaces noise_px) and
+    # a systematic offset along the person's pelvis->thorax axis; empty: noise_px for every joint
+    relative_noise: list[float] = field(default_factory=list)
+    outlier_prob: float = 0.0  # per joint: a gross error (outlier_scale x the joint's noise)
+    outlier_scale: float = 6.0
     heatmap_size: list[int] = field(default_factory=lambda: [64, 64])  # (W, H) of rendered heatmaps
     crop_margin: float = 0.25  # crop = keypoints' bounding box enlarged by this fraction per side
     min_crop_px: float = 32.0
@@ -71,15 +97,25 @@ class EvidenceConfig:
     keypoint_std_px: float = 2.0  # source = keypoints: spread of the one component (pixels)
     seed: int = 0
     synthetic: SyntheticDetectorConfig = field(default_factory=SyntheticDetectorConfig)
+    # data.pose_table: each training sample's evidence is the exact 2D (a tight component), a real
+    # detection where the data has one (`data.data_2d`), or else the synthetic detector
+    exact_share: float = 0.0
+    detection_share: float = 0.0
 
 
 @dataclass
 class EncoderConfig:
     """The context encoder f_ST (stage 1): a frame lifter or a MixSTE-style video encoder."""
 
-    kind: str = "frame"  # frame: GraFormer-like frame lifter | video: seq2seq lifter over windows
-    width: int = 96
+    # frame: GraFormer-like frame lifter | mlp: Martinez-style residual MLP frame lifter (learns
+    # fastest per CPU second) | video: MixSTE-style seq2seq lifter over windows
+    kind: str = "frame"
+    # image: the 2D as the field normalises it (by the image width) | person: centred on the person and
+    # scaled by its size, with the centre, size and focal guess as explicit inputs (camera-robust)
+    inputs: str = "image"
+    width: int = 96  # channels of f_ST per joint
     blocks: int = 4  # video: pairs of spatial + temporal transformer blocks
+    hidden: int = 1024  # mlp: the hidden width
     heads: int = 4
     dropout: float = 0.1
     frames: int = 27  # video: T, the window
@@ -139,6 +175,9 @@ class TrainConfig:
     video_encoder_lr: float = 1e-3  # video stage 1 on windows (after the single-frame phase)
     velocity_weight: float = 0.0  # video stage 1: weight of the velocity (MPJVE) term of the loss
     uv_loss_weight: float = 0.1
+    # > 0: an epoch is this many batches drawn at random (a large data set is then trained,
+    # validated and checkpointed by steps); 0: an epoch is one pass over the training samples
+    epoch_steps: int = 0
     eval_every: int = 5  # epochs between validations (model selection on validation only)
     checkpoint_every: int = 1  # epochs between resumable checkpoints (out/checkpoints/<stage>.*)
     val_hypotheses: int = 5
@@ -173,18 +212,37 @@ class Config:
 
 def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+            raise ConfigError(f"{where or 'config'}: unknown key {_show(key)} (known: {', '.join(known)})")
         default = getattr(cls(), key)
+        dotted = f"{where}.{key}" if where else key
         if dataclasses.is_dataclass(default):
-            kwargs[key] = _from_dict(type(default), value or {}, f"{where}.{key}")
+            kwargs[key] = _from_dict(type(default), value or {}, dotted)
         else:
-            kwargs[key] = _coerce(value, default, f"{where}.{key}")
+            kwargs[key] = _coerce(value, default, dotted)
     return cls(**kwargs)
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where}: expected an integer, got {_show(value)}") from None
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where}: expected a number, got {_show(value)}") from None
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -194,32 +252,35 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
             return value.lower() in {"true", "1", "yes"}
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if isinstance(default, int) and not isinstance(default, bool):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        raise ConfigError(f"{where}: expected true/false, got {_show(value)}")
+    if isinstance(default, int):
+        return _integer(value, where)
     if isinstance(default, float):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        return _number(value, where)
     if isinstance(default, list):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
         if default and isinstance(default[0], float):
-            return [float(v) for v in value]
+            return [_number(v, where) for v in value]
+        if default and isinstance(default[0], int):
+            return [_integer(v, where) for v in value]
+        if any(isinstance(v, (dict, list)) for v in value):
+            raise ConfigError(f"{where}: expected a list of names or numbers, got {_show(value)}")
         return [str(v) if not isinstance(v, (int, float)) else v for v in value]
     if isinstance(default, str):
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {_show(value)}")
         return "" if value is None else str(value)
     return value
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
-    return _from_dict(Config, values or {}, "config")
+    """A config from nested mappings (a YAML file's): typed, unknown keys refused, every setting range-checked."""
+    config = _from_dict(Config, values or {}, "")
+    check_config(config)
+    return config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -237,16 +298,62 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """`yaml.safe_load` without anchors and aliases (`&a`, `*a`): a few lines of nested aliases expand
+    to gigabytes, and a configuration never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+MAX_YAML_BYTES = 1 << 20
+
+
+def parse_yaml(text: str) -> Any:
+    """`yaml.safe_load` without anchors and aliases; raises `yaml.YAMLError` (also for too deep nesting)."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """A YAML file's values: UTF-8, at most 1 MiB, no anchors or aliases; `InputFileError` otherwise."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise InputFileError(path, f"larger than {MAX_YAML_BYTES >> 20} MiB: not a config file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputFileError(path, f"not valid YAML ({first}{_mark(exc)})") from None
+
+
+def _mark(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f", line {mark.line + 1}" if mark is not None else ""
+
+
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A config file's values, with its `base:` file (relative to it) read first and overridden."""
     if not path.is_file():
         raise InputFileError(path, "config file not found")
     if path.resolve() in chain:
         raise InputFileError(path, "config files name each other as base in a circle")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputFileError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    values = read_yaml_file(path) or {}
     if not isinstance(values, dict):
         raise InputFileError(path, f"a config file holds a mapping of sections, got {type(values).__name__}")
     base = values.pop("base", None)
@@ -268,7 +375,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{item}': '{part}' is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = parse_yaml(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"override {_show(item)}: not a YAML value ({first})") from None
     return config_from_dict(values)
 
 

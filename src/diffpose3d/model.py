@@ -21,6 +21,7 @@ parametrisation open; this one was chosen by measurement.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,20 +34,43 @@ from diffpose3d.diffusion import hk
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, deterministic_refine
 from diffpose3d.diffusion.schedule import make_schedule
 from diffpose3d.errors import ConfigError
+from diffpose3d.evidence import person_frame as pf
 from diffpose3d.evidence.summary import EVIDENCE_CHANNELS, evidence_summary
 from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.models.context_frame import FrameContextEncoder
+from diffpose3d.models.context_mlp import MLPContextEncoder
 from diffpose3d.models.context_video import VideoContextEncoder
 from diffpose3d.models.denoiser import Denoiser
 from diffpose3d.models.onnx_backend import BACKENDS, OnnxDenoiser, weight_versions
 from diffpose3d.skeleton import get_skeleton
 
 STATE_DIM = 5  # (u, v, x, y, z)
-CONTEXTS = ("frame", "video")
+CONTEXTS = ("frame", "mlp", "video")
+INPUTS = ("image", "person")
 # Motion channels (`model.motion_radius`) in units of 1 cm and 1/100 of the image half-width: a frame
 # step's motion and 2D noise are then about 1, the scale of the encoder's LayerNorm-ed features.
 MOTION_SCALE = 100.0
 POSES_PER_PASS = 480  # denoiser batch (poses) per sampler pass: cache-sized, measured fastest on a 2-core CPU
+
+
+@dataclass
+class Prepared:
+    """What the model sees of a batch of frames (`DiffPoseModel.prepare`): keypoints `(B, J, 2)` and
+    mixtures `(B, J, M, 2)` in its 2D frame, the encoder's input `(B, J, in_dim)`, and the person
+    frame they were mapped into (None: image uv as they came)."""
+
+    keypoints: torch.Tensor
+    gmm: GaussianMixture
+    encoder_input: torch.Tensor
+    frame: pf.PersonFrame | None
+
+    def points(self, uv: torch.Tensor) -> torch.Tensor:
+        """Other image-uv points of the same frames (e.g. the true 2D) in the model's 2D frame."""
+        return uv if self.frame is None else self.frame.points(uv)
+
+    def __getitem__(self, index) -> "Prepared":
+        frame = None if self.frame is None else pf.PersonFrame(self.frame.centre[index], self.frame.size[index])
+        return Prepared(self.keypoints[index], self.gmm[index], self.encoder_input[index], frame)
 
 
 class DiffPoseModel(nn.Module):
@@ -58,6 +82,9 @@ class DiffPoseModel(nn.Module):
         parents = list(self.skeleton.parents)
         if e.kind not in CONTEXTS:
             raise ConfigError(f"model.encoder.kind: unknown context encoder '{e.kind}' ({' | '.join(CONTEXTS)})")
+        if e.inputs not in INPUTS:
+            raise ConfigError(f"model.encoder.inputs: unknown 2D normalisation '{e.inputs}' ({' | '.join(INPUTS)})")
+        in_dim = pf.CHANNELS if e.inputs == "person" else 2
         self.encoder: nn.Module
         if e.kind == "video":
             if not 1 <= e.stride <= e.frames:
@@ -65,14 +92,18 @@ class DiffPoseModel(nn.Module):
             if g.motion_radius < 0:
                 raise ConfigError(f"model.denoiser.motion_radius must be >= 0, got {g.motion_radius}")
             self.encoder = VideoContextEncoder(
-                parents, in_dim=2, frames=e.frames, width=e.width, depth=e.blocks, heads=e.heads, dropout=e.dropout,
+                parents, in_dim=in_dim, frames=e.frames, width=e.width, depth=e.blocks, heads=e.heads, dropout=e.dropout,
             )
         else:
             if g.motion_radius:
                 raise ConfigError("model.denoiser.motion_radius needs a video context (model.encoder.kind: video)")
-            self.encoder = FrameContextEncoder(
-                parents, in_dim=2, width=e.width, blocks=e.blocks, heads=e.heads, dropout=e.dropout,
-            )
+            if e.kind == "mlp":
+                self.encoder = MLPContextEncoder(len(parents), in_dim, width=e.width, hidden=e.hidden,
+                                                 blocks=e.blocks, dropout=e.dropout)
+            else:
+                self.encoder = FrameContextEncoder(
+                    parents, in_dim=in_dim, width=e.width, blocks=e.blocks, heads=e.heads, dropout=e.dropout,
+                )
         self.denoiser = Denoiser(
             parents, state_dim=STATE_DIM, context_dim=self.conditioning_dim, width=g.width,
             blocks=g.blocks, heads=g.heads, dropout=g.dropout, num_steps=d.num_steps,
@@ -136,22 +167,47 @@ class DiffPoseModel(nn.Module):
         """Channels per joint of what g is conditioned on (`conditioning`)."""
         return self.feature_dim + EVIDENCE_CHANNELS * self.config.model.denoiser.evidence_features + STATE_DIM
 
-    def context(self, keypoints_uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame lifter: (B, J, 2) normalised 2D -> (xyz (B, J, 3), f_ST (B, J, C)). A video model's
-        context needs whole sequences: see `encode`."""
+    def prepare(self, keypoints_uv: torch.Tensor, uv_gmm: GaussianMixture, focal: torch.Tensor | None = None) -> Prepared:
+        """The model's view of (B, J, 2) image-uv keypoints and their (B, J, M, 2) mixtures: as they
+        are (`model.encoder.inputs: image`), or in the person's frame with its centre, size and the
+        focal length `focal (B,)` (`f / (w / 2)`; None: `evidence.person_frame.focal_guess` of a square
+        image) as explicit encoder inputs (`person`, `evidence/person_frame.py`)."""
+        if self.config.model.encoder.inputs != "person":
+            return Prepared(keypoints_uv, uv_gmm, keypoints_uv, None)
+        spread = pf.joint_spread(uv_gmm)
+        frame = pf.person_frame(keypoints_uv, spread)
+        if focal is None:
+            focal = torch.full(keypoints_uv.shape[:1], pf.focal_guess((1, 1)))
+        keypoints = frame.points(keypoints_uv)
+        return Prepared(keypoints, frame.mixture(uv_gmm), pf.encoder_input(keypoints, spread, frame, focal), frame)
+
+    @property
+    def input_mirror(self) -> torch.Tensor:
+        """Per channel of the encoder's input, its sign under a left-right mirror (joints swapped
+        apart): u and, for person inputs, the person's centre u change sign."""
+        sign = torch.ones(self.encoder.in_dim)
+        sign[0] = -1.0
+        if self.config.model.encoder.inputs == "person":
+            sign[pf.CENTRE_U] = -1.0
+        return sign
+
+    def context(self, encoder_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame lifter: (B, J, in_dim) `Prepared.encoder_input` -> (xyz (B, J, 3), f_ST (B, J, C)).
+        A video model's context needs whole sequences: see `encode`."""
         if self.is_video:
             raise ValueError("a video model's context is computed over whole sequences: use DiffPoseModel.encode")
-        return self.encoder(keypoints_uv)
+        return self.encoder(encoder_input)
 
-    def encode(self, keypoints_uv: torch.Tensor, rows: Sequence[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The context of every frame, `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU, from (F, J, 2)
-        keypoints. `rows` lists each sequence's rows in frame order (a video model encodes each
+    def encode(self, prepared: Prepared, rows: Sequence[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The context of every frame, `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU, of `prepared`
+        frames. `rows` lists each sequence's rows in frame order (a video model encodes each
         sequence with sliding windows); None means one sequence, in row order."""
-        xyz, feats = run_encoder(self.encoder, keypoints_uv, rows, self.config.model.encoder, self.skeleton.flip_permutation())
+        xyz, feats = run_encoder(self.encoder, prepared.encoder_input, rows, self.config.model.encoder,
+                                 self.skeleton.flip_permutation())
         radius = self.config.model.denoiser.motion_radius
         if radius:
-            rows = [np.arange(keypoints_uv.shape[0])] if rows is None else rows
-            anchor = torch.cat([keypoints_uv.to(xyz), xyz], dim=-1)
+            rows = [np.arange(xyz.shape[0])] if rows is None else rows
+            anchor = torch.cat([prepared.keypoints.to(xyz), xyz], dim=-1)
             feats = torch.cat([feats, MOTION_SCALE * local_motion(anchor, rows, radius)], dim=-1)
         return xyz, feats
 
@@ -203,31 +259,33 @@ class DiffPoseModel(nn.Module):
         generator: torch.Generator | None = None,
         context: tuple[torch.Tensor, torch.Tensor] | None = None,
         draws: NoiseDraws | None = None,
+        focal: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`cfg.hypotheses` hypotheses per frame (`cfg.steps` DDIM steps, `cfg.eta`, `cfg.mode`,
         `cfg.antithetic`): returns (states (B, N, J, 5), lifter xyz (B, J, 3)).
 
         `context` is the frames' `(xyz, f_ST)` when already computed (`encode`; a video model needs
-        it); `draws` the H_K noise of each frame (`DDIMSampler.sample`), e.g. shared along a sequence.
+        it); `draws` the H_K noise of each frame (`DDIMSampler.sample`), e.g. shared along a sequence;
+        `focal (B,)` the frames' focal lengths (`prepare`). The states' (u, v) are in the model's 2D
+        frame (`prepare`).
         """
+        prep = self.prepare(keypoints_uv, uv_gmm, focal)
         if context is None:
-            xyz, feats = self.context(keypoints_uv)
+            xyz, feats = self.context(prep.encoder_input)
         else:
             xyz, feats = (c.to(keypoints_uv.device, keypoints_uv.dtype) for c in context)
+        cond = self.conditioning(prep.keypoints, xyz, feats, prep.gmm)
         if cfg.mode == "authors":
             # The released code's behaviour, for comparison only: start at the lifter output,
             # no noise, one hypothesis, and g sees only the anchor (zeros for f_ST and the rest).
-            init = torch.cat([keypoints_uv, xyz], dim=-1)
-            cond = self.conditioning(keypoints_uv, xyz, feats, uv_gmm)
             cond[..., :-STATE_DIM] = 0.0
-            out = deterministic_refine(self.g, init, cond, ks=[2, 1])
+            out = deterministic_refine(self.g, torch.cat([prep.keypoints, xyz], dim=-1), cond, ks=[2, 1])
             return out.unsqueeze(1), xyz
         if cfg.mode != "diffpose":
             raise ValueError(f"unknown mode '{cfg.mode}' (diffpose | authors)")
-        hk_mixture = self.initial_distribution(uv_gmm, xyz)
+        hk_mixture = self.initial_distribution(prep.gmm, xyz)
         sampler = DDIMSampler(self.schedule, num_steps=cfg.steps, eta=cfg.eta)
         weights, means, chol = hk_mixture.weights, hk_mixture.means, hk_mixture.cholesky()
-        cond = self.conditioning(keypoints_uv, xyz, feats, uv_gmm)
         # Frames go through the sampler in blocks of about POSES_PER_PASS poses: the denoiser's
         # activations then stay cache-sized, about 1.5x the throughput of one huge batch on a CPU.
         block = max(1, POSES_PER_PASS // cfg.hypotheses)

@@ -124,7 +124,7 @@ def test_resume_counts_the_killed_runs_time_against_the_budget(tmp_path):
         return ((module(x[index[rows]]) - y[index[rows]]) ** 2).sum() / len(index)
 
     def validate(module):
-        return float(((module(x) - y) ** 2).mean())
+        return float(((module(x) - y) ** 2).mean().detach())
 
     run_stage(spec, net, loss_fn, validate, 64, cfg, budget=Budget(10.0), checkpoint_dir=tmp_path)
     meta = json.loads((tmp_path / "encoder.json").read_text())

@@ -15,6 +15,7 @@ from diffpose3d.skeleton import get_skeleton
 from diffpose3d.training.stages import lifter_mpjpe_mm, train_encoder
 from diffpose3d.training.loop import Budget
 from diffpose3d.context import encode_sequences
+from diffpose3d.training.batches import FrameBatches
 from diffpose3d.training.windows import TrainingWindows, window_loss
 
 SKELETON = get_skeleton("humaneva15")
@@ -65,7 +66,7 @@ def trained(sequences, one_thread):
     model = DiffPoseModel(cfg)
     train = build_frames(train_seqs, SKELETON, cfg.evidence)
     val = build_frames(val_seqs, SKELETON, cfg.evidence, seed_offset=100_000)
-    info = train_encoder(model, train, val, cfg, torch.device("cpu"), Budget(0.0))
+    info = train_encoder(model, FrameBatches(train), val, cfg, torch.device("cpu"), Budget(0.0))
     return model.encoder, info, model, val
 
 

@@ -12,7 +12,7 @@ import torch
 from diffpose3d.checkpoint import load_bundle
 from diffpose3d.cli import main
 from diffpose3d.config import load_config
-from diffpose3d.data.mirror import flip_keypoints, flip_pose
+from diffpose3d.data.mirror import flip_gmm, flip_keypoints, flip_pose
 from diffpose3d.data.splits import training_splits
 from diffpose3d.evaluation.scoring import evaluate_checkpoint
 from diffpose3d.data.frames import build_frames
@@ -75,8 +75,8 @@ def test_video_context_is_mirror_symmetric_with_flip_tta(video_run):
     model, _ = load_bundle(out)
     perm = model.skeleton.flip_permutation()
     frames = build_frames(training_splits(cfg)["test"][:1], model.skeleton, cfg.evidence)
-    xyz, feats = model.encode(frames.keypoints_uv)
-    xyz_m, feats_m = model.encode(flip_keypoints(frames.keypoints_uv, perm))
+    xyz, feats = model.encode(model.prepare(frames.keypoints_uv, frames.uv_gmm))
+    xyz_m, feats_m = model.encode(model.prepare(flip_keypoints(frames.keypoints_uv, perm), flip_gmm(frames.uv_gmm, perm)))
     # What stage 2 relies on to mirror a batch without re-encoding it.
     assert torch.allclose(xyz_m, flip_pose(xyz, perm), atol=1e-5)
     xyz_f, feats_f = model.flip_context(xyz, feats, torch.as_tensor(perm))

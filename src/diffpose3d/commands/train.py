@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from diffpose3d.config import load_config
-from diffpose3d.errors import ConfigError
+from diffpose3d.config import Config, load_config
+from diffpose3d.errors import ConfigError, InputFileError, OutputFileError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,14 +22,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evaluate", action="store_true", help="afterwards, score the held-out test split")
 
 
+def check_resumable(config: Config, out: Path) -> None:
+    """`--resume` continues the run in `out` only with the config saved there (`OUT/config.yaml`):
+    refused in one line when that file is missing (with checkpoints left), unreadable or different."""
+    saved_path = out / "config.yaml"
+    if not saved_path.exists():
+        if (out / "checkpoints").exists():
+            raise InputFileError(saved_path, "missing, so the checkpoints beside it cannot be matched to this config "
+                                             "(restore it, or start over without --resume)")
+        return  # the run was killed before it wrote anything: it starts
+    try:
+        saved = load_config(saved_path)
+    except ConfigError as exc:
+        raise InputFileError(saved_path, str(exc)) from None
+    if saved != config:
+        raise ConfigError(f"--resume: the config differs from the one saved in {saved_path}")
+
+
 def run(args: argparse.Namespace) -> int:
     from diffpose3d.training.run import train
 
     config = load_config(args.config, args.overrides)
-    if args.resume and (Path(args.out) / "config.yaml").is_file():
-        saved = load_config(Path(args.out) / "config.yaml")
-        if saved != config:
-            raise ConfigError(f"--resume: the config differs from the one saved in {args.out}/config.yaml")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputFileError(out, "is a file: --out names the folder of the run")
+    if args.resume:
+        check_resumable(config, out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(out, f"cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK):
+        raise OutputFileError(out, "the folder is not writable")
     info = train(config, args.out, resume=args.resume)
     if info.get("rank", 0) != 0:
         return 0

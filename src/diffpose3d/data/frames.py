@@ -30,9 +30,12 @@ from diffpose3d.cameras import normalize_screen_coordinates, uv_per_pixel
 from diffpose3d.config import EvidenceConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.errors import ConfigError
-from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, map_gmm, mixture_to_uv, point_mixture, top_mode
+from diffpose3d.evidence.person_frame import focal_guess
+from diffpose3d.evidence.mixture2d import (
+    authors_gmm_to_mixture, fill_missing, map_gmm, mixture_to_uv, point_mixture, top_mode,
+)
 from diffpose3d.mixtures.gmm import GaussianMixture, merge_close_components
-from diffpose3d.skeleton import Skeleton
+from diffpose3d.skeleton import Skeleton, mapping_indices
 
 SOURCES = ("keypoints", "synthetic", "gmm_file", "confidence")
 
@@ -52,6 +55,7 @@ class FrameSet:
     # Per-frame context of a video model, `(xyz (F, J, 3), f_ST (F, J, C))`, computed over whole
     # sequences (`inference.lifting.attach_context`): a frame's row alone cannot give it.
     context: tuple[torch.Tensor, torch.Tensor] | None = None
+    focal: torch.Tensor | None = None  # (F,) the camera's focal length f / (w / 2), or the guess
 
     def __len__(self) -> int:
         return int(self.keypoints_uv.shape[0])
@@ -67,6 +71,7 @@ class FrameSet:
             frame_index=self.frame_index[idx.numpy()],
             sequences=self.sequences,
             context=None if self.context is None else (self.context[0][idx], self.context[1][idx]),
+            focal=None if self.focal is None else self.focal[idx],
         )
 
     def sequence_rows(self) -> list[np.ndarray]:
@@ -105,7 +110,7 @@ def build_frames(
     seed_offset: int = 0,
 ) -> FrameSet:
     """Stack the frames of `sequences` and give each the 2D evidence `evidence` asks for."""
-    kps, gmms, tuv, txyz, seq_idx, frame_idx = [], [], [], [], [], []
+    kps, gmms, tuv, txyz, seq_idx, frame_idx, focals = [], [], [], [], [], [], []
     has_3d = all(seq.pose_3d is not None for seq in sequences)
     for s, seq in enumerate(sequences):
         if len(seq) == 0:
@@ -119,6 +124,8 @@ def build_frames(
             txyz.append(torch.as_tensor(seq.pose_3d_root_relative(), dtype=torch.float32))
         seq_idx.append(np.full(len(seq), s))
         frame_idx.append(np.arange(len(seq)))
+        focal = float(seq.camera.focal[0]) / (w / 2.0) if seq.camera is not None else focal_guess((w, h))
+        focals.append(torch.full((len(seq),), focal))
     if not kps:
         raise ValueError("no frames to build: every sequence is empty")
     return FrameSet(
@@ -136,6 +143,7 @@ def build_frames(
         skeleton=skeleton,
         evidence=evidence,
         seed_offset=seed_offset,
+        focal=torch.cat(focals),
     )
 
 
@@ -144,14 +152,21 @@ def evidence_for_sequence(
 ) -> tuple[torch.Tensor, GaussianMixture]:
     """(keypoints_uv (T, J, 2), uv mixture (T, J, M, 2)) for one sequence, in the model's layout."""
     w, h = seq.image_size
-    if seq.skeleton != skeleton.name and cfg.source in ("keypoints", "synthetic"):
+    if seq.skeleton != skeleton.name and cfg.source == "synthetic":
         raise ConfigError(
             f"{seq.key}: the data's joint layout is {seq.skeleton}, the model's is {skeleton.name} "
             "(use a model trained on this dataset's layout)"
         )
     if cfg.source == "keypoints":
         kp = torch.as_tensor(normalize_screen_coordinates(seq.keypoints_2d, w, h), dtype=torch.float32)
-        return kp, point_mixture(kp, cfg.keypoint_std_px * uv_per_pixel(w))
+        gmm = point_mixture(kp, cfg.keypoint_std_px * uv_per_pixel(w))
+        if seq.skeleton == skeleton.name:
+            return kp, gmm
+        # another layout (e.g. 16 Stacked-Hourglass joints for a 17-joint model): the joints it lacks
+        # get no evidence, and the lifter sees them where `predict` puts them
+        gmm = map_gmm(gmm, seq.skeleton, skeleton.name, h / w)
+        missing = torch.tensor([not sources for sources in mapping_indices(seq.skeleton, skeleton.name)])
+        return fill_missing(top_mode(gmm), missing.expand(len(seq), -1), skeleton.parents), gmm
     if cfg.source == "synthetic":
         from diffpose3d.evidence.synthetic import synthetic_gmm
 

@@ -15,24 +15,28 @@ input's, with a `gmm` entry describing how the file was made).
 
 Resumable: frames are processed in fixed chunks of `--chunk-frames`; each finished chunk is saved
 in the sidecar folder `OUT.parts/` (with a manifest of the settings). A rerun with the same
-settings skips finished chunks; the result is identical to an uninterrupted run.
+settings skips finished chunks (each verified: a damaged one is fitted again, with a warning); the
+result is identical to an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+import sys
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from diffpose3d.config import SyntheticDetectorConfig
+from diffpose3d.config_ranges import RANGES, SEED_MAX, integer, numbers
 from diffpose3d.data.base import load_pickled_npz, require_dict
 from diffpose3d.data.h36m import IMAGE_SIZES as H36M_IMAGE_SIZES
 from diffpose3d.data.humaneva import IMAGE_SIZE as HUMANEVA_IMAGE_SIZE
-from diffpose3d.errors import InputFileError
+from diffpose3d.errors import ConfigError, InputFileError, OutputFileError
 from diffpose3d.evidence.heatmaps import heatmaps_to_gmm
 from diffpose3d.evidence.mixture2d import mixture_to_pixels
 from diffpose3d.evidence.synthetic import draw_modes, synthetic_heatmaps
@@ -140,6 +144,8 @@ class HeatmapSource:
             if hm.ndim != 4 or hm.shape[:2] != (t, j) or af.shape != (t, 2, 3):
                 raise InputFileError(path, f"'{job.subject}/{job.action}' camera {job.camera}: heatmaps must be "
                                            f"({t}, {j}, H, W) and affines ({t}, 2, 3), got {hm.shape}, {af.shape}")
+            if not np.isfinite(af).all():
+                raise InputFileError(path, f"'{job.subject}/{job.action}' camera {job.camera}: affines hold NaN or inf")
             self.arrays[(job.subject, job.action, job.camera)] = (hm, af)
 
     def get(self, job: Job, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,11 +205,54 @@ def _manifest(settings: GmmFitSettings, detector: SyntheticDetectorConfig, total
     }
 
 
+# The command-line flag of each checked setting, and its allowed range.
+_FLAG_RANGES = {
+    "components": ("--components", integer(1, 64)), "top_k": ("--top-k", integer(1, 65_536)),
+    "seed": ("--seed", integer(0, SEED_MAX)), "chunk_frames": ("--chunk-frames", integer(1, 10_000_000)),
+}
+
+
+def check_settings(settings: GmmFitSettings) -> None:
+    """Every setting in its range (`ConfigError` naming the flag), and an output path that is a file's."""
+    checks = [(getattr(settings, name), flag, check) for name, (flag, check) in _FLAG_RANGES.items()]
+    checks += [(getattr(settings.synthetic, f.name), f"--{f.name.replace('_', '-')}", RANGES[f"evidence.synthetic.{f.name}"])
+               for f in fields(settings.synthetic) if f"evidence.synthetic.{f.name}" in RANGES]
+    if settings.image_size is not None:
+        checks.append((list(settings.image_size), "--image-size", numbers(1, 100_000, length=2, whole=True)))
+    for value, flag, check in checks:
+        if (allowed := check(value)) is not None:
+            raise ConfigError(f"{flag} must be {allowed}, got {value}")
+    out = Path(settings.out)
+    if not out.name or out.is_dir():
+        raise OutputFileError(out, "is a folder: --out names the .npz file to write")
+
+
+def _read_chunk(path: Path, rows: int, joints: int, components: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A finished chunk's arrays, or None when it is unreadable or not the chunk expected."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            gmm, cov = data["gmm"], data["cov"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError):
+        return None
+    if gmm.shape != (rows, joints, components, 5) or cov.shape != (rows, joints, components):
+        return None
+    if gmm.dtype != np.float32 or cov.dtype != np.float32 or not (np.isfinite(gmm).all() and np.isfinite(cov).all()):
+        return None
+    return gmm, cov
+
+
 def fit_dataset(settings: GmmFitSettings, *, progress: bool = True, stop_after_chunks: int | None = None) -> bool:
     """Fit every frame of `settings.data_2d` into `settings.out`; False if stopped after
     `stop_after_chunks` chunks (a test hook: the rerun resumes)."""
-    if settings.components < 1 or settings.chunk_frames < 1 or settings.top_k < 1:
-        raise InputFileError(settings.out, "--components, --chunk-frames and --top-k must be positive")
+    check_settings(settings)
+    try:
+        return _fit_dataset(settings, progress, stop_after_chunks)
+    except OSError as exc:
+        where = exc.filename or settings.out
+        raise OutputFileError(where, f"cannot write ({exc.strerror or exc})") from None
+
+
+def _fit_dataset(settings: GmmFitSettings, progress: bool, stop_after_chunks: int | None) -> bool:
     jobs, meta = load_jobs(settings)
     joints = jobs[0].keypoints.shape[1]
     pairs = _symmetry(meta, settings.data_2d, joints)
@@ -217,18 +266,29 @@ def fit_dataset(settings: GmmFitSettings, *, progress: bool = True, stop_after_c
     manifest = _manifest(settings, detector, total)
     if parts.is_dir():
         try:
-            old = json.loads((parts / "manifest.json").read_text())
-        except (OSError, ValueError):
+            old = json.loads((parts / "manifest.json").read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError):
             old = None
-        if old != json.loads(json.dumps(manifest)):
-            shutil.rmtree(parts)  # other settings or inputs: finished chunks do not apply
+        if old != json.loads(json.dumps(manifest)):  # other settings or inputs: finished chunks do not apply
+            why = "other settings or inputs" if old is not None else "an unreadable manifest.json"
+            print(f"diffpose3d: note: {parts}: {why}; fitting every chunk again", file=sys.stderr)
+            shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     save_json_atomic(parts / "manifest.json", manifest)
 
     def part(c: int) -> Path:
         return parts / f"chunk_{c:06d}.npz"
 
-    todo = [c for c in range(n_chunks) if not part(c).is_file()]
+    def rows(c: int) -> int:
+        return min(total, (c + 1) * settings.chunk_frames) - c * settings.chunk_frames
+
+    todo = []
+    for c in range(n_chunks):
+        if part(c).exists() and _read_chunk(part(c), rows(c), joints, settings.components) is None:
+            print(f"diffpose3d: warning: {part(c)}: damaged or incomplete; fitting it again", file=sys.stderr)
+            part(c).unlink()
+        if not part(c).is_file():
+            todo.append(c)
     from tqdm import tqdm
 
     bar = tqdm(total=n_chunks, initial=n_chunks - len(todo), unit="chunk", desc="fit-gmm",
@@ -243,8 +303,11 @@ def fit_dataset(settings: GmmFitSettings, *, progress: bool = True, stop_after_c
         bar.update(1)
     bar.close()
 
-    gmm_all = np.concatenate([np.load(part(c))["gmm"] for c in range(n_chunks)])
-    cov_all = np.concatenate([np.load(part(c))["cov"] for c in range(n_chunks)])
+    chunks = [_read_chunk(part(c), rows(c), joints, settings.components) for c in range(n_chunks)]
+    if any(chunk is None for chunk in chunks):  # damaged while this run went on: the next run refits it
+        raise OutputFileError(parts, "a finished chunk was damaged during the run; rerun the same command")
+    gmm_all = np.concatenate([g for g, _ in chunks])
+    cov_all = np.concatenate([c for _, c in chunks])
     positions: dict = {}
     covariances: dict = {}
     offset = 0

@@ -15,7 +15,8 @@ hold N hypotheses ``(T, N, J, 3)``: their mean is the scored pose, and the repor
 errors and calibration (coverage of the per-joint Gaussian ellipsoids, spread-error Spearman
 correlation) over every non-root joint of every valid frame (the root is zero by construction).
 Predictions with 16 joints are scored on Human3.6M against the 16 joints without ``neck_nose``
-(the Stacked-Hourglass setting).
+(the Stacked-Hourglass setting), and so are 17-joint predictions on 16-joint (Stacked-Hourglass)
+sequences.
 """
 
 from __future__ import annotations
@@ -164,8 +165,11 @@ def _prepare(seq: PoseSequence, value: Any, key: PredictionKey, source: str | Pa
         raise InputFileError(source, f"prediction {key} contains NaN or infinite values")
     joints = pred.shape[-2]
     if joints != gt.shape[1]:
+        neck = get_skeleton("h36m17").index("neck_nose")
         if seq.skeleton == "h36m17" and joints == 16:
-            gt = np.delete(gt, get_skeleton("h36m17").index("neck_nose"), axis=1)
+            gt = np.delete(gt, neck, axis=1)
+        elif seq.skeleton == "h36m16" and joints == 17:  # a 17-joint model on Stacked-Hourglass input
+            pred = np.delete(pred, neck, axis=-2)
         else:
             raise InputFileError(
                 source, f"prediction {key} has {joints} joints; the {seq.skeleton} sequence has {gt.shape[1]}"

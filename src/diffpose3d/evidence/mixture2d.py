@@ -42,11 +42,12 @@ def mixture_to_pixels(gmm: GaussianMixture, width: int, height: int) -> Gaussian
 
 
 def broad_mixture(
-    batch_shape: tuple[int, ...], aspect: float, num_components: int = 1,
+    batch_shape: tuple[int, ...], aspect: float | torch.Tensor, num_components: int = 1,
     dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
 ) -> GaussianMixture:
     """'Anywhere in the image': the moments of a uniform position over an image of aspect ratio
-    `aspect` = height / width, in uv (u spans [-1, 1], v spans [-aspect, aspect]).
+    `aspect` = height / width, in uv (u spans [-1, 1], v spans [-aspect, aspect]); `aspect` may be
+    a tensor `(B,)` of one aspect per frame (the first batch dimension).
 
     Component 0 carries all the weight; the others (if any) are zero-weight copies so that every
     joint has the same number of components.
@@ -54,9 +55,26 @@ def broad_mixture(
     weights = torch.zeros(*batch_shape, num_components, dtype=dtype, device=device)
     weights[..., 0] = 1.0
     means = torch.zeros(*batch_shape, num_components, 2, dtype=dtype, device=device)
-    var = torch.tensor([1.0 / 3.0, aspect**2 / 3.0], dtype=dtype, device=device)  # (2 ext)^2 / 12
-    cov = torch.diag_embed(var).expand(*batch_shape, num_components, 2, 2).clone()
+    a = torch.as_tensor(aspect, dtype=dtype, device=device)
+    a = a.reshape(a.shape + (1,) * (len(batch_shape) - a.dim())).expand(batch_shape)
+    var = torch.stack([torch.full_like(a, 1.0 / 3.0), a**2 / 3.0], -1)  # (2 ext)^2 / 12
+    cov = torch.diag_embed(var).unsqueeze(-3).expand(*batch_shape, num_components, 2, 2).clone()
     return GaussianMixture(weights, means, cov)
+
+
+def fill_missing(keypoints_uv: torch.Tensor, missing: torch.Tensor, parents: tuple[int, ...] | list[int]) -> torch.Tensor:
+    """The keypoints `(B, J, 2)` a lifter sees for joints without evidence (`missing (B, J)`): the
+    nearest present ancestor's position (the present joints' centroid for the root)."""
+    if not bool(missing.any()):
+        return keypoints_uv
+    kp = keypoints_uv.clone()
+    present = ~missing
+    centroid = (kp * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp_min(1)
+    for j in range(kp.shape[1]):  # parents come before children in every layout
+        p = parents[j]
+        fill = centroid if p < 0 else kp[:, p]
+        kp[:, j] = torch.where(missing[:, j, None], fill, kp[:, j])
+    return kp
 
 
 def point_mixture(keypoints_uv: torch.Tensor, std: float) -> GaussianMixture:
@@ -78,10 +96,11 @@ def authors_gmm_to_mixture(gmm_2d: np.ndarray) -> GaussianMixture:
 def map_gmm(gmm: GaussianMixture, src: str, dst: str, aspect: float, max_components: int | None = None) -> GaussianMixture:
     """Carry per-joint mixtures (T, J_src, M, 2) to another layout (T, J_dst, M, 2).
 
-    A derived joint that is the mean of n source joints is, for independent sources, a mixture
-    over all combinations of their components (weights multiply, means average, covariances sum
-    divided by n^2); the heaviest `max_components` combinations are kept. Joints the source lacks
-    get the broad mixture of an image of aspect ratio `aspect` (height / width).
+    A derived joint that is a weighted sum `sum_i w_i x_i` of source joints (`skeleton.mapping_table`)
+    is, for independent sources, a mixture over all combinations of their components (weights
+    multiply, means combine with the w_i, covariances with the w_i^2); the heaviest
+    `max_components` combinations are kept. Joints the source lacks get the broad mixture of an
+    image of aspect ratio `aspect` (height / width).
     """
     if src == dst:
         return gmm
@@ -97,17 +116,17 @@ def map_gmm(gmm: GaussianMixture, src: str, dst: str, aspect: float, max_compone
             b = broad_mixture((t,), aspect, m)
             ws.append(b.weights), mus.append(b.means), covs.append(b.covariances)
             continue
-        w, mu, cov = gmm.weights[:, sources[0]], gmm.means[:, sources[0]], gmm.covariances[:, sources[0]]
-        for j in sources[1:]:
+        (j0, c0), rest = sources[0], sources[1:]
+        w, mu, cov = gmm.weights[:, j0], c0 * gmm.means[:, j0], c0**2 * gmm.covariances[:, j0]
+        for j, c in rest:
             w = (w[:, :, None] * gmm.weights[:, j][:, None, :]).flatten(1)
-            mu = (mu[:, :, None] + gmm.means[:, j][:, None, :]).flatten(1, 2)
-            cov = (cov[:, :, None] + gmm.covariances[:, j][:, None, :]).flatten(1, 2)
+            mu = (mu[:, :, None] + c * gmm.means[:, j][:, None, :]).flatten(1, 2)
+            cov = (cov[:, :, None] + c**2 * gmm.covariances[:, j][:, None, :]).flatten(1, 2)
             keep = w.topk(min(m, w.shape[1]), dim=1).indices
             w = w.gather(1, keep)
             mu = mu.gather(1, keep[..., None].expand(-1, -1, 2))
             cov = cov.gather(1, keep[..., None, None].expand(-1, -1, 2, 2))
-        n = len(sources)
-        joint = top_components(GaussianMixture(w, mu / n, cov / n**2), m)
+        joint = top_components(GaussianMixture(w, mu, cov), m)
         ws.append(joint.weights), mus.append(joint.means), covs.append(joint.covariances)
     return GaussianMixture(torch.stack(ws, 1), torch.stack(mus, 1), torch.stack(covs, 1))
 

@@ -1,7 +1,9 @@
 """Detector-like 2D evidence for datasets that only have ground-truth 2D keypoints.
 
 A seeded generator draws, per frame and joint, the modes a 2D detector's heatmap would show:
-- localisation error: every mode centre is the true position plus `N(0, noise_px^2)` per axis;
+- localisation error: every mode centre is the true position plus `N(0, noise_px^2)` per axis, or
+  (`relative_noise`) a per-joint error in units of the person's 2D size, with a share of gross
+  errors (`outlier_prob`, `outlier_scale` times larger);
 - left/right confusion: with probability `swap_prob` per frame and left/right pair, both joints of
   the pair are swapped: the dominant mode (weight `1 - secondary_weight`) sits at the mirrored
   joint and the true position survives as a secondary mode (weight `secondary_weight`), so the
@@ -88,14 +90,38 @@ def draw_modes(
         is_swapped[:, b] |= swapped[:, p]
     scale = torch.where(occluded, cfg.occlusion_scale, 1.0)  # (T, J)
     dominant = gt.gather(1, mirror.unsqueeze(-1).expand(t, j, 2))
-    centres = torch.stack([dominant, gt], 2) + noise * (cfg.noise_px * scale)[..., None, None]
+    noise_px, spread_px = joint_noise_px(gt, cfg)  # (T, J) each
+    error = noise_px * scale
+    if cfg.outlier_prob > 0:
+        outlier = (torch.rand(t, j, generator=gen, device=dev) < cfg.outlier_prob).cpu()
+        error = torch.where(outlier, error * cfg.outlier_scale, error)
+    centres = torch.stack([dominant, gt], 2) + noise * error[..., None, None]
     # An unswapped joint has one mode: its unused second slot repeats the first. (A second noisy
     # draw around the truth there would hand the model a free, independent measurement of it.)
     centres[:, :, 1] = torch.where(is_swapped[..., None], centres[:, :, 1], centres[:, :, 0])
-    stds = (cfg.min_std_px * scale).unsqueeze(-1).expand(t, j, 2).clone()
+    stds = (spread_px * scale).unsqueeze(-1).expand(t, j, 2).clone()
     sw = cfg.secondary_weight
     weights = torch.stack([torch.where(is_swapped, 1.0 - sw, 1.0), torch.where(is_swapped, sw, 0.0)], -1)
     return DetectorModes(centres, stds, weights, swapped, occluded)
+
+
+def joint_noise_px(keypoints: torch.Tensor, cfg: SyntheticDetectorConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame and joint `(T, J)`: the localisation error's standard deviation and a mode's spread,
+    in pixels. Absolute (`noise_px`, `min_std_px`), or with `relative_noise` per joint in units of
+    the person's 2D RMS radius (so the detector errs alike on a small and a large person), the
+    mode as broad as the error it stands for (at least `min_std_px`)."""
+    t, j = keypoints.shape[:2]
+    if not cfg.relative_noise:
+        return torch.full((t, j), cfg.noise_px), torch.full((t, j), cfg.min_std_px)
+    if len(cfg.relative_noise) != j:
+        raise ValueError(f"evidence.synthetic.relative_noise has {len(cfg.relative_noise)} values for {j} joints")
+    finite = torch.isfinite(keypoints).all(-1, keepdim=True)
+    kp = torch.where(finite, keypoints, torch.zeros_like(keypoints))
+    n = finite.sum(1).clamp_min(1)
+    centre = kp.sum(1, keepdim=True) / n[:, None]
+    radius = (((kp - centre) * finite).square().sum(-1).sum(1) / n[:, 0]).sqrt()  # (T,)
+    noise = radius[:, None] * torch.tensor(cfg.relative_noise, dtype=kp.dtype)
+    return noise, noise.clamp_min(cfg.min_std_px)
 
 
 def modes_to_gmm(modes: DetectorModes, num_components: int = 2) -> GaussianMixture:

@@ -10,6 +10,7 @@ import torch
 from diffpose3d.config import InferenceConfig
 from diffpose3d.data.frames import FrameSet
 from diffpose3d.diffusion.sampler import NoiseDraws
+from diffpose3d.evidence.person_frame import focal_guess
 from diffpose3d.inference.aggregate import aggregate
 from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -25,7 +26,6 @@ class FramePredictions:
     covariance: np.ndarray  # (F, J, 3, 3)
     spread: np.ndarray  # (F, J) RMS standard deviation
     lifter: np.ndarray  # (F, J, 3) the context encoder's own 3D guess
-    uv: np.ndarray  # (F, N, J, 2) the denoised 2D part of each hypothesis
 
 
 def sequence_draws(num_sequences: int, cfg: InferenceConfig, joints: int) -> NoiseDraws:
@@ -48,19 +48,25 @@ def lift_batches(
     *,
     context: tuple[torch.Tensor, torch.Tensor] | None = None,
     sequences: list[np.ndarray] | None = None,
+    focal: torch.Tensor | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> FramePredictions:
     """Run the model over (F, J, 2) keypoints and their (F, J, M, 2) mixtures in batches.
 
     `sequences` lists each sequence's rows in frame order (default: the F frames are one sequence,
-    in order): a video model's context and `cfg.coherent` hypotheses follow them. `context`: the frames' `(xyz, f_ST)` if already computed.
+    in order): a video model's context and `cfg.coherent` hypotheses follow them. `context`: the
+    frames' `(xyz, f_ST)` if already computed. `focal (F,)`: the cameras' focal lengths `f / (w / 2)`;
+    unknown, the guess for an image of `image_size` (w, h) (`evidence.person_frame.focal_guess`).
     """
     device = model.device
     if model.backend != cfg.backend:
         model.use_backend(cfg.backend)
     n = keypoints_uv.shape[0]
     sequences = [np.arange(n)] if sequences is None else sequences
+    if focal is None:
+        focal = torch.full((n,), focal_guess(image_size or (1, 1)))
     if context is None and model.is_video:
-        context = model.encode(keypoints_uv, sequences)
+        context = model.encode(model.prepare(keypoints_uv, uv_gmm, focal), sequences)
     coherent = cfg.coherent and cfg.mode == "diffpose"
     if coherent:
         sequence_of_frame = torch.zeros(n, dtype=torch.long)
@@ -68,7 +74,7 @@ def lift_batches(
             sequence_of_frame[torch.as_tensor(rows)] = s
         draws = sequence_draws(len(sequences), cfg, keypoints_uv.shape[1])
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    outs: dict[str, list[np.ndarray]] = {k: [] for k in ("pose", "hyp", "lifter", "uv")}
+    outs: dict[str, list[np.ndarray]] = {k: [] for k in ("pose", "hyp", "lifter")}
     for start in range(0, n, cfg.batch_frames):
         idx = torch.arange(start, min(start + cfg.batch_frames, n))
         kp = keypoints_uv[idx].to(device)
@@ -77,29 +83,29 @@ def lift_batches(
         states, lifter = model.sample(
             kp, gmm, cfg, generator=generator,
             context=None if context is None else (context[0][idx], context[1][idx]), draws=batch_draws,
+            focal=focal[idx].to(device),
         )
         xyz = states[..., 2:]
         xyz = xyz - xyz[..., :1, :]  # root-relative
         outs["pose"].append(aggregate(xyz, cfg.aggregate, kp).cpu().numpy())
         outs["hyp"].append(xyz.cpu().numpy())
         outs["lifter"].append(lifter.cpu().numpy())
-        outs["uv"].append(states[..., :2].cpu().numpy())
     pose, hypotheses, lifter = (np.concatenate(outs[k]) for k in ("pose", "hyp", "lifter"))
     cov = hypothesis_covariance(hypotheses)
     return FramePredictions(pose=pose, hypotheses=hypotheses, covariance=cov, spread=spread_from_covariance(cov),
-                            lifter=lifter, uv=np.concatenate(outs["uv"]))
+                            lifter=lifter)
 
 
 def attach_context(model: DiffPoseModel, frames: FrameSet) -> FrameSet:
     """Compute a video model's per-frame context over `frames`' whole sequences (a frame model's
     is computed batch by batch when needed, so nothing is stored), in place; returns `frames`."""
     if model.is_video and frames.context is None:
-        frames.context = model.encode(frames.keypoints_uv, frames.sequence_rows())
+        frames.context = model.encode(model.prepare(frames.keypoints_uv, frames.uv_gmm, frames.focal), frames.sequence_rows())
     return frames
 
 
 def predict_frames(model: DiffPoseModel, frames: FrameSet, cfg: InferenceConfig) -> FramePredictions:
     """Run the model over every frame of `frames` (a video model's context over their sequences,
     unless `attach_context` stored it; hypotheses coherent per sequence with `cfg.coherent`)."""
-    return lift_batches(model, frames.keypoints_uv, frames.uv_gmm, cfg, context=frames.context,
+    return lift_batches(model, frames.keypoints_uv, frames.uv_gmm, cfg, context=frames.context, focal=frames.focal,
                         sequences=frames.sequence_rows())

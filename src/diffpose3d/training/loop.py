@@ -5,17 +5,22 @@ Under a budget (`train.max_minutes`) the schedule's progress is the larger of th
 the fraction of the stage's time spent, so the learning rate anneals fully however many epochs fit.
 Without a budget the run is a pure function of the seed (and resumes bit-for-bit).
 
-A checkpoint is `<dir>/<stage>.safetensors` (weights, EMA weights, optimizer tensors, RNG states)
-plus `<dir>/<stage>.json` (epoch, schedule, history, best validation); both written atomically, the
-JSON last, so a run killed between the two resumes from the previous complete checkpoint.
+A checkpoint (`StageCheckpoint`) is one self-describing file per save, `<dir>/<stage>-e<epoch>.safetensors`
+(weights, EMA weights, optimizer tensors, RNG states, and in its header the epoch, schedule,
+history and best validation with a checksum), then `<dir>/<stage>.json`, a pointer to it written
+last; the previous save is kept until the pointer names the new one, so a run killed anywhere
+resumes from a complete checkpoint, and a damaged one is detected, not resumed from.
 Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
+import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -31,7 +37,8 @@ from tqdm.auto import tqdm
 
 from diffpose3d.config import TrainConfig
 from diffpose3d.training.distributed import DistInfo
-from diffpose3d.io.atomic import atomic_write
+from diffpose3d.errors import InputFileError
+from diffpose3d.io.atomic import atomic_write, save_json_atomic
 
 # loss_fn(net, global_batch_index, flip, generator, rows) -> the loss of this rank's `rows` of the
 # global batch, divided by the global batch size (so the sum over ranks is the global mean).
@@ -76,7 +83,12 @@ class StageSpec:
     clip_grad: float | None = None
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+def _batches(n: int, batch_size: int, generator: torch.Generator, steps: int = 0) -> list[torch.Tensor]:
+    """One epoch's batches of sample indices: a permutation of the `n` samples, or (`steps` > 0) that
+    many batches drawn at random: a large data set is then trained, validated and checkpointed
+    by steps, not by passes over it."""
+    if steps > 0:
+        return list(torch.randint(n, (steps, batch_size), generator=generator))
     order = torch.randperm(n, generator=generator)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
@@ -99,25 +111,150 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-class StageCheckpoint:
-    def __init__(self, folder: Path, stage: str) -> None:
-        self.weights = folder / f"{stage}.safetensors"
-        self.meta = folder / f"{stage}.json"
+class _Invalid(Exception):
+    """A saved checkpoint that cannot be resumed from (the reason, for a one-line message)."""
 
-    def exists(self) -> bool:
-        return self.meta.is_file() and self.weights.is_file()
+
+CHECKPOINT_FORMAT = "diffpose3d.stage/1"
+
+
+class StageCheckpoint:
+    """A stage's resumable state, one self-describing file per save.
+
+    `<stage>-e<epoch>.safetensors` holds every tensor (weights, EMA, best, optimizer, RNG states) and,
+    in its header, the stage name, the metadata JSON and a SHA-256 of the metadata and the tensor
+    data. `<stage>.json`, written after it (atomically), names the current file and repeats its
+    metadata; only then are older saves deleted, all but the one before it (a fallback). Resuming
+    verifies the stage, the checksum and the tensor set: the file the pointer names, else (a
+    one-line warning) the newest valid file; a folder with saves of this stage but no valid one is
+    refused (one line), never restarted silently.
+    """
+
+    def __init__(self, folder: Path, stage: str, warn: Callable[[str], None] | None = None) -> None:
+        self.folder, self.stage = Path(folder), stage
+        self.meta = self.folder / f"{stage}.json"
+        self.legacy = self.folder / f"{stage}.safetensors"  # the older two-file layout
+        self._pattern = re.compile(rf"{re.escape(stage)}-e\d{{6}}\.safetensors")
+        self.warn = warn or (lambda message: print(message, file=sys.stderr))
+        self._previous: Path | None = None  # the save this run resumed from or wrote last
+
+    def _saves(self) -> list[Path]:
+        """This stage's save files, newest first."""
+        if not self.folder.is_dir():
+            return []
+        return sorted((p for p in self.folder.iterdir() if self._pattern.fullmatch(p.name)), reverse=True)
 
     def save(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        self.weights.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.weights.with_name(f".{self.weights.name}.tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(self.weights)
-        with atomic_write(self.meta, "w") as handle:
-            json.dump(meta, handle)
+        text = json.dumps(meta)
+        data = _data_section(save(tensors))
+        digest = hashlib.sha256(text.encode() + data).hexdigest()
+        target = self.folder / f"{self.stage}-e{int(meta['epoch']):06d}.safetensors"
+        header = {"format": CHECKPOINT_FORMAT, "stage": self.stage, "meta": text, "sha256": digest}
+        with atomic_write(target, "wb") as handle:
+            handle.write(save(tensors, metadata=header))
+        save_json_atomic(self.meta, {"format": CHECKPOINT_FORMAT, "stage": self.stage, "file": target.name,
+                                     "sha256": digest, **meta})
+        # Kept: this save and the one before it in this run (the fallback if this one is damaged later);
+        # anything else is older, or a stale save of a killed or overwritten run.
+        for old in [*self._saves(), self.legacy]:
+            if old not in (target, self._previous):
+                old.unlink(missing_ok=True)
+        self._previous = target
 
-    def load(self) -> tuple[dict[str, torch.Tensor], dict]:
-        meta = json.loads(self.meta.read_text())
-        return load_file(str(self.weights)), meta
+    def _named(self) -> tuple[Path, str]:
+        """The file the pointer names and its checksum (raises `_Invalid`)."""
+        try:
+            pointer = json.loads(self.meta.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            raise _Invalid(f"{self.meta.name} is missing") from None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise _Invalid(f"{self.meta.name} is unreadable ({type(exc).__name__})") from None
+        name = pointer.get("file") if isinstance(pointer, dict) else None
+        if not isinstance(name, str) or not self._pattern.fullmatch(name):
+            raise _Invalid(f"{self.meta.name} names no {self.stage} checkpoint file")
+        if not (self.folder / name).is_file():
+            raise _Invalid(f"{name}, which {self.meta.name} names, is missing")
+        return self.folder / name, str(pointer.get("sha256"))
+
+    def _read(self, path: Path, shapes: dict[str, tuple[int, ...]], digest: str | None) -> tuple[dict[str, torch.Tensor], dict]:
+        """A save file's tensors and metadata, verified (raises `_Invalid`); read in pieces, so a huge
+        stray file costs no memory."""
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            try:
+                ok = 0 < size <= min(path.stat().st_size - 8, 100 << 20)  # safetensors' own header limit
+                header = json.loads(handle.read(size)) if ok else None
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                header = None
+            info = header.get("__metadata__") if isinstance(header, dict) else None
+            if not isinstance(info, dict) or info.get("format") != CHECKPOINT_FORMAT:
+                raise _Invalid(f"{path.name} is truncated or not a checkpoint")
+            if info.get("stage") != self.stage:
+                raise _Invalid(f"{path.name} holds the '{info.get('stage')}' stage, not '{self.stage}'")
+            text = str(info.get("meta", ""))
+            hasher = hashlib.sha256(text.encode())
+            for piece in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(piece)
+        if hasher.hexdigest() != info.get("sha256"):
+            raise _Invalid(f"{path.name} is damaged (checksum mismatch)")
+        if digest is not None and digest != info.get("sha256"):
+            raise _Invalid(f"{path.name} is not the save {self.meta.name} names (another checksum)")
+        try:
+            tensors, meta = load_file(str(path)), json.loads(text)
+        except (SafetensorError, ValueError) as exc:
+            raise _Invalid(f"{path.name} is unreadable ({exc})") from None
+        found = {k: tuple(v.shape) for k, v in tensors.items() if k.split(".", 1)[0] in ("model", "ema", "best")}
+        missing = {"rng.generator", "rng.torch"} - set(tensors)
+        if found != shapes or missing or not _META_KEYS <= set(meta):
+            raise _Invalid(f"{path.name} does not hold this model's {self.stage} state")
+        return tensors, meta
+
+    def load(self, shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """The newest valid save (`shapes`: the model./ema./best. tensors it must hold), or None when
+        this stage has never been saved here; `InputFileError` when saves exist but none is valid."""
+        problems, candidates = [], [(p, None) for p in self._saves()]
+        try:
+            named, digest = self._named()
+            candidates = [(named, digest), *[c for c in candidates if c[0] != named]]
+        except _Invalid as exc:
+            if candidates or self.meta.exists() or self.legacy.exists():
+                problems.append(str(exc))
+        for path, digest in candidates:
+            try:
+                tensors, meta = self._read(path, shapes, digest)
+            except _Invalid as exc:
+                problems.append(str(exc))
+                continue
+            except OSError as exc:
+                problems.append(f"{path.name} is unreadable ({exc.strerror or exc})")
+                continue
+            if problems:
+                self.warn(f"diffpose3d: warning: {self.folder}: {'; '.join(problems)}: "
+                          f"resuming from {path.name} (epoch {meta['epoch']})")
+            self._previous = path
+            return tensors, meta
+        if problems:
+            if self.legacy.exists():
+                problems.append(f"{self.legacy.name} is in an older layout")
+            raise InputFileError(self.folder, f"no valid {self.stage} checkpoint to resume from ({'; '.join(problems)}); "
+                                              "delete the folder to start this run over")
+        return None
+
+
+_META_KEYS = {"epoch", "history", "best", "finished", "optimizer", "scheduler"}
+
+
+def _data_section(blob: bytes) -> bytes:
+    """The tensor bytes of a serialised safetensors file (what follows its header)."""
+    return blob[8 + int.from_bytes(blob[:8], "little"):]
+
+
+def _state_tensors(module: nn.Module, ema: nn.Module, best_state: dict) -> dict[str, torch.Tensor]:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+    tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
+    return tensors
 
 
 def run_stage(
@@ -143,7 +280,7 @@ def run_stage(
     """
     ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=spec.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(num_samples / cfg.batch_size)
+    steps_per_epoch = cfg.epoch_steps or math.ceil(num_samples / cfg.batch_size)
     total_steps = max(spec.epochs * steps_per_epoch, 1)
     stage_start = time.monotonic()
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -157,17 +294,24 @@ def run_stage(
     start_epoch, history = 0, []
     best = {"val_mpjpe_mm": math.inf, "epoch": 0}
     best_state = copy.deepcopy(ema.module.state_dict())
-    ckpt = StageCheckpoint(checkpoint_dir, spec.name) if checkpoint_dir is not None else None
-    if resume and ckpt is not None and ckpt.exists():
-        tensors, meta = ckpt.load()
-        module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-        _load_optimizer(opt, tensors, meta["optimizer"])
-        sched.load_state_dict(meta["scheduler"])
-        gen.set_state(tensors["rng.generator"])
-        torch.set_rng_state(tensors["rng.torch"])
-        start_epoch, history, best = meta["epoch"], meta["history"], meta["best"]
+    ckpt = None
+    if checkpoint_dir is not None:  # every rank reads a checkpoint; rank 0 alone writes and warns
+        ckpt = StageCheckpoint(checkpoint_dir, spec.name, None if dist_info.is_main else (lambda message: None))
+    saved = ckpt.load({k: tuple(v.shape) for k, v in _state_tensors(module, ema, best_state).items()}) \
+        if resume and ckpt is not None else None
+    if saved is not None:
+        tensors, meta = saved
+        try:
+            module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+            _load_optimizer(opt, tensors, meta["optimizer"])
+            sched.load_state_dict(meta["scheduler"])
+            gen.set_state(tensors["rng.generator"])
+            torch.set_rng_state(tensors["rng.torch"])
+            start_epoch, history, best = int(meta["epoch"]), list(meta["history"]), dict(meta["best"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise InputFileError(ckpt.meta, f"cannot resume the {spec.name} stage from it ({type(exc).__name__})") from None
         # The wall-clock budget and the stage's learning-rate schedule continue, not restart:
         # the killed run's time counts as spent.
         elapsed = meta.get("elapsed_s", {})
@@ -185,7 +329,7 @@ def run_stage(
             on_epoch_start(epoch)  # a pure function of the epoch, so resuming stays exact
         module.train()
         losses = []
-        for index in _batches(num_samples, cfg.batch_size, gen):
+        for index in _batches(num_samples, cfg.batch_size, gen, cfg.epoch_steps):
             flip = cfg.flip_augment and bool(torch.rand((), generator=gen) < 0.5)
             rows = torch.arange(dist_info.rank, len(index), dist_info.world_size)
             loss = loss_fn(train_module, index, flip, gen, rows)
@@ -211,9 +355,7 @@ def run_stage(
             bar.set_postfix(loss=f"{np.mean(losses):.4f}", val_mm=f"{val:.1f}")
         finished = last
         if ckpt is not None and dist_info.is_main and ((epoch + 1) % max(cfg.checkpoint_every, 1) == 0 or last):
-            tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-            tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-            tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
+            tensors = _state_tensors(module, ema, best_state)
             opt_tensors, opt_meta = _optimizer_tensors(opt)
             tensors.update(opt_tensors)
             tensors["rng.generator"] = gen.get_state()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,13 @@ import torch
 from diffpose3d.checkpoint import resolve_device, save_bundle
 from diffpose3d.config import Config, InferenceConfig, save_config
 from diffpose3d.data.frames import FrameSet, build_frames
+from diffpose3d.data.loading import load_sequences
+from diffpose3d.data.pose_table import build_pose_table
+from diffpose3d.data.protocols import protocol_subjects
 from diffpose3d.data.splits import training_splits
+from diffpose3d.errors import ConfigError
+from diffpose3d.skeleton import Skeleton
+from diffpose3d.training.batches import FrameBatches, TableBatches
 from diffpose3d.diffusion.hk import fit_depth_gmm
 from diffpose3d.inference.lifting import attach_context, predict_frames
 from diffpose3d.model import DiffPoseModel
@@ -45,6 +52,38 @@ def fit_spread_scale(model: DiffPoseModel, val: FrameSet, config: Config) -> flo
     return scale
 
 
+def training_data(config: Config, skeleton: Skeleton) -> tuple[FrameBatches | TableBatches, FrameSet]:
+    """The training batches and the validation frames a config asks for.
+
+    A frame set of the config's train split, or (`data.pose_table`) a pose table of the training
+    subjects' takes (with the detections of `data.data_2d` when given) and, for validation, the
+    `data.val_subjects` seen by their real cameras with their exact 2D (`evidence.source: keypoints`).
+    """
+    if not config.data.pose_table:
+        splits = training_splits(config)
+        train = build_frames(splits["train"], skeleton, config.evidence, seed_offset=0)
+        return FrameBatches(train), build_frames(splits["val"], skeleton, config.evidence, seed_offset=100_000)
+    d = config.data
+    if not d.val_subjects:
+        raise ConfigError("data.pose_table needs data.val_subjects (subjects held out for validation)")
+    subjects = [s for s in (d.train_subjects or protocol_subjects(d.dataset, "train")) if s not in d.val_subjects]
+    projected = replace(config, data=replace(d, data_2d=""))  # 2D as the 3D projects
+    detections = load_sequences(config, subjects=subjects, split=None) if d.data_2d else None
+    table = build_pose_table(load_sequences(projected, subjects=subjects, split=None), detections, skeleton.name)
+    val = [s.slice(step=d.test_stride) for s in load_sequences(projected, subjects=list(d.val_subjects), split=None)]
+    val_frames = build_frames(val, skeleton, replace(config.evidence, source="keypoints"), seed_offset=100_000)
+    return TableBatches(table, skeleton, config.evidence, d.virtual), val_frames
+
+
+def training_poses(batches: FrameBatches | TableBatches, every: int = 10) -> torch.Tensor:
+    """Root-relative camera-frame 3D `(F, J, 3)` of the training data (a pose table's every
+    `every`-th row, through its real cameras in turn)."""
+    if isinstance(batches, FrameBatches):
+        return batches.frames.target_xyz
+    rows = torch.arange(0, len(batches.table), every)
+    return batches.table.real_views(rows, rows % batches.table.num_cameras)[0]
+
+
 def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     """Train both stages and save the bundle (EMA weights, resolved config, info) in `out_dir`.
 
@@ -64,10 +103,10 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     budget = Budget(cfg.max_minutes)
     ckpt_dir = out_dir / "checkpoints"
 
-    splits = training_splits(config)
     model = DiffPoseModel(config).to(device)
-    train_frames = build_frames(splits["train"], model.skeleton, config.evidence, seed_offset=0)
-    val_frames = build_frames(splits["val"], model.skeleton, config.evidence, seed_offset=100_000)
+    t_setup = time.monotonic()
+    train_batches, val_frames = training_data(config, model.skeleton)
+    setup_minutes = (time.monotonic() - t_setup) / 60
 
     log_path = out_dir / "train_log.jsonl"
     if dist_info.is_main and not resume:
@@ -80,20 +119,21 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
 
     common = {"log": log, "checkpoint_dir": ckpt_dir, "resume": resume, "dist_info": dist_info}
     t0 = time.monotonic()
-    stage1 = train_encoder(model, train_frames, val_frames, config, device, budget, **common)
+    stage1 = train_encoder(model, train_batches, val_frames, config, device, budget, **common)
     _, residual = lifter_mpjpe_mm(model, model.encoder, val_frames)
     model.residual_std.copy_(residual.std(dim=0).clamp_min(1e-3).to(device))
     if config.model.diffusion.depth_prior == "dataset":
-        model.set_depth_prior(fit_depth_gmm(train_frames.target_xyz, config.model.diffusion.depth_components, seed=cfg.seed))
+        model.set_depth_prior(fit_depth_gmm(training_poses(train_batches), config.model.diffusion.depth_components, seed=cfg.seed))
     t1 = time.monotonic()
-    stage2 = train_denoiser(model, train_frames, val_frames, config, device, budget, **common)
+    stage2 = train_denoiser(model, train_batches, val_frames, config, device, budget, **common)
     stage2["spread_scale"] = fit_spread_scale(model, val_frames, config)
     t2 = time.monotonic()
 
     info = {
         "name": config.name,
-        "train_frames": len(train_frames),
+        "train_frames": len(train_batches),
         "val_frames": len(val_frames),
+        "setup_minutes": setup_minutes,
         "stage1": stage1,
         "stage2": stage2,
         "minutes": {"stage1": (t1 - t0) / 60, "stage2": (t2 - t1) / 60},

@@ -18,26 +18,18 @@ import torch
 from torch import nn
 
 from diffpose3d.config import Config, InferenceConfig
+from diffpose3d.errors import ConfigError
 from diffpose3d.context import run_encoder
 from diffpose3d.data.frames import FrameSet
-from diffpose3d.data.mirror import flip_gmm, flip_keypoints, flip_pose
 from diffpose3d.diffusion.forward import q_sample
 from diffpose3d.inference.lifting import attach_context, predict_frames
 from diffpose3d.model import DiffPoseModel, anchored_prediction
+from diffpose3d.training.batches import FrameBatches, TableBatches
 from diffpose3d.training.distributed import DistInfo
 from diffpose3d.training.loop import Budget, StageSpec, run_stage
 from diffpose3d.training.windows import TrainingWindows, window_loss
 
-
-def _maybe_flip(frames: FrameSet, idx: torch.Tensor, perm: torch.Tensor, flip: bool, device: torch.device):
-    kp = frames.keypoints_uv[idx]
-    tuv = frames.target_uv[idx]
-    txyz = frames.target_xyz[idx]
-    gmm = frames.uv_gmm[idx]
-    if flip:
-        kp, tuv, txyz = flip_keypoints(kp, perm), flip_keypoints(tuv, perm), flip_pose(txyz, perm)
-        gmm = flip_gmm(gmm, perm)
-    return kp.to(device), tuv.to(device), txyz.to(device), gmm.to(device)
+Batches = FrameBatches | TableBatches
 
 
 def joint_distance_sum(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -55,28 +47,30 @@ def lifter_mpjpe_mm(
     encoder_config = model.config.model.encoder
     if single_frames:
         encoder_config = replace(encoder_config, kind="frame")
-    pred, _ = run_encoder(encoder, frames.keypoints_uv, frames.sequence_rows(), encoder_config,
-                          model.skeleton.flip_permutation())
+    inputs = model.prepare(frames.keypoints_uv, frames.uv_gmm, frames.focal).encoder_input
+    pred, _ = run_encoder(encoder, inputs, frames.sequence_rows(), encoder_config, model.skeleton.flip_permutation())
     residual = pred - frames.target_xyz
     return float(residual.norm(dim=-1).mean() * 1000.0), residual
 
 
-def encoder_loss(train: FrameSet, perm: torch.Tensor, device: torch.device):
+def encoder_loss(model: DiffPoseModel, source: Batches, perm: torch.Tensor, device: torch.device):
     """Stage 1 loss: MPJPE of the lifter on this rank's rows of the global batch."""
 
     def loss_fn(net: nn.Module, index: torch.Tensor, flip: bool, gen: torch.Generator, rows: torch.Tensor) -> torch.Tensor:
-        kp, _, txyz, _ = _maybe_flip(train, index[rows], perm, flip, device)
-        return joint_distance_sum(net(kp)[0], txyz) / len(index)
+        batch = source.batch(index, flip, perm, gen).rows(rows, device)
+        prep = model.prepare(batch.keypoints_uv, batch.uv_gmm, batch.focal)
+        return joint_distance_sum(net(prep.encoder_input)[0], batch.target_xyz) / len(index)
 
     return loss_fn
 
 
-def video_encoder_loss(windows: TrainingWindows, perm: torch.Tensor, device: torch.device, velocity_weight: float):
+def video_encoder_loss(windows: TrainingWindows, perm: torch.Tensor, mirror: torch.Tensor, device: torch.device,
+                       velocity_weight: float):
     """Stage 1 loss of a video model: MPJPE over the real frames of this rank's training windows
     (plus `velocity_weight` x the velocity error), as a share of the global batch."""
 
     def loss_fn(net: nn.Module, index: torch.Tensor, flip: bool, gen: torch.Generator, rows: torch.Tensor) -> torch.Tensor:
-        uv, target, valid = windows.batch(index[rows], perm.tolist() if flip else None)
+        uv, target, valid = windows.batch(index[rows], perm.tolist() if flip else None, mirror)
         loss, _ = window_loss(net(uv.to(device))[0], target.to(device), valid.to(device), velocity_weight)
         return loss * len(rows) / len(index)
 
@@ -84,19 +78,20 @@ def video_encoder_loss(windows: TrainingWindows, perm: torch.Tensor, device: tor
 
 
 def _batch_context(
-    model: DiffPoseModel, frames: FrameSet, idx: torch.Tensor, kp: torch.Tensor, flip: bool, perm: torch.Tensor
+    model: DiffPoseModel, frames: FrameSet | None, idx: torch.Tensor, encoder_input: torch.Tensor, flip: bool,
+    perm: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(xyz, f_ST)` of a batch: stored per frame for a video model (mirrored with the batch: with
-    flip TTA the mirrored input's context is exactly the joint-swapped one), else computed from `kp`."""
-    if frames.context is None:
-        return model.context(kp)
+    flip TTA the mirrored input's context is exactly the joint-swapped one), else computed."""
+    if frames is None or frames.context is None:
+        return model.context(encoder_input)
     xyz, feats = frames.context[0][idx], frames.context[1][idx]
     if flip:
         xyz, feats = model.flip_context(xyz, feats, perm)
-    return xyz.to(kp.device), feats.to(kp.device)
+    return xyz.to(encoder_input.device), feats.to(encoder_input.device)
 
 
-def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, device: torch.device, uv_weight: float):
+def denoiser_loss(model: DiffPoseModel, source: Batches, perm: torch.Tensor, device: torch.device, uv_weight: float):
     """Stage 2 loss: h_k from the GMM forward process towards this frame's own H_K; predict h_0.
 
     The step and the noise are drawn for the whole global batch (the same on every rank) and
@@ -104,6 +99,7 @@ def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, dev
     """
     num_steps = model.schedule.K
     joints = model.skeleton.num_joints
+    frames = source.frames if isinstance(source, FrameBatches) else None
 
     def loss_fn(net: nn.Module, index: torch.Tensor, flip: bool, gen: torch.Generator, rows: torch.Tensor) -> torch.Tensor:
         b = len(index)
@@ -111,16 +107,19 @@ def denoiser_loss(model: DiffPoseModel, train: FrameSet, perm: torch.Tensor, dev
         u_all = torch.rand(b, joints, 1, generator=gen)
         z_all = torch.randn(b, joints, 5, generator=gen)
         # a video context without flip TTA has no exact mirror: no flipped batches then
-        flip = flip and (train.context is None or model.config.model.encoder.flip)
-        kp, tuv, txyz, gmm = _maybe_flip(train, index[rows], perm, flip, device)
+        flip = flip and (frames is None or frames.context is None or model.config.model.encoder.flip)
+        batch = source.batch(index, flip, perm, gen).rows(rows, device)
+        prep = model.prepare(batch.keypoints_uv, batch.uv_gmm, batch.focal)
         with torch.no_grad():
-            xyz, feats = _batch_context(model, train, index[rows], kp, flip, perm)
-            hk = model.initial_distribution(gmm, xyz)
+            xyz, feats = _batch_context(model, frames, index[rows], prep.encoder_input, flip, perm)
+            hk = model.initial_distribution(prep.gmm, xyz)
+        tuv, txyz = prep.points(batch.target_uv), batch.target_xyz
         h0 = torch.cat([tuv, txyz], dim=-1)
         k = k_all[rows].to(device)
         h_k, _ = q_sample(h0, k, hk.weights, hk.means, hk.cholesky(), model.schedule,
                           uniform=u_all[rows].to(device), normal=z_all[rows].to(device))
-        pred = anchored_prediction(net, h_k, k, model.conditioning(kp, xyz, feats, gmm), model.schedule.alpha_bar)
+        cond = model.conditioning(prep.keypoints, xyz, feats, prep.gmm)
+        pred = anchored_prediction(net, h_k, k, cond, model.schedule.alpha_bar)
         per_pose = (pred[..., 2:] - txyz).norm(dim=-1).mean(-1) + uv_weight * (pred[..., :2] - tuv).norm(dim=-1).mean(-1)
         return per_pose.sum() / b
 
@@ -152,7 +151,7 @@ class SingleFrames(nn.Module):
 
 
 def train_encoder(
-    model: DiffPoseModel, train: FrameSet, val: FrameSet, config: Config, device: torch.device, budget: Budget,
+    model: DiffPoseModel, train: Batches, val: FrameSet, config: Config, device: torch.device, budget: Budget,
     *, share: float | None = None, log: Callable[[dict], None] | None = None, checkpoint_dir: Path | None = None,
     resume: bool = False, dist_info: DistInfo = DistInfo(),
 ) -> dict:
@@ -172,29 +171,33 @@ def train_encoder(
 
     if not model.is_video:
         spec = StageSpec("encoder", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed, share)
-        return run_stage(spec, model.encoder, encoder_loss(train, perm, device), validate, len(train), cfg,
-                         on_epoch_start=train.redraw_evidence, **common)
+        return run_stage(spec, model.encoder, encoder_loss(model, train, perm, device), validate, len(train), cfg,
+                         on_epoch_start=train.new_epoch, **common)
+    if not isinstance(train, FrameBatches):
+        raise ConfigError("a video model trains on a frame set's windows: set data.pose_table to false")
     frames_info = None
     if cfg.video_frame_pretrain > 0:
         spec = StageSpec("encoder_frames", cfg.encoder_epochs, cfg.encoder_lr, cfg.seed + 2, share * cfg.video_frame_pretrain)
-        frames_info = run_stage(spec, SingleFrames(model.encoder), encoder_loss(train, perm, device),
+        frames_info = run_stage(spec, SingleFrames(model.encoder), encoder_loss(model, train, perm, device),
                                 lambda ema: lifter_mpjpe_mm(model, ema, val, single_frames=True)[0],
-                                len(train), cfg, on_epoch_start=train.redraw_evidence, **common)
-    windows = TrainingWindows(train, config.model.encoder.frames, seed=cfg.seed)
+                                len(train), cfg, on_epoch_start=train.new_epoch, **common)
+    frames = train.frames
+    windows = TrainingWindows(frames, config.model.encoder.frames, seed=cfg.seed)
+    windows.new_epoch(0, model.prepare(frames.keypoints_uv, frames.uv_gmm, frames.focal).encoder_input)
 
     def redraw_and_resample(epoch: int) -> None:
-        train.redraw_evidence(1_000 + epoch)
-        windows.new_epoch(epoch)
+        frames.redraw_evidence(1_000 + epoch)
+        windows.new_epoch(epoch, model.prepare(frames.keypoints_uv, frames.uv_gmm, frames.focal).encoder_input)
 
     spec = StageSpec("encoder", cfg.encoder_epochs, cfg.video_encoder_lr, cfg.seed, share)
-    info = run_stage(spec, model.encoder, video_encoder_loss(windows, perm, device, cfg.velocity_weight), validate,
+    info = run_stage(spec, model.encoder, video_encoder_loss(windows, perm, model.input_mirror, device, cfg.velocity_weight), validate,
                      windows.count, replace(cfg, batch_size=cfg.window_batch_size), on_epoch_start=redraw_and_resample,
                      **common)
     return {**info, "single_frames": frames_info}
 
 
 def train_denoiser(
-    model: DiffPoseModel, train: FrameSet, val: FrameSet, config: Config, device: torch.device, budget: Budget,
+    model: DiffPoseModel, train: Batches, val: FrameSet, config: Config, device: torch.device, budget: Budget,
     *, log: Callable[[dict], None] | None = None, checkpoint_dir: Path | None = None,
     resume: bool = False, dist_info: DistInfo = DistInfo(),
 ) -> dict:
@@ -212,8 +215,9 @@ def train_denoiser(
             model.denoiser = live
 
     def on_epoch_start(epoch: int) -> None:
-        train.redraw_evidence(10_000 + epoch)
-        attach_context(model, train)  # a video model's context of the new evidence
+        train.new_epoch(10_000 + epoch)
+        if isinstance(train, FrameBatches):
+            attach_context(model, train.frames)  # a video model's context of the new evidence
 
     spec = StageSpec("denoiser", cfg.denoiser_epochs, cfg.denoiser_lr, cfg.seed + 1, 1.0, clip_grad=1.0)
     return run_stage(

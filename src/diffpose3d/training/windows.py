@@ -37,7 +37,8 @@ class TrainingWindows:
 
     Each epoch holds `count = ceil(2 * frames / window)` windows (`data.windows.sample_windows`:
     every frame equally likely to be covered, short chunks edge-padded); `batch(ids)` gathers
-    windows of the set's current keypoints (so redrawn evidence is used) and ground truth.
+    windows of the encoder's per-frame inputs (given each epoch, so redrawn evidence is used) and
+    of the ground truth.
     """
 
     def __init__(self, frames, window: int, seed: int = 0) -> None:
@@ -46,23 +47,30 @@ class TrainingWindows:
         self.lengths = [len(r) for r in self.rows]
         self.count = max(1, math.ceil(2 * sum(self.lengths) / self.window))
         self.windows: list[tuple[int, int]] = []
+        self.inputs = frames.keypoints_uv
         self.new_epoch(0)
 
-    def new_epoch(self, epoch: int) -> None:
-        """The epoch's windows: a pure function of the seed and the epoch (so resuming is exact)."""
+    def new_epoch(self, epoch: int, inputs: torch.Tensor | None = None) -> None:
+        """The epoch's windows, a pure function of the seed and the epoch (so resuming is exact), over
+        the encoder's per-frame `inputs (F, J, C)` (default: the frames' keypoints)."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * epoch + 17)
         self.windows = sample_windows(self.lengths, self.window, self.count, gen)
+        self.inputs = self.frames.keypoints_uv if inputs is None else inputs
 
-    def batch(self, ids: torch.Tensor, flip_perm: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`(uv (B, T, J, 2), xyz (B, T, J, 3), valid (B, T) bool)` of windows `ids`; mirrored with `flip_perm`."""
+    def batch(self, ids: torch.Tensor, flip_perm: Sequence[int] | None = None,
+              mirror: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(inputs (B, T, J, C), xyz (B, T, J, 3), valid (B, T) bool)` of windows `ids`; mirrored with
+        `flip_perm` (the inputs' channels multiplied by `mirror (C,)`, default: the first negated)."""
         picked = [self.windows[int(i)] for i in ids]
-        frames_kp, frames_xyz = self.frames.keypoints_uv, self.frames.target_xyz
-        uv = torch.stack([frames_kp[gather_window(self.rows[s], start, self.window)] for s, start in picked])
+        frames_xyz = self.frames.target_xyz
+        uv = torch.stack([self.inputs[gather_window(self.rows[s], start, self.window)] for s, start in picked])
         xyz = torch.stack([frames_xyz[gather_window(self.rows[s], start, self.window)] for s, start in picked])
         valid = torch.stack([
             torch.as_tensor(window_index(self.lengths[s], start, self.window) == np.arange(start, start + self.window))
             for s, start in picked
         ])
         if flip_perm is not None:
-            uv, xyz = flip_keypoints(uv, list(flip_perm)), flip_pose(xyz, list(flip_perm))
+            perm = list(flip_perm)
+            uv = flip_keypoints(uv, perm) if mirror is None else uv[..., perm, :] * mirror.to(uv)
+            xyz = flip_pose(xyz, perm)
         return uv, xyz, valid

@@ -24,6 +24,8 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 INFO = "info.json"
 DEFAULT_MODEL = "humaneva_frame"
+# Buffers a bundle may lack (made before they existed): the model's defaults stand.
+OPTIONAL_BUFFERS = frozenset({"conformal_scale"})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,6 +98,7 @@ def load_bundle(folder: str | Path | None = None, device: str | torch.device = "
         raise InputFileError(folder / WEIGHTS, f"tensor '{bad}' holds NaN or infinite values")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k not in OPTIONAL_BUFFERS]  # bundles made before them: defaults
     except RuntimeError as exc:
         first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "shape mismatch")
         raise InputFileError(folder / WEIGHTS, f"weights do not match the config ({first})") from None

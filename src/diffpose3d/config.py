@@ -121,6 +121,7 @@ class EncoderConfig:
     frames: int = 27  # video: T, the window
     stride: int = 9  # video: sliding-window step over whole sequences (overlaps averaged)
     flip: bool = True  # video: flip test-time augmentation of the context (training and inference)
+    tta: bool = False  # frame lifters: the same, in stage 2 and at inference (stage 1 trains one view)
 
 
 @dataclass

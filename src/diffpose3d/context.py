@@ -39,6 +39,7 @@ def encode_sequences(
     batch_windows: int = 64,
     device: torch.device | str | None = None,
     taper: bool = False,
+    mirror: torch.Tensor | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per-frame `(xyz (T_i, J, 3), features (T_i, J, C))` (CPU, float32) for each `(T_i, J, in_dim)`.
 
@@ -49,7 +50,8 @@ def encode_sequences(
     mirrored pass's features re-indexed by joint (`f_flip[..., perm, :]`, so each joint is paired
     with the mirrored view of itself). Feature channels have no known mirror symmetry, so this is a
     two-view ensemble rather than an exact un-mirroring: use the same setting when training the
-    denoiser on these features and at inference. A module runs in eval mode (its mode is restored).
+    denoiser on these features and at inference. `mirror (C,)`: each input channel's sign under the
+    mirror (default: the first negated). A module runs in eval mode (its mode is restored).
     """
     device = _device_of(encoder, device)
     was_training = isinstance(encoder, torch.nn.Module) and encoder.training
@@ -61,14 +63,7 @@ def encode_sequences(
     for b in range(0, len(jobs), batch_windows):
         batch = jobs[b : b + batch_windows]
         uv = torch.stack([gather_window(keypoints_uv[i], s, window) for i, s in batch]).to(device, torch.float32)
-        if flip_perm is None:
-            xyz, feats = encoder(uv)
-        else:
-            xyz_both, feats_both = encoder(torch.cat([uv, flip_keypoints(uv, flip_perm)]))
-            n = uv.shape[0]
-            perm = torch.as_tensor(list(flip_perm), device=feats_both.device)
-            xyz = 0.5 * (xyz_both[:n] + flip_pose(xyz_both[n:], flip_perm))
-            feats = 0.5 * (feats_both[:n] + feats_both[n:][..., perm, :])
+        xyz, feats = encoder(uv) if flip_perm is None else two_views(encoder, uv, flip_perm, mirror)
         xyz, feats = xyz.cpu(), feats.cpu()
         for row, (i, s) in enumerate(batch):
             if i not in sums:
@@ -92,6 +87,19 @@ def encode_sequences(
     return out
 
 
+def two_views(encoder: Encoder, x: torch.Tensor, perm: Sequence[int], mirror: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip test-time augmentation: the encoder on `x (..., J, C)` and on its mirror (joints swapped,
+    channels times `mirror (C,)`, default the first negated); `xyz` the mean of the direct pose and the
+    un-mirrored mirrored one, features the mean of the direct ones and the mirrored pass's per joint
+    re-indexed (a two-view ensemble)."""
+    mirrored = flip_keypoints(x, perm) if mirror is None else x[..., list(perm), :] * mirror.to(x)
+    xyz_both, feats_both = encoder(torch.cat([x, mirrored]))
+    n = x.shape[0]
+    index = torch.as_tensor(list(perm), device=feats_both.device)
+    return 0.5 * (xyz_both[:n] + flip_pose(xyz_both[n:], perm)), 0.5 * (feats_both[:n] + feats_both[n:][..., index, :])
+
+
 def local_motion(values: torch.Tensor, rows: Sequence[np.ndarray], radius: int) -> torch.Tensor:
     """`(F, J, C)` per-frame values -> `(F, J, 2 * radius * C)`: for offsets -radius..-1, 1..radius
     (in that order), the value `offset` frames away in the frame's own sequence minus its own
@@ -106,25 +114,34 @@ def local_motion(values: torch.Tensor, rows: Sequence[np.ndarray], radius: int) 
     return out
 
 
+def frame_context(encoder: Encoder, x: torch.Tensor, config: EncoderConfig, flip_perm: Sequence[int],
+                  mirror: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A frame lifter's `(xyz, f_ST)` of a batch `x (B, J, C_in)`: with `config.tta`, `two_views`."""
+    return two_views(encoder, x, flip_perm, mirror) if config.tta else encoder(x)
+
+
 @torch.no_grad()
 def run_encoder(
     encoder: torch.nn.Module, keypoints_uv: torch.Tensor, rows: Sequence[np.ndarray] | None, config: EncoderConfig,
-    flip_perm: Sequence[int],
+    flip_perm: Sequence[int], mirror: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoder's `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU for (F, J, 2) keypoints: a frame
-    lifter in batches, a video encoder over each sequence of `rows` (each sequence's rows in frame
-    order; None means one sequence, in row order). The module runs in eval mode (restored after)."""
+    """The encoder's `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU for (F, J, C_in) inputs: a frame
+    lifter in batches (with `config.tta`: flip test-time augmentation, `two_views`), a video encoder
+    over each sequence of `rows` (each sequence's rows in frame order; None means one sequence, in
+    row order; with `config.flip`). `mirror`: the inputs' channel signs under a mirror. The module
+    runs in eval mode (restored after)."""
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
     try:
         if config.kind != "video":
-            parts = [encoder(keypoints_uv[i : i + 4096].to(device)) for i in range(0, keypoints_uv.shape[0], 4096)]
+            parts = [frame_context(encoder, keypoints_uv[i : i + 4096].to(device), config, flip_perm, mirror)
+                     for i in range(0, keypoints_uv.shape[0], 4096)]
             return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
         rows = [np.arange(keypoints_uv.shape[0])] if rows is None else list(rows)
         per_seq = encode_sequences(
             encoder, [keypoints_uv[torch.as_tensor(r)] for r in rows], config.frames, config.stride,
-            flip_perm=flip_perm if config.flip else None, device=device, taper=True,
+            flip_perm=flip_perm if config.flip else None, device=device, taper=True, mirror=mirror,
         )
         xyz = torch.zeros(keypoints_uv.shape[:2] + (3,))
         feats = torch.zeros(keypoints_uv.shape[:2] + (config.width,))

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from diffpose3d.config import Config, InferenceConfig
-from diffpose3d.context import local_motion, run_encoder
+from diffpose3d.context import frame_context, local_motion, run_encoder
 from diffpose3d.data.mirror import flip_pose
 from diffpose3d.diffusion import hk
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, deterministic_refine
@@ -118,6 +118,9 @@ class DiffPoseModel(nn.Module):
         # Post-hoc calibration of the hypotheses' spread around their mean (fitted on validation
         # data after stage 2, `training.run.fit_spread_scale`): a few DDIM steps contract the spread.
         self.register_buffer("spread_scale", torch.ones(()))
+        # Split-conformal factor per joint (`evaluation.calibration.conformal_scale`, fitted on a
+        # calibration split by `diffpose3d calibrate`): ones until then.
+        self.register_buffer("conformal_scale", torch.ones(j))
         if d.depth_prior not in hk.DEPTH_PRIORS:
             raise ConfigError(f"model.diffusion.depth_prior: unknown prior '{d.depth_prior}' ({' | '.join(hk.DEPTH_PRIORS)})")
         if d.depth_prior == "dataset":
@@ -196,14 +199,15 @@ class DiffPoseModel(nn.Module):
         A video model's context needs whole sequences: see `encode`."""
         if self.is_video:
             raise ValueError("a video model's context is computed over whole sequences: use DiffPoseModel.encode")
-        return self.encoder(encoder_input)
+        return frame_context(self.encoder, encoder_input, self.config.model.encoder, self.skeleton.flip_permutation(),
+                             self.input_mirror.to(encoder_input))
 
     def encode(self, prepared: Prepared, rows: Sequence[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The context of every frame, `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU, of `prepared`
         frames. `rows` lists each sequence's rows in frame order (a video model encodes each
         sequence with sliding windows); None means one sequence, in row order."""
         xyz, feats = run_encoder(self.encoder, prepared.encoder_input, rows, self.config.model.encoder,
-                                 self.skeleton.flip_permutation())
+                                 self.skeleton.flip_permutation(), self.input_mirror)
         radius = self.config.model.denoiser.motion_radius
         if radius:
             rows = [np.arange(xyz.shape[0])] if rows is None else rows
@@ -296,7 +300,8 @@ class DiffPoseModel(nn.Module):
             for sl in (slice(i, i + block) for i in range(0, keypoints_uv.shape[0], block))
         ])
         centre = states.mean(dim=1, keepdim=True)
-        return centre + self.spread_scale * (states - centre), xyz
+        scale = self.spread_scale * self.conformal_scale.to(states.dtype)[:, None]  # (J, 1)
+        return centre + scale * (states - centre), xyz
 
     def g(self, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         """The reverse-process network as the sampler calls it: predicted h_0 (B, J, 5)."""

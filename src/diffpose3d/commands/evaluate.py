@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --checkpoint: the 2D evidence of H_K: the 2D file's keypoints (default), "
                              "synthetic detector-like evidence made from them, or --gmm-file")
     parser.add_argument("--gmm-file", metavar="FILE", help="an authors'-layout *_gmm.npz for --evidence gmm_file")
+    parser.add_argument("--stride", type=int, default=1, help="score every n-th frame of each sequence (default 1: all)")
+    parser.add_argument("--calibration-samples", type=int, default=200,
+                        help="with --checkpoint: hypotheses per pose for the quantile-calibration protocol (ECE; "
+                             "0: skip it); its reliability diagram is written beside the report (default 200)")
+    parser.add_argument("--calibration-frames", type=int, default=1000,
+                        help="evenly spaced frames the calibration protocol runs on (default 1000)")
     add_inference_arguments(parser)
 
 
@@ -94,7 +100,15 @@ def sequences_to_score(args: argparse.Namespace) -> list[PoseSequence]:
 def run(args: argparse.Namespace) -> int:
     from diffpose3d.io.atomic import save_json_atomic
 
+    for flag, value, low in (("--stride", args.stride, 1), ("--calibration-samples", args.calibration_samples, 0),
+                             ("--calibration-frames", args.calibration_frames, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}")
+    if args.calibration_samples == 1:
+        raise ConfigError("--calibration-samples must be 0 (skip) or >= 2, got 1")
     sequences = sequences_to_score(args)
+    if args.stride > 1:
+        sequences = [s.slice(step=args.stride) for s in sequences]
     if args.predictions is None:
         from diffpose3d.data.gmm_files import attach_gmm
         from diffpose3d.evaluation.scoring import evaluate_checkpoint
@@ -103,8 +117,12 @@ def run(args: argparse.Namespace) -> int:
             if not args.gmm_file:
                 raise InputFileError("--gmm-file", "--evidence gmm_file needs --gmm-file FILE")
             sequences = attach_gmm(sequences, args.gmm_file)
-        reports = evaluate_checkpoint(args.checkpoint or None, sequences=sequences, evidence_source=args.evidence,
-                                      inference=inference_overrides(args), protocol=args.dataset, device=args.device)
+        reports = evaluate_checkpoint(
+            args.checkpoint or None, sequences=sequences, evidence_source=args.evidence,
+            inference=inference_overrides(args), protocol=args.dataset, device=args.device,
+            calibration_samples=args.calibration_samples, calibration_frames=args.calibration_frames,
+            diagram=Path(args.out).with_suffix(".reliability.png"),
+        )
         for name, report in reports.items():
             print(f"== {name}\n{report.format_table()}\n")
         result: dict[str, Any] = {name: report.to_dict() for name, report in reports.items()}

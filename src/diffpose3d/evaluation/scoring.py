@@ -8,13 +8,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from diffpose3d.checkpoint import load_bundle, resolve_device
 from diffpose3d.config import EvidenceConfig, InferenceConfig
 from diffpose3d.data.base import PoseSequence
-from diffpose3d.data.frames import build_frames
+from diffpose3d.data.frames import FrameSet, build_frames
+from diffpose3d.evaluation import calibration as cal
 from diffpose3d.evaluation.tables import EvaluationReport, evaluate_sequences
-from diffpose3d.inference.lifting import predict_frames
+from diffpose3d.evidence.person_frame import joint_spread
+from diffpose3d.inference.lifting import attach_context, predict_frames
 from diffpose3d.model import DiffPoseModel
+from diffpose3d.skeleton import get_skeleton
 
 TEST_SEED_OFFSET = 200_000  # synthetic evidence of test frames never repeats a training draw
 
@@ -26,10 +32,19 @@ def score_model(
     inference: InferenceConfig,
     protocol: str,
     seed_offset: int = TEST_SEED_OFFSET,
+    *,
+    calibration_samples: int = 0,
+    calibration_frames: int = 1000,
+    diagram: str | Path | None = None,
 ) -> dict[str, EvaluationReport]:
     """{'diffpose': hypotheses scored (mean/median/... pose + best-of-N + calibration),
     'lifter': the context encoder alone} on the same frames and the same 2D evidence (synthetic
-    evidence drawn with `seed_offset`: another offset is another realisation of the detector)."""
+    evidence drawn with `seed_offset`: another offset is another realisation of the detector).
+
+    The diffpose report's calibration also holds the conformal ball's coverage (with the bundle's
+    conformal scaling and without) and, with `calibration_samples` > 0, the quantile calibration
+    protocol on at most `calibration_frames` evenly spaced frames (`quantile_calibration`), its
+    reliability diagram written to `diagram`."""
     frames = build_frames(sequences, model.skeleton, evidence, seed_offset=seed_offset)
     pred = predict_frames(model, frames, inference)
     hyps = frames.split_by_sequence(pred.hypotheses)
@@ -41,6 +56,14 @@ def score_model(
         # the protocol tables score the aggregated pose; keep best-of-N / calibration from the hypotheses
         report.calibration = evaluate_sequences(sequences, hyps, protocol=protocol).calibration
     report.hypotheses = pred.hypotheses.shape[1]
+    if several and frames.target_xyz is not None:
+        truth = frames.target_xyz.numpy()
+        keep = scored_joints(pred.pose.shape[1], truth.shape[1])
+        extra = {"conformal": conformal_coverage(model, pred.pose[:, keep], pred.spread[:, keep], truth, keep)}
+        if calibration_samples > 0:
+            extra["quantile_calibration"] = quantile_calibration(
+                model, frames, inference, calibration_samples, calibration_frames, diagram)
+        report.calibration = {**(report.calibration or {}), **extra}
     return {
         inference.mode: report,
         "lifter": evaluate_sequences(sequences, lifter, protocol=protocol),
@@ -56,10 +79,14 @@ def evaluate_checkpoint(
     inference: dict[str, Any] | None = None,
     protocol: str | None = None,
     device: str = "auto",
+    calibration_samples: int = 0,
+    calibration_frames: int = 1000,
+    diagram: str | Path | None = None,
 ) -> dict[str, EvaluationReport]:
     """Evaluate a bundle (a folder or a bundled model's name) on `sequences`, or on the `split` its
     own config defines. `evidence_source` replaces the bundle's `evidence.source` (the synthetic
-    detector keeps the bundle's settings); `inference` overrides fields of its inference settings."""
+    detector keeps the bundle's settings); `inference` overrides fields of its inference settings;
+    the calibration options are `score_model`'s."""
     from diffpose3d.data.splits import training_splits
 
     model, _ = load_bundle(checkpoint, device=resolve_device(device))
@@ -68,4 +95,97 @@ def evaluate_checkpoint(
         sequences = training_splits(config)[split]
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)
     return score_model(model, sequences, evidence, replace(config.inference, **(inference or {})),
-                       protocol or config.data.dataset)
+                       protocol or config.data.dataset, calibration_samples=calibration_samples,
+                       calibration_frames=calibration_frames, diagram=diagram)
+
+
+def scored_joints(model_joints: int, data_joints: int) -> np.ndarray:
+    """The model's joints the data has: all, or without neck_nose for a 17-joint model on the 16
+    joints of Stacked-Hourglass input (as `evaluation.tables` scores them)."""
+    keep = np.arange(model_joints)
+    if model_joints == 17 and data_joints == 16:
+        keep = np.delete(keep, get_skeleton("h36m17").index("neck_nose"))
+    return keep
+
+
+def conformal_coverage(model: DiffPoseModel, pose: np.ndarray, spread: np.ndarray, truth: np.ndarray,
+                       keep: np.ndarray) -> dict[str, float]:
+    """Coverage of the conformal ball (`evaluation.calibration`) over non-root joints, with the
+    model's conformal scaling (`after`) and without it (`before`); `keep` the model's joints scored."""
+    scale = model.conformal_scale.detach().cpu().numpy()[keep]
+    scores = cal.nonconformity(pose[:, 1:], spread[:, 1:], truth[:, 1:])
+    radius = cal.gaussian_ball_radius(cal.CONFORMAL_LEVEL)
+    return {"level": cal.CONFORMAL_LEVEL, "after": float(np.mean(scores <= radius)),
+            "before": float(np.mean(scores * scale[1:] <= radius)),
+            "scaled": bool(np.any(scale != 1.0))}
+
+
+def uncertain_joints(frames: FrameSet) -> np.ndarray:
+    """(F, J) joints whose 2D evidence is more than twice as broad as their frame's median joint
+    (occluded, out of frame, no detection): where the calibration matters most."""
+    spread = joint_spread(frames.uv_gmm).numpy()
+    return spread > 2.0 * np.median(spread, axis=1, keepdims=True)
+
+
+def quantile_calibration(
+    model: DiffPoseModel, frames: FrameSet, inference: InferenceConfig, samples: int, max_frames: int,
+    diagram: str | Path | None = None,
+) -> dict[str, Any]:
+    """The cGNF protocol (`evaluation.calibration`) with `samples` hypotheses per pose on at most
+    `max_frames` evenly spaced frames: the curve and ECE over non-root joints and over the joints
+    with uncertain 2D evidence (`uncertain_joints`, when at least 50 of them)."""
+    attach_context(model, frames)
+    if len(frames) > max_frames:
+        frames = frames.subset(torch.linspace(0, len(frames) - 1, max_frames).long())
+    pred = predict_frames(model, frames, replace(inference, hypotheses=samples))
+    truth = frames.target_xyz.numpy()
+    keep = scored_joints(pred.hypotheses.shape[2], truth.shape[1])
+    hypotheses = pred.hypotheses[:, :, keep]
+    per_joint = cal.quantile_frequencies(hypotheses[:, :, 1:], truth[:, 1:])  # (L, J - 1)
+    curve = np.median(per_joint, axis=1)
+    result: dict[str, Any] = {"samples": samples, "frames": len(frames), "levels": cal.QUANTILE_LEVELS.tolist(),
+                              "curve": curve.tolist(), "ece": cal.expected_calibration_error(curve)}
+    curves = {"all non-root joints": curve}
+    mask = uncertain_joints(frames)[:, keep][:, 1:]
+    if mask.sum() >= 50:
+        rows, cols = np.nonzero(mask)
+        hyp = hypotheses[:, :, 1:][rows, :, cols][:, :, None]  # (n, S, 1, 3)
+        uncertain = cal.calibration_curve(hyp, truth[:, 1:][rows, cols][:, None])
+        result.update(uncertain_joints=int(mask.sum()), uncertain_curve=uncertain.tolist(),
+                      uncertain_ece=cal.expected_calibration_error(uncertain))
+        curves["uncertain 2D evidence"] = uncertain
+    if diagram is not None:
+        result["diagram"] = str(cal.reliability_diagram(
+            diagram, curves, f"{model.config.name}: {samples} samples, {len(frames)} frames"))
+    return result
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path, sequences: list[PoseSequence], *, evidence_source: str | None = None,
+    level: float = cal.CONFORMAL_LEVEL, device: str = "auto",
+) -> dict[str, Any]:
+    """Fit the bundle's split-conformal scaling (`evaluation.calibration`) on `sequences` (a
+    calibration split: neither training nor test data) and store it in the bundle."""
+    from diffpose3d.checkpoint import save_bundle
+
+    model, info = load_bundle(checkpoint, device=resolve_device(device))
+    config = model.config
+    evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)
+    frames = build_frames(sequences, model.skeleton, evidence, seed_offset=TEST_SEED_OFFSET // 2)
+    model.conformal_scale.fill_(1.0)
+    pred = predict_frames(model, frames, config.inference)
+    truth = frames.target_xyz.numpy()
+    keep = scored_joints(pred.pose.shape[1], truth.shape[1])
+    scores = cal.nonconformity(pred.pose[:, keep], pred.spread[:, keep], truth)
+    scale = np.ones(model.skeleton.num_joints)
+    scale[keep[1:]] = cal.conformal_scale(scores[:, 1:], level)  # the root is exact by construction
+    model.conformal_scale.copy_(torch.as_tensor(scale, dtype=model.conformal_scale.dtype))
+    radius = cal.gaussian_ball_radius(level)
+    record = {
+        "level": level, "frames": len(frames), "sequences": len(sequences), "evidence": evidence.source,
+        "scale": [round(float(v), 4) for v in scale],
+        "coverage_before": float(np.mean(scores[:, 1:] <= radius)),
+        "coverage_after": float(np.mean(scores[:, 1:] <= radius * scale[keep[1:]])),
+    }
+    save_bundle(model, config, Path(checkpoint), {**info, "conformal": record})
+    return record

@@ -113,6 +113,17 @@ class EvaluationReport:
                 f"Spearman {self.calibration['spread_error_spearman']:.3f}; mean spread "
                 f"{self.calibration['mean_spread_mm']:.1f} mm"
             )
+            conformal = self.calibration.get("conformal")
+            if conformal:
+                parts.append(f"conformal {conformal['level']:.0%} ball: coverage {conformal['after']:.3f} "
+                             f"(without the conformal scaling {conformal['before']:.3f})")
+            quantile = self.calibration.get("quantile_calibration")
+            if quantile:
+                line = (f"quantile calibration ({quantile['samples']} samples, {quantile['frames']} frames): "
+                        f"ECE {quantile['ece']:.3f}")
+                if "uncertain_ece" in quantile:
+                    line += f"; on {quantile['uncertain_joints']} joints with uncertain 2D evidence {quantile['uncertain_ece']:.3f}"
+                parts.append(line)
         return "\n\n".join(parts)
 
 

@@ -48,7 +48,8 @@ def lifter_mpjpe_mm(
     if single_frames:
         encoder_config = replace(encoder_config, kind="frame")
     inputs = model.prepare(frames.keypoints_uv, frames.uv_gmm, frames.focal).encoder_input
-    pred, _ = run_encoder(encoder, inputs, frames.sequence_rows(), encoder_config, model.skeleton.flip_permutation())
+    pred, _ = run_encoder(encoder, inputs, frames.sequence_rows(), encoder_config, model.skeleton.flip_permutation(),
+                          model.input_mirror)
     residual = pred - frames.target_xyz
     return float(residual.norm(dim=-1).mean() * 1000.0), residual
 

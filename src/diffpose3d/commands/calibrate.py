@@ -1,0 +1,48 @@
+"""`diffpose3d calibrate --checkpoint DIR --dataset NAME --data-3d FILE [filters]`: fit a bundle's
+split-conformal spread scaling on a calibration split and store it in the bundle.
+
+The split must be neither training nor test data (e.g. a held-out training subject's frames that
+validation did not use: `--subjects S8 --stride 10 --offset 5`). What the scaling guarantees, and
+what it does not: `evaluation/calibration.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffpose3d.commands.evaluate import FILTER_OPTIONS, sequences_to_score
+from diffpose3d.data.protocols import BENCHMARKS
+from diffpose3d.errors import ConfigError, InputFileError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="the bundle folder to calibrate (rewritten)")
+    parser.add_argument("--dataset", required=True, choices=BENCHMARKS)
+    parser.add_argument("--data-3d", required=True, metavar="FILE")
+    parser.add_argument("--data-2d", metavar="FILE", help="the 2D file (default: the 3D's projection)")
+    for option in FILTER_OPTIONS:
+        parser.add_argument(f"--{option}", help="reader filter, as in `evaluate` ('all' lifts it)")
+    parser.add_argument("--stride", type=int, default=10, help="every n-th frame (default 10)")
+    parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
+    parser.add_argument("--evidence", choices=["keypoints", "synthetic"], default="keypoints")
+    parser.add_argument("--level", type=float, default=0.9, help="coverage level (default 0.9)")
+    parser.add_argument("--device", default="auto")
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffpose3d.evaluation.scoring import calibrate_checkpoint
+
+    if not 0.0 < args.level < 1.0:
+        raise ConfigError(f"--level must be in (0, 1), got {args.level}")
+    if args.stride < 1 or args.offset < 0:
+        raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
+    if not Path(args.checkpoint).is_dir():
+        raise InputFileError(args.checkpoint, "not a bundle folder (calibrate rewrites a bundle you trained)")
+    sequences = [s.slice(start=args.offset, step=args.stride) for s in sequences_to_score(args)]
+    record = calibrate_checkpoint(args.checkpoint, sequences, evidence_source=args.evidence, level=args.level,
+                                  device=args.device)
+    print(f"conformal {record['level']:.0%} ball on {record['frames']} calibration frames: coverage "
+          f"{record['coverage_before']:.3f} -> {record['coverage_after']:.3f}; per-joint scale "
+          f"{min(record['scale'][1:]):.2f} .. {max(record['scale'][1:]):.2f}; written to {args.checkpoint}")
+    return 0

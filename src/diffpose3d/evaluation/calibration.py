@@ -1,0 +1,112 @@
+"""Is the spread honest? The field's calibration protocol, and a conformal guarantee.
+
+Quantile calibration (Pierzchlewicz et al., ICLR 2023, the cGNF protocol): per pose S samples
+(200 in the paper); per joint, each sample's distance to the joints' sample median (coordinate-wise)
+and the truth's distance to it; for levels q = 0, 0.05, ..., 1 the frequency with which the truth's
+distance falls below the samples' q-quantile; the median of that frequency over joints; the
+expected calibration error (ECE) is the mean |frequency - q| over the levels. A calibrated model
+gives frequency = q at every level (ECE 0); an over-confident one lower frequencies.
+
+Conformal scaling: the nonconformity of a (frame, joint) is the truth's distance from the
+hypotheses' mean in units of their spread (`metrics.spread_from_covariance`). On a calibration split
+(neither training nor test data), per joint, the ceil((n + 1) level) / n empirical quantile q_j of
+that score is the radius that covers `level` of the split; scaling the joint's hypotheses about
+their mean by q_j / r (r the radius of the `level` ball of a 3-D Gaussian in units of its RMS axis
+spread) makes the ball of r spreads that region. Guarantee: for a new frame exchangeable with the
+calibration frames, the ball covers the truth with probability at least `level` (marginally, over
+frames). Not guaranteed: coverage per frame, per action, or under a shift (a camera, a pose, a
+detector the calibration split did not have).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 21)
+CONFORMAL_LEVEL = 0.9
+
+
+def quantile_frequencies(samples: np.ndarray, truth: np.ndarray, levels: np.ndarray = QUANTILE_LEVELS) -> np.ndarray:
+    """Per level and joint `(L, J)`: how often the truth lies within the samples' q-quantile distance
+    of their median. `samples (F, S, J, 3)`, `truth (F, J, 3)`."""
+    s = np.asarray(samples, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    if s.ndim != 4 or s.shape[-1] != 3 or t.shape != s.shape[:1] + s.shape[2:]:
+        raise ValueError(f"need samples (F, S, J, 3) and truth (F, J, 3), got {s.shape} and {t.shape}")
+    median = np.median(s, axis=1)  # (F, J, 3)
+    d_samples = np.linalg.norm(s - median[:, None], axis=-1)  # (F, S, J)
+    d_truth = np.linalg.norm(t - median, axis=-1)  # (F, J)
+    radii = np.quantile(d_samples, levels, axis=1)  # (L, F, J)
+    return (d_truth[None] <= radii).mean(axis=1)
+
+
+def calibration_curve(samples: np.ndarray, truth: np.ndarray, joints: np.ndarray | None = None,
+                      levels: np.ndarray = QUANTILE_LEVELS) -> np.ndarray:
+    """The protocol's frequency per level `(L,)`: the median over joints (or over `joints` only)."""
+    per_joint = quantile_frequencies(samples, truth, levels)
+    if joints is not None:
+        per_joint = per_joint[:, joints]
+    return np.median(per_joint, axis=1)
+
+
+def expected_calibration_error(curve: np.ndarray, levels: np.ndarray = QUANTILE_LEVELS) -> float:
+    """Mean |frequency - level| of a calibration curve."""
+    return float(np.mean(np.abs(np.asarray(curve) - levels)))
+
+
+def gaussian_ball_radius(level: float = CONFORMAL_LEVEL) -> float:
+    """Radius, in units of the per-axis standard deviation, of the central ball holding `level` of an
+    isotropic 3-D Gaussian (sqrt of the chi-square quantile with 3 degrees of freedom)."""
+    return math.sqrt(stats.chi2.ppf(level, df=3))
+
+
+def nonconformity(mean: np.ndarray, spread: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The truth's distance from the hypotheses' mean in units of their spread, `(F, J)`."""
+    return np.linalg.norm(np.asarray(truth) - np.asarray(mean), axis=-1) / np.maximum(np.asarray(spread), 1e-9)
+
+
+def conformal_scale(scores: np.ndarray, level: float = CONFORMAL_LEVEL) -> np.ndarray:
+    """Per joint `(J,)` the factor for the hypotheses' spread that makes the `level` Gaussian ball the
+    split-conformal region of `level` for `scores (F, J)` (`nonconformity` on a calibration split)."""
+    n = scores.shape[0]
+    if n < 1:
+        raise ValueError("conformal calibration needs at least one frame")
+    rank = min(math.ceil((n + 1) * level), n)
+    q = np.sort(scores, axis=0)[rank - 1]
+    return q / gaussian_ball_radius(level)
+
+
+def ball_coverage(mean: np.ndarray, spread: np.ndarray, truth: np.ndarray, level: float = CONFORMAL_LEVEL) -> float:
+    """Share of (frame, joint) truths within `gaussian_ball_radius(level)` spreads of the mean."""
+    return float(np.mean(nonconformity(mean, spread, truth) <= gaussian_ball_radius(level)))
+
+
+def reliability_diagram(path: str | Path, curves: dict[str, np.ndarray], title: str,
+                        levels: np.ndarray = QUANTILE_LEVELS) -> Path:
+    """A PNG of frequency against level per curve, beside the diagonal a calibrated model follows."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from diffpose3d.io.atomic import atomic_write
+
+    fig = Figure(figsize=(4.5, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--", label="calibrated")
+    for name, curve in curves.items():
+        ax.plot(levels, curve, marker="o", ms=3, label=f"{name} (ECE {expected_calibration_error(curve, levels):.3f})")
+    ax.set_xlabel("quantile level q")
+    ax.set_ylabel("frequency of the truth within the q-quantile")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png")
+    return path

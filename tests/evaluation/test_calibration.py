@@ -1,0 +1,83 @@
+"""The calibration protocol and the conformal scaling against values computed independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from diffpose3d.evaluation import calibration as cal
+
+
+def _draws(frames: int, samples: int, joints: int, sample_scale: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(frames, 1, joints, 3))
+    truth = centre[:, 0] + rng.normal(size=(frames, joints, 3))
+    hyps = centre + sample_scale * rng.normal(size=(frames, samples, joints, 3))
+    return hyps, truth
+
+
+def _expected_curve(scale: float) -> np.ndarray:
+    """Truth ~ N(c, I), samples ~ N(c, scale^2 I), the median ~ c: the truth's distance is chi(3),
+    a sample's scale * chi(3), so the frequency at level q is F(scale * F^-1(q)), F = chi(3)'s CDF."""
+    q = cal.QUANTILE_LEVELS
+    return stats.chi.cdf(scale * stats.chi.ppf(q, df=3), df=3)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.6, 1.6])
+def test_the_curve_and_ece_follow_the_closed_form(scale: float) -> None:
+    hyps, truth = _draws(1500, 200, 4, scale)
+    curve = cal.calibration_curve(hyps, truth)
+    expected = _expected_curve(scale)
+    np.testing.assert_allclose(curve[1:-1], expected[1:-1], atol=0.04)
+    ece, expected_ece = cal.expected_calibration_error(curve), cal.expected_calibration_error(expected)
+    assert abs(ece - expected_ece) < 0.02
+    if scale == 1.0:
+        assert ece < 0.02  # calibrated
+    else:
+        assert ece > 0.08  # over- and under-dispersed are both caught
+    # over-confident samples (too narrow) hold the truth less often than q says, wide ones more often
+    if scale < 1.0:
+        assert (curve[5:16] < cal.QUANTILE_LEVELS[5:16]).all()
+    elif scale > 1.0:
+        assert (curve[5:16] > cal.QUANTILE_LEVELS[5:16]).all()
+
+
+def test_a_subset_of_joints_and_the_median_over_joints() -> None:
+    hyps, truth = _draws(800, 100, 3, 1.0, seed=1)
+    hyps[:, :, 2] = truth[:, None, 2] + 0.3 * (hyps[:, :, 2] - hyps[:, :1, 2].mean(1, keepdims=True))
+    per_joint = cal.quantile_frequencies(hyps, truth)
+    np.testing.assert_allclose(cal.calibration_curve(hyps, truth), np.median(per_joint, axis=1))
+    np.testing.assert_allclose(cal.calibration_curve(hyps, truth, joints=np.array([2])), per_joint[:, 2])
+
+
+def test_split_conformal_scaling_covers_new_exchangeable_frames() -> None:
+    rng = np.random.default_rng(2)
+    true_sd = np.array([0.02, 0.05, 0.1])  # per joint, metres per axis
+    model_sd = true_sd / 2.0  # the model's spread is half the truth's: over-confident
+
+    def frames(n: int):
+        mean = rng.normal(size=(n, 3, 3))
+        truth = mean + true_sd[None, :, None] * rng.normal(size=(n, 3, 3))
+        return mean, np.broadcast_to(model_sd, (n, 3)), truth
+
+    scores = cal.nonconformity(*frames(4000))
+    scale = cal.conformal_scale(scores, 0.9)
+    np.testing.assert_allclose(scale, 2.0, rtol=0.06)  # the factor the spread was off by
+    mean, spread, truth = frames(20000)
+    assert cal.ball_coverage(mean, spread, truth) < 0.5
+    covered = cal.ball_coverage(mean, spread * scale, truth)
+    assert 0.88 < covered < 0.92
+    with pytest.raises(ValueError):
+        cal.conformal_scale(np.zeros((0, 3)))
+
+
+def test_the_gaussian_ball_holds_its_level() -> None:
+    z = np.random.default_rng(3).normal(size=(200_000, 3))
+    assert abs(np.mean(np.linalg.norm(z, axis=-1) <= cal.gaussian_ball_radius(0.9)) - 0.9) < 0.005
+
+
+def test_reliability_diagram_is_a_png(tmp_path) -> None:
+    hyps, truth = _draws(50, 20, 2, 1.0)
+    path = cal.reliability_diagram(tmp_path / "r.png", {"model": cal.calibration_curve(hyps, truth)}, "test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

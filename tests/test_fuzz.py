@@ -20,6 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -36,9 +37,13 @@ from diffpose3d.data.mpi3dhp import load_3dhp
 from diffpose3d.errors import DiffPoseError
 from diffpose3d.inference.inputs import read_input
 from diffpose3d.io.images import read_image
-from diffpose3d.inference.outputs import load_result_npz
+from diffpose3d.inference.outputs import load_result_npz, prediction_schema
 from diffpose3d.io.video import VideoReader
 from diffpose3d.skeleton import get_skeleton
+
+
+def reject_constant(name: str):
+    raise AssertionError(f"bare {name} in a JSON output (not JSON)")
 
 
 def fuzz(max_examples: int) -> settings:
@@ -730,17 +735,22 @@ def test_fuzz_predict_cli(tmp_path, tiny_bundle, capsys, case):
     event(f"exit {code}")
     if code == 0:
         stem = src.stem
-        assert files_under(out) == [f"{stem}.json", f"{stem}.npz"]
+        assert files_under(out) == [f"{stem}.json", f"{stem}.manifest.json", f"{stem}.npz"]
         result = load_result_npz(out / f"{stem}.npz")
-        document = json.loads((out / f"{stem}.json").read_text())
-        assert document["num_frames"] == len(result) >= 1
+        document = json.loads((out / f"{stem}.json").read_text(), parse_constant=reject_constant)
+        jsonschema.validate(document, prediction_schema())
+        assert sum(len(frame["people"]) for frame in document["frames"]) == len(result) >= 1
         assert np.isfinite(result.pose_3d).all() and np.isfinite(result.hypotheses).all()
         assert np.isfinite(result.keypoints_2d).all() and np.isfinite(result.uncertainty).all()
         assert (result.missing == (result.confidence <= 0)).all()
-        if missing is not None:
-            np.testing.assert_array_equal(result.missing, missing)
-    else:
-        assert code == 2 and len(lines) == 1 and str(src) in lines[0], lines
+        assert not result.missing.all(), "a result without any evidence must be refused"
+        if missing is not None:  # a person's rows: the frames from the first to the last with evidence
+            np.testing.assert_array_equal(result.missing, missing[result.frame_indices])
+            kept = np.zeros(len(missing), bool)
+            kept[result.frame_indices] = True
+            assert missing[~kept].all()  # only frames without any evidence are left out
+    else:  # one line naming the file, or the setting (an argument) that was refused
+        assert code == 2 and len(lines) == 1 and (str(src) in lines[0] or ": error: argument --" in lines[0]), lines
         assert files_under(out) == []
 
 

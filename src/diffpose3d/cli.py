@@ -1,59 +1,111 @@
-"""The `diffpose3d` command line: thin glue, one module per subcommand in `diffpose3d.commands`."""
+"""The `diffpose3d` command line: thin glue, one module per subcommand in `diffpose3d.commands`.
+
+Only the subcommand being run is imported (its options), so `diffpose3d --help` imports no
+command at all. Every refusal is one line on stderr with exit code 2: bad arguments (argparse's
+usage block is left out), bad input files and settings (`DiffPoseError`). Warnings about input
+that was used after a correction (`io.limits.InputWarning`) are one line each too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 from typing import Sequence
 
 from diffpose3d import __version__
-from diffpose3d.errors import DiffPoseError
+from diffpose3d.errors import DiffPoseError, one_line
 
 # (subcommand, module in diffpose3d.commands, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
     ("demo", "demo", "run the whole pipeline on an embedded real input and write outputs + renders"),
-    ("predict", "predict", "3D poses with uncertainty from an image, folder, video or keypoints file"),
+    ("predict", "predict", "3D poses with uncertainty of every person in an image, folder, video or keypoints file"),
     ("evaluate", "evaluate", "score predictions or a checkpoint on a dataset split with the published protocols"),
     ("train", "train", "train the context encoder and the diffusion denoiser from a YAML config"),
     ("fit-gmm", "fit_gmm", "fit per-joint GMMs (H_K evidence) for a whole 2D dataset file, resumable"),
+    ("calibrate", "calibrate", "fit a bundle's conformal spread scaling on a calibration split"),
 ]
 
+QUIET_THREADS = ("predict", "demo")  # commands run with OMP_WAIT_POLICY=PASSIVE (see main)
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (`PROG: error: ...`), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The parser, with the options of `command` ("*": every command's; None: none, names only)."""
+    parser = OneLineParser(
         prog="diffpose3d",
         description="Monocular 3D human pose estimation with calibrated uncertainty (DiffPose).",
     )
     parser.add_argument("--version", action="version", version=f"diffpose3d {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, module_name, help_text in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if command not in ("*", name):
+            continue
         try:
             module = importlib.import_module(f"diffpose3d.commands.{module_name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"diffpose3d.commands.{module_name}":
                 raise
             continue  # command not built yet
-        p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
+_default_show = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from diffpose3d.io.limits import InputWarning
+
+    if issubclass(category, InputWarning):
+        print(f"diffpose3d: warning: {one_line(str(message))}", file=sys.stderr)
+    else:
+        _default_show(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = {name for name, _, _ in COMMANDS}
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in QUIET_THREADS:
+        # OpenMP's default (spinning) wait makes a shared or busy CPU crawl: a 1-frame predict took
+        # 5 s instead of 0.5, an 1800-frame one 137 s instead of 23 (2 cores, another job running).
+        # Set before torch is imported; a value the user set wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = build_parser(command if command in names else None)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad argument (one line printed)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if not hasattr(args, "_run"):
         parser.print_help()
         return 1
-    try:
-        return int(args._run(args) or 0)
-    except DiffPoseError as exc:
-        print(f"diffpose3d {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"diffpose3d {args.command}: interrupted", file=sys.stderr)
-        return 130
+    from diffpose3d.io.limits import InputWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = _show_warning
+        try:
+            return int(args._run(args) or 0)
+        except DiffPoseError as exc:
+            print(f"diffpose3d {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
+            return 2
+        except MemoryError:
+            print(f"diffpose3d {args.command}: error: out of memory", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"diffpose3d {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

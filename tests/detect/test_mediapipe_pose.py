@@ -140,3 +140,62 @@ def test_rejects_bad_images(detector):
 
     with pytest.raises(DiffPoseError):
         detector.detect(np.zeros((64, 64), np.uint8))
+
+
+def _small_astronaut(side: int) -> np.ndarray:
+    from skimage import transform
+
+    return (transform.resize(skimage_data.astronaut(), (side, side), anti_aliasing=True) * 255).astype(np.uint8)
+
+
+def test_the_same_landmarks_as_mediapipes_own_pose_solution(astronaut):
+    import mediapipe as mp
+
+    image, det = astronaut
+    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose:
+        ref = pose.process(image)
+    h, w = image.shape[:2]
+    kp = np.array([[p.x * w, p.y * h] for p in ref.pose_landmarks.landmark])
+    world = np.array([[p.x, p.y, p.z] for p in ref.pose_world_landmarks.landmark])
+    np.testing.assert_allclose(det.keypoints, kp, atol=0.5)
+    assert det.world_landmarks.shape == (33, 3)
+    np.testing.assert_allclose(det.world_landmarks, world, atol=0.01)
+    hips = det.world_landmarks[[L_HIP, R_HIP]]
+    assert np.abs(hips.mean(0)).max() < 0.05 and det.world_landmarks[NOSE, 1] < -0.4  # origin mid-hip, y down
+
+
+def test_five_people_in_a_row_are_five_people_each_with_their_own_joints(detector):
+    row = np.ascontiguousarray(np.concatenate([_small_astronaut(320)] * 5, axis=1))
+    people = detector.detect_people(row)
+    assert len(people) == 5
+    noses = sorted(float(p.keypoints[NOSE, 0]) for p in people)
+    assert np.allclose(np.diff(noses), 320, atol=15)
+    for p in people:
+        own = int(p.keypoints[NOSE, 0] // 320)
+        seen = p.confidence > 0.5
+        assert seen.sum() >= 10
+        assert np.all(p.keypoints[seen, 0] // 320 == own), "a person holds joints of a neighbour"
+        assert p.world_landmarks is not None and p.roi.shape == (5,)
+    assert len(detector.detect_people(row, max_people=2)) == 2
+
+
+def test_two_people_are_tracked_in_video_mode():
+    from diffpose3d.detect.mediapipe_pose import MediaPipePoseDetector
+
+    a = skimage_data.astronaut()
+    two = np.concatenate([a, a[:, ::-1]], axis=1)
+    with MediaPipePoseDetector(static_image_mode=False) as video:
+        counts = [len(video.detect_people(np.ascontiguousarray(np.roll(two, 6 * t, axis=1)))) for t in range(3)]
+        assert counts == [2, 2, 2] and len(video._tracked) == 2
+        video.set_video_mode(False)
+        assert video._tracked == []
+
+
+def test_no_native_log_lines_unless_verbose(capfd):
+    from diffpose3d.detect.mediapipe_pose import MediaPipePoseDetector
+
+    capfd.readouterr()
+    with MediaPipePoseDetector() as det:
+        assert det.detect(skimage_data.astronaut()) is not None
+    err = capfd.readouterr().err
+    assert "W0000" not in err and "INFO:" not in err and "WARNING:" not in err, err

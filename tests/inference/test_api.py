@@ -80,3 +80,41 @@ def test_output_files_validate_and_round_trip(tiny_bundle, tmp_path):
     bad = dict(doc, units="mm")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, prediction_schema())
+
+
+def test_keypoints_that_do_not_fit_the_layout_are_refused_in_words(tiny_bundle):
+    from diffpose3d.errors import ConfigError
+
+    model = DiffPose.load(str(tiny_bundle))
+    kp15 = np.random.default_rng(0).uniform(100, 400, (1, 15, 2)).astype(np.float32)
+    with pytest.raises(ConfigError, match=r"keypoints of shape \(1, 15, 2\) do not fit layout 'coco17': expected \(T, 17, 2\)"):
+        model.from_keypoints(kp15, None, image_size=(640, 480), layout="coco17")
+    with pytest.raises(ConfigError, match="unknown layout 'coco18'"):
+        model.from_keypoints(kp15, None, image_size=(640, 480), layout="coco18")
+    res = model.from_keypoints(kp15, None, image_size=(640, 480))  # the model's own layout
+    assert res.pose_3d.shape == (1, model.model.skeleton.num_joints, 3) and model.layout == res.meta["layout"]
+
+
+def test_from_evidence_lifts_each_person_as_their_own_sequence(tiny_bundle, tmp_path):
+    from diffpose3d.inference.inputs import read_input
+
+    rng = np.random.default_rng(2)
+    kp = np.full((2, 4, 17, 3), np.nan)
+    kp[0, :, :, :2] = rng.uniform(50, 250, (4, 17, 2))
+    kp[1, 1:3, :, :2] = rng.uniform(350, 550, (2, 17, 2))
+    kp[..., 2] = np.where(np.isnan(kp[..., 0]), np.nan, 0.9)
+    np.savez(tmp_path / "two.npz", keypoints=kp, image_size=np.array([640, 480]), layout=np.array("coco17"))
+    model = DiffPose.load(str(tiny_bundle))
+    evidence = read_input(tmp_path / "two.npz", layout=model.layout)
+    res = model.from_evidence(evidence)
+    np.testing.assert_array_equal(res.frame_indices, [0, 1, 1, 2, 2, 3])
+    np.testing.assert_array_equal(res.person_ids, [0, 0, 1, 0, 1, 0])
+    alone = model.from_evidence(evidence.select(evidence.rows_of(1)))
+    np.testing.assert_allclose(res.person(1).pose_3d, alone.pose_3d, atol=1e-5)  # lifted on its own
+    assert res.people == [0, 1] and res.meta["num_input_frames"] == 4
+    npz, js = write_result(res, tmp_path / "out", "two")
+    back = load_result_npz(npz)
+    np.testing.assert_array_equal(back.person_ids, res.person_ids)
+    doc = json.loads(js.read_text())
+    jsonschema.validate(doc, prediction_schema())
+    assert [len(f["people"]) for f in doc["frames"]] == [1, 2, 2, 1] and doc["num_people"] == 2

@@ -43,3 +43,72 @@ def test_missing_and_corrupt_images_raise(tmp_path):
     with pytest.raises(InputFileError) as info:
         read_image(bad)
     assert info.value.path == str(bad)
+
+
+def test_cmyk_jpeg_is_converted_not_read_as_a_negative(tmp_path):
+    from PIL import Image
+
+    red = np.zeros((32, 48, 3), np.uint8)
+    red[..., 0] = 220
+    Image.fromarray(red).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"
+    rgb = read_image(tmp_path / "cmyk.jpg")
+    assert rgb.shape == (32, 48, 3)
+    assert rgb[..., 0].mean() > 180 and rgb[..., 1:].mean() < 60  # red, not cyan
+
+
+def test_exif_orientation_is_applied_and_reported(tmp_path):
+    from PIL import Image
+
+    from diffpose3d.io.images import image_size, read_image_info
+
+    pixels = np.zeros((20, 40, 3), np.uint8)  # landscape as stored, a bright left column
+    pixels[:, :4] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to show"
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    shown, info = read_image_info(tmp_path / "phone.jpg")
+    assert info["exif_orientation"] == 6 and shown.shape == (40, 20, 3)
+    assert image_size(tmp_path / "phone.jpg") == (20, 40)
+    assert shown[:4].mean() > 200 and shown[-4:].mean() < 50  # the bright column is now the top row
+
+
+def test_16_bit_grey_is_scaled_to_8_bits(tmp_path):
+    from PIL import Image
+
+    ramp = (np.arange(64, dtype=np.uint16) * 1000).reshape(8, 8)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    out = read_image(tmp_path / "deep.png")
+    np.testing.assert_array_equal(out[..., 0], (ramp >> 8).astype(np.uint8))
+
+
+def _tiff_claiming(path, width: int, height: int) -> None:
+    """A few-kB tiled TIFF whose header claims width x height pixels (a decompression bomb)."""
+    tifffile = pytest.importorskip("tifffile", reason="tifffile (a scikit-image dependency) writes the test TIFF")
+
+    tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint8), tile=(16, 16), photometric="rgb")
+    with tifffile.TiffFile(path) as tif:
+        offsets = {name: tif.pages[0].tags[name].valueoffset for name in ("ImageWidth", "ImageLength")}
+        kinds = {name: tif.pages[0].tags[name].dtype for name in ("ImageWidth", "ImageLength")}
+    data = bytearray(path.read_bytes())
+    for name, value in (("ImageWidth", width), ("ImageLength", height)):
+        size = 2 if int(kinds[name]) == 3 else 4
+        data[offsets[name]:offsets[name] + size] = value.to_bytes(size, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_sizes_the_pipeline_cannot_handle_are_refused_from_the_header(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (40000, 2)).save(tmp_path / "wide.png")  # a few hundred bytes, 40000 px wide
+    assert (tmp_path / "wide.png").stat().st_size < 2000
+    with pytest.raises(InputFileError, match=r"wide.png: image too large: 40000x2 pixels \(at most 32767 a side\)"):
+        read_image(tmp_path / "wide.png")
+    _tiff_claiming(tmp_path / "bomb.tif", 30000, 30000)
+    assert (tmp_path / "bomb.tif").stat().st_size < 100_000
+    with pytest.raises(InputFileError, match="bomb.tif: image too large") as info:
+        read_image(tmp_path / "bomb.tif")
+    assert len(str(info.value).splitlines()) == 1
+    (tmp_path / "dev.png").symlink_to("/dev/zero")
+    with pytest.raises(InputFileError, match="dev.png: is not a regular file"):
+        read_image(tmp_path / "dev.png")

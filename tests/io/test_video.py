@@ -108,3 +108,37 @@ def test_truncated_and_corrupt_files_raise(tmp_path):
     with pytest.raises(InputFileError, match="not found"):
         VideoReader(tmp_path / "missing.mp4")
     assert is_video("a.MOV") and not is_video("a.png")
+
+
+def test_a_truncated_matroska_file_is_refused(tmp_path):
+    data = _write_clip(tmp_path / "ok.mkv")
+    with VideoReader(tmp_path / "ok.mkv") as reader:
+        assert reader._declared == 0 and len(list(reader)) == N  # mkv stores no frame count
+    (tmp_path / "cut.mkv").write_bytes(data[: int(len(data) * 0.6)])
+    reader = VideoReader(tmp_path / "cut.mkv")
+    with pytest.raises(InputFileError, match=r"cut.mkv: video is truncated: frames end at .* of the 1.20 s"):
+        list(reader)
+
+
+def _segment(path, w: int, h: int, colour) -> bytes:
+    import av
+
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for _ in range(5):
+            frame = np.full((h, w, 3), colour, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def test_a_resolution_change_mid_stream_is_rescaled_to_the_first_size(tmp_path):
+    first = _segment(tmp_path / "a.ts", W, H, (200, 30, 30))
+    second = _segment(tmp_path / "b.ts", W // 2, H // 2, (30, 200, 30))
+    (tmp_path / "both.ts").write_bytes(first + second)
+    with VideoReader(tmp_path / "both.ts") as reader:
+        frames = list(reader)
+        assert reader.rescaled_frames == 5
+    assert len(frames) == 10 and {f.shape for f in frames} == {(H, W, 3)}
+    assert frames[-1][..., 1].mean() > 150  # the second part, scaled up

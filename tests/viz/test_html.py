@@ -38,3 +38,29 @@ def test_single_frame_without_hypotheses(tmp_path):
                       PARENTS, NAMES, "one")
     text = path.read_text(encoding="utf-8")
     assert "head\\u003cbr\\u003espread 30 mm" in text
+
+
+def test_page_with_a_photo_several_people_all_hypotheses_and_the_renders_scale(tmp_path):
+    import json
+
+    from diffpose3d.viz.html import write_page
+    from diffpose3d.viz.layout import PersonView
+
+    from _viz_poses import project
+
+    n = 7
+    cov = np.tile(np.eye(3) * 0.05**2, (len(POSE), 1, 1))
+    photo = np.full((480, 640, 3), 90, np.uint8)
+    people = [PersonView(project(POSE) + [dx, 0], None, POSE, hypotheses(np.full(len(POSE), 0.05), n=n, seed=i), cov, i,
+                         np.array([dx / 400, 0.0, 0.0])) for i, dx in enumerate((-120, 120))]
+    path = write_page(tmp_path / "p.html", [(0, people, photo)], PARENTS, NAMES, "two people", image_size=(640, 480),
+                      left=LEFT, right=RIGHT, spread_range_mm=(0.0, 150.0))
+    text = path.read_text(encoding="utf-8")
+    assert '"type":"image"' in text and '"source":"data:image\\u002fjpeg;base64,' in text
+    assert '"cmax":150.0' in text and '"cmin":0.0' in text  # the scale it was given (the render's)
+    figure = json.loads(re.search(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*(\[.*?\]),\s*\{", text, re.S).group(1))
+    bones = sum(1 for p in PARENTS if p >= 0)
+    hyp = [t for t in figure if t.get("type") == "scatter3d" and t.get("line", {}).get("color", "").startswith("rgba(90")]
+    assert len(hyp) == 2 and all(len(t["x"]) == n * bones * 3 for t in hyp)  # every hypothesis, for each person
+    assert "#0 head\\u003cbr\\u003espread 50 mm" in text and "#1 head\\u003cbr\\u003espread 50 mm" in text
+    assert '"domain":[0.0,0.42]' in text.replace(" ", "")  # the photo's panel beside the 3D scene

@@ -75,3 +75,43 @@ def test_render_video_and_save_image(tmp_path):
     assert len(list(VideoReader(tmp_path / "out.gif"))) == 3
     save_image(tmp_path / "frame.png", frames[0])
     assert np.array_equal(read_image(tmp_path / "frame.png"), frames[0])
+
+
+def _colour_pixels(out: np.ndarray, colour: str, tol: int = 30) -> np.ndarray:
+    rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return (np.abs(out.astype(int) - rgb).max(axis=2) < tol)
+
+
+def test_the_skeleton_shows_over_huge_ellipsoids():
+    from diffpose3d.viz.layout import LEFT_COLOUR
+
+    small = np.tile(np.eye(3) * 0.01**2, (len(POSE), 1, 1))
+    huge = np.tile(np.eye(3) * 0.6**2, (len(POSE), 1, 1))  # 600 mm spreads, as out-of-frame joints get
+    right_panel = slice(int(SIZE[0] * 0.5), int(SIZE[0] * 0.92))
+    seen = [_colour_pixels(_render(cov)[:, right_panel], LEFT_COLOUR).sum() for cov in (small, huge)]
+    assert seen[0] > 100 and seen[1] > 0.6 * seen[0], seen
+
+
+def test_the_colour_scale_covers_the_spreads_shown():
+    from diffpose3d.viz.layout import spread_scale
+
+    assert spread_scale(np.array([[0.01, 0.02]])) == (0.0, 20.0)
+    assert spread_scale(np.array([[0.0, 0.05, 0.6]]))[1] >= 600.0
+    low, high = spread_scale(np.full((4, 17), 0.137))
+    assert low == 0 and 137 <= high <= 150
+
+
+def test_several_people_are_drawn_each_in_their_colour():
+    from diffpose3d.viz.layout import PersonView, person_colour, place_people
+    from diffpose3d.viz.render import render_people
+
+    cov = np.tile(np.eye(3) * 0.01**2, (len(POSE), 1, 1))
+    kp = np.stack([project(POSE) - [150, 0], project(POSE) + [150, 0]])
+    offsets = place_people(kp, np.ones((2, len(POSE))), np.stack([POSE, POSE]), (640, 480))
+    assert offsets[0, 0] < -0.5 < 0.5 < offsets[1, 0] and abs(offsets[:, 2]).max() < 0.1
+    people = [PersonView(kp[i], None, POSE, hypotheses(np.full(len(POSE), 0.02)), cov, i, offsets[i]) for i in (0, 1)]
+    out = render_people(None, people, PARENTS, left=LEFT, right=RIGHT, size=SIZE, joint_names=NAMES, box=2.0)
+    half = SIZE[0] // 2
+    for i in (0, 1):
+        mask = _colour_pixels(out, person_colour(i))
+        assert mask[:, :half].sum() > 50 and mask[:, half:].sum() > 50, i  # in the 2D and the 3D panel

@@ -1,25 +1,34 @@
 """Custom 2D inputs: COCO-style keypoint JSON (as MMPose / RTMPose tools write) and plain npz arrays.
+The formats, with a minimal example each, are documented in `docs/INPUTS.md`.
 
-JSON: a list (or ``{"annotations": [...]}``) of ``{"image_id" | "frame": id, "keypoints": [x, y, c] * J,
-"score": s}``; the highest-scoring person per frame is kept. Integer frame ids leave gaps as missing
-frames (confidence 0); other ids are sorted. The image size is not in this format: pass it.
+JSON: a list (or ``{"annotations": [...]}``) of ``{"image_id" | "frame" | "frame_id": id,
+"keypoints": [x, y, c] * J, "score": s}``, any number of people per image, optionally with an
+integer ``"track_id"`` (or ``"person_id"``) per record. Frame ids are all integers >= 0 (frames of
+a video; gaps between them are frames without a detection) or all strings (names of photos).
 
-npz: ``keypoints`` (or the only array) of shape (T, J, 2|3), optional ``image_size`` (w, h) and
-``layout`` (a skeleton name; 17 joints without one are taken as COCO).
+npz: ``keypoints`` (or the only array) of shape (T, J, 2|3), or (P, T, J, 2|3) for P people,
+optional ``image_size`` (w, h) and ``layout`` (a skeleton name; 17 joints without one are COCO).
 
-Either way the keypoints are mapped to ``layout`` with ``skeleton.map_keypoints``; NaN / inf joints, and
-joints absurdly far outside the image (beyond ``FAR_OUTSIDE`` image sizes), get confidence 0.
+Keypoints are mapped to ``layout`` with ``skeleton.map_keypoints``; NaN / inf joints, and joints
+absurdly far outside the image (beyond ``FAR_OUTSIDE`` image sizes), get confidence 0.
+Confidences outside [0, 1] are clamped into it, with an ``InputWarning``.
+
+``load_keypoints`` gives one sequence (the best-scoring person of each frame: what the dataset
+readers use); ``load_keypoint_people`` gives every person, with a stable id.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputFileError
+from ..io.arrays import load_npz
+from ..io.limits import InputWarning, read_bytes_bounded
 from ..skeleton import SKELETON_NAMES, get_skeleton
 from .base import PoseSequence, map_2d, split_confidence
 
@@ -27,6 +36,9 @@ _DEFAULT_SOURCE = {17: "coco17", 33: "blazepose33", 16: "mpii16", 15: "humaneva1
 _MAX_JSON_FRAMES = 1_000_000  # integer frame ids are filled in between: refuse absurd spans
 _MAX_IMAGE_SIDE = 1 << 20
 FAR_OUTSIDE = 100  # a coordinate beyond this many image sizes is garbage: the joint counts as missing
+NO_IMAGE_SIZE = "carries no image size: give it (--image-size W H; in Python image_size=(w, h))"
+_FRAME_KEYS = ("frame", "image_id", "frame_id")
+_TRACK_KEYS = ("track_id", "person_id")
 
 
 def _known_layout(name: str, path: Path) -> str:
@@ -42,7 +54,7 @@ def _source_layout(num_joints: int, declared: str | None, path: Path) -> str:
             raise InputFileError(path, f"layout '{declared}' has {expected} joints, data has {num_joints}")
         return declared
     if num_joints not in _DEFAULT_SOURCE:
-        raise InputFileError(path, f"cannot tell the layout of {num_joints} joints: pass src_layout")
+        raise InputFileError(path, f"cannot tell the layout of {num_joints} joints: name it (--layout)")
     return _DEFAULT_SOURCE[num_joints]
 
 
@@ -65,11 +77,25 @@ def drop_far_outside(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray
     return np.where(np.abs(keypoints) <= FAR_OUTSIDE * max(size), keypoints, np.nan)
 
 
+def clamp_confidence(conf: np.ndarray | None, path: Path) -> np.ndarray | None:
+    """Finite confidences outside [0, 1] clamped into it, with one `InputWarning` saying how many."""
+    if conf is None:
+        return None
+    with np.errstate(invalid="ignore"):
+        outside = np.isfinite(conf) & ((conf < 0) | (conf > 1))
+    if outside.any():
+        warnings.warn(InputWarning(path, f"{int(outside.sum())} confidence(s) outside [0, 1] clamped into it"),
+                      stacklevel=3)
+        conf = np.where(outside, np.clip(conf, 0.0, 1.0), conf)
+    return conf
+
+
 def _build(points: np.ndarray, path: Path, src: str, layout: str, size: tuple[int, int],
            frames: np.ndarray, name: str) -> PoseSequence:
     with np.errstate(over="ignore", invalid="ignore"):  # too large for float32: inf, then missing
         kp, conf = split_confidence(points.astype(np.float32))
     kp = drop_far_outside(kp, size)
+    conf = clamp_confidence(conf, path)
     try:
         kp, conf = map_2d(kp, conf, src, layout)
     except ValueError as exc:
@@ -82,16 +108,10 @@ def _build(points: np.ndarray, path: Path, src: str, layout: str, size: tuple[in
     )
 
 
-def load_keypoints_npz(path: str | Path, *, layout: str = "h36m17", image_size: tuple[int, int] | None = None,
-                       src_layout: str | None = None) -> PoseSequence:
+def _npz_people(path: str | Path, image_size, src_layout) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """(P, T, J, C) points of an npz, their layout and the image size."""
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(p, "file not found")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as exc:  # a damaged file fails in many ways: zip, zlib, npy header, absurd sizes
-        raise InputFileError(p, f"not a readable .npz of plain arrays ({exc.__class__.__name__}: {exc})") from None
+    arrays = load_npz(p)
     if "keypoints" in arrays:
         points = arrays["keypoints"]
     else:
@@ -99,42 +119,53 @@ def load_keypoints_npz(path: str | Path, *, layout: str = "h36m17", image_size: 
         if len(candidates) != 1:
             raise InputFileError(p, f"needs a 'keypoints' array (found: {', '.join(arrays) or 'none'})")
         points = arrays[candidates[0]]
-    if points.ndim != 3 or points.shape[-1] not in (2, 3) or points.dtype.kind not in "iuf":
-        raise InputFileError(p, f"keypoints must be numeric (T, J, 2|3), got {points.dtype} {points.shape}")
-    if len(points) == 0:
+    if points.ndim not in (3, 4) or points.shape[-1] not in (2, 3) or points.dtype.kind not in "iuf":
+        raise InputFileError(p, f"keypoints must be numeric (T, J, 2|3) or (P, T, J, 2|3), got {points.dtype} {points.shape}")
+    points = points if points.ndim == 4 else points[None]
+    if 0 in points.shape[:2]:
         raise InputFileError(p, "keypoints hold no frames")
     declared = src_layout or (str(arrays["layout"]) if "layout" in arrays else None)
     size = image_size if image_size is not None else arrays.get("image_size")
     if size is None:
-        raise InputFileError(p, "no 'image_size' array in the file: pass image_size=(w, h)")
-    src = _source_layout(points.shape[1], declared, p)
-    return _build(points, p, src, layout, check_image_size(size, p), np.arange(len(points)), p.stem)
+        raise InputFileError(p, NO_IMAGE_SIZE)
+    return points, _source_layout(points.shape[2], declared, p), check_image_size(size, p)
 
 
-def _frame_id(rec: dict, path: Path, i: int) -> Any:
-    for k in ("frame", "image_id", "frame_id"):
-        if k in rec:
-            return rec[k]
-    raise InputFileError(path, f"record {i} has no 'frame' or 'image_id'")
+def load_keypoints_npz(path: str | Path, *, layout: str = "h36m17", image_size: tuple[int, int] | None = None,
+                       src_layout: str | None = None) -> PoseSequence:
+    points, src, size = _npz_people(path, image_size, src_layout)
+    return _build(points[0], Path(path), src, layout, size, np.arange(points.shape[1]), Path(path).stem)
 
 
-def load_keypoints_json(path: str | Path, *, layout: str = "h36m17", image_size: tuple[int, int] | None = None,
-                        src_layout: str = "coco17") -> PoseSequence:
-    p = Path(path)
+def _frame_id(rec: dict, path: Path, i: int) -> int | str:
+    """A record's frame id: an integer >= 0 (an integral float counts) or a string."""
+    key = next((k for k in _FRAME_KEYS if k in rec), None)
+    if key is None:
+        raise InputFileError(path, f"record {i} has no 'frame' or 'image_id'")
+    frame = rec[key]
+    if isinstance(frame, float) and frame.is_integer():
+        frame = int(frame)
+    if isinstance(frame, bool) or not isinstance(frame, (int, str)):
+        raise InputFileError(path, f"record {i}: the frame id must be an integer or a string, got {frame!r:.40}")
+    if isinstance(frame, int) and frame < 0:
+        raise InputFileError(path, f"record {i}: frame id {frame} is negative")
+    return frame
+
+
+def _json_records(p: Path, src_layout: str, image_size) -> tuple[dict[Any, list[tuple[float, np.ndarray, int | None]]], int]:
+    """{frame id: [(score, (J, 3) points, track id or None)]} of a keypoint JSON file, and J."""
     try:
-        records = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(p, "file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        records = json.loads(read_bytes_bounded(p).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputFileError(p, f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
     if isinstance(records, dict):
         records = records.get("annotations")
     if not isinstance(records, list) or not records:
         raise InputFileError(p, "expected a non-empty list of keypoint records")
     if image_size is None:
-        raise InputFileError(p, "keypoint JSON carries no image size: pass image_size=(w, h)")
+        raise InputFileError(p, f"keypoint JSON {NO_IMAGE_SIZE}")
     j = get_skeleton(_known_layout(src_layout, p)).num_joints
-    best: dict[Any, tuple[float, np.ndarray]] = {}
+    frames: dict[Any, list] = {}
     for i, rec in enumerate(records):
         if not isinstance(rec, dict) or "keypoints" not in rec:
             raise InputFileError(p, f"record {i} has no 'keypoints'")
@@ -143,27 +174,38 @@ def load_keypoints_json(path: str | Path, *, layout: str = "h36m17", image_size:
         except (TypeError, ValueError, OverflowError):
             raise InputFileError(p, f"record {i}: 'keypoints' must be {3 * j} numbers (x, y, score) * {j}") from None
         try:
-            score = float(rec["score"]) if "score" in rec else float(np.nanmean(kp[:, 2]))
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN record's mean
+                score = float(rec["score"]) if "score" in rec else float(np.nanmean(kp[:, 2]))
         except (TypeError, ValueError, OverflowError):
             raise InputFileError(p, f"record {i}: 'score' must be a number, got {rec['score']!r:.40}") from None
-        frame = _frame_id(rec, p, i)
-        if isinstance(frame, (list, dict)):
-            raise InputFileError(p, f"record {i}: the frame id must be a number or a string, got {frame!r:.40}")
-        if frame not in best or score > best[frame][0]:
-            best[frame] = (score, kp)
-    ids = list(best)
-    if all(isinstance(f, int) for f in ids):
-        if max(ids) - min(ids) >= _MAX_JSON_FRAMES:
-            raise InputFileError(p, f"frame ids {min(ids)} to {max(ids)} span more than {_MAX_JSON_FRAMES} frames")
-        frames = np.arange(min(ids), max(ids) + 1)
-    else:
-        frames = np.array(sorted(ids, key=str))
-    points = np.full((len(frames), j, 3), np.nan)
-    for t, f in enumerate(frames.tolist()):
-        if f in best:
-            points[t] = best[f][1]
-    frame_numbers = frames if np.issubdtype(frames.dtype, np.integer) else np.arange(len(frames))
-    return _build(points, p, src_layout, layout, check_image_size(image_size, p), frame_numbers, p.stem)
+        track = next((rec[k] for k in _TRACK_KEYS if k in rec), None)
+        if track is not None and (isinstance(track, bool) or not isinstance(track, int) or track < 0):
+            raise InputFileError(p, f"record {i}: a track id must be an integer >= 0, got {track!r:.40}")
+        frames.setdefault(_frame_id(rec, p, i), []).append((score if np.isfinite(score) else -np.inf, kp, track))
+    kinds = {type(f) for f in frames}
+    if len(kinds) > 1:
+        raise InputFileError(p, "frame ids mix integers and strings: use one kind for the whole file")
+    if kinds == {int} and max(frames) - min(frames) >= _MAX_JSON_FRAMES:
+        raise InputFileError(p, f"frame ids {min(frames)} to {max(frames)} span more than {_MAX_JSON_FRAMES} frames")
+    return frames, j
+
+
+def load_keypoints_json(path: str | Path, *, layout: str = "h36m17", image_size: tuple[int, int] | None = None,
+                        src_layout: str = "coco17") -> PoseSequence:
+    """The best-scoring person of every frame (integer ids: every frame between the first and the
+    last, frames without a record missing; string ids: sorted by name)."""
+    p = Path(path)
+    frames, j = _json_records(p, src_layout, image_size)
+    ids = list(frames)
+    numbered = isinstance(ids[0], int)
+    order = np.arange(min(ids), max(ids) + 1) if numbered else sorted(ids)
+    points = np.full((len(order), j, 3), np.nan)
+    for t, f in enumerate(order.tolist() if numbered else order):
+        if f in frames:
+            points[t] = max(frames[f], key=lambda r: r[0])[1]
+    numbers = order if numbered else np.arange(len(order))
+    return _build(points, p, src_layout, layout, check_image_size(image_size, p), numbers, p.stem)
 
 
 def load_keypoints(path: str | Path, *, layout: str = "h36m17", image_size: tuple[int, int] | None = None,
@@ -172,3 +214,83 @@ def load_keypoints(path: str | Path, *, layout: str = "h36m17", image_size: tupl
     if Path(path).suffix.lower() == ".json":
         return load_keypoints_json(path, layout=layout, image_size=image_size, src_layout=src_layout or "coco17")
     return load_keypoints_npz(path, layout=layout, image_size=image_size, src_layout=src_layout)
+
+
+def load_keypoint_people(path: str | Path, *, layout: str, image_size: tuple[int, int] | None = None,
+                         src_layout: str | None = None) -> tuple[list[tuple[int, PoseSequence]], list[str] | None]:
+    """Every person of a keypoints file as ``[(person id, their PoseSequence)]``, and the frame
+    names (string frame ids, else None). A person's sequence covers the frames from their first to
+    their last with any evidence (frames between without it: every joint missing); with named frames
+    (photos), exactly the photos they are in. People without any evidence are left out."""
+    p = Path(path)
+    if p.suffix.lower() != ".json":
+        points, src, size = _npz_people(p, image_size, src_layout)
+        people = [(i, _build(pts, p, src, layout, size, np.arange(len(pts)), p.stem)) for i, pts in enumerate(points)]
+        return [(i, s) for i, s in ((i, _trim(s)) for i, s in people) if s is not None], None
+    src = src_layout or "coco17"
+    frames, j = _json_records(p, src, image_size)
+    size = check_image_size(image_size, p)
+    numbered = isinstance(next(iter(frames)), int)
+    names = None if numbered else [str(f) for f in sorted(frames)]
+    position = {f: i for i, f in enumerate(sorted(frames))}
+    frames = {f: [r for r in recs if _has_evidence(r[1], size)] for f, recs in frames.items()}  # a record
+    order = sorted(f for f, recs in frames.items() if recs)  # without any usable joint is nobody
+    tracks = _person_ids(p, frames, order, numbered)
+    seen: dict[int, dict[Any, np.ndarray]] = {}
+    for f in order:
+        for (_, kp, _), pid in zip(frames[f], tracks[f]):
+            seen.setdefault(pid, {})[f] = kp
+    people = []
+    for pid, at in sorted(seen.items()):
+        span = np.arange(min(at), max(at) + 1) if numbered else np.array([position[f] for f in at])
+        points = np.full((len(span), j, 3), np.nan)
+        for t, f in enumerate(span.tolist() if numbered else list(at)):
+            if f in at:
+                points[t] = at[f]
+        seq = _trim(_build(points, p, src, layout, size, span, p.stem))
+        if seq is not None:
+            people.append((pid, seq))
+    return people, names
+
+
+def _has_evidence(points: np.ndarray, size: tuple[int, int]) -> bool:
+    """Whether a record's (J, 3) points hold one joint a reader keeps (finite, near the image,
+    confidence > 0)."""
+    with np.errstate(invalid="ignore"):
+        near = (np.abs(points[:, :2]) <= FAR_OUTSIDE * max(size)).all(-1)
+        return bool((near & (np.nan_to_num(points[:, 2], nan=0.0) > 0)).any())
+
+
+def _person_ids(path: Path, frames: dict, order: list, numbered: bool) -> dict[Any, list[int]]:
+    """Each record's person id: its track id when every record has one; for numbered frames the
+    tracker's ids; for named frames (unrelated photos) 0, 1, ... by score within each photo."""
+    records = [r for f in order for r in frames[f]]
+    if all(r[2] is not None for r in records):
+        ids = {f: [r[2] for r in frames[f]] for f in order}
+        if any(len(set(v)) != len(v) for v in ids.values()):
+            raise InputFileError(path, "a track id appears twice in one frame")
+        return ids
+    if not numbered:
+        ranks = {f: list(np.argsort([-r[0] for r in frames[f]], kind="stable")) for f in order}
+        return {f: [int(ranks[f].index(k)) for k in range(len(frames[f]))] for f in order}
+    from diffpose3d.detect.people import PersonTracker
+
+    tracker = PersonTracker()
+    with np.errstate(all="ignore"):
+        return {f: tracker.update(int(f), [r[1][:, :2] for r in frames[f]],
+                                  [np.nan_to_num(r[1][:, 2], nan=0.0) for r in frames[f]]) for f in order}
+
+
+def _trim(seq: PoseSequence) -> PoseSequence | None:
+    """`seq` without its leading and trailing frames that hold no evidence (None when none does)."""
+    has = (seq.confidence > 0).any(axis=1)
+    if not has.any():
+        return None
+    rows = np.arange(np.argmax(has), len(has) - np.argmax(has[::-1]))
+    if len(rows) == len(seq):
+        return seq
+    return PoseSequence(
+        dataset=seq.dataset, subject="", action="", name=seq.name, camera_index=0, skeleton=seq.skeleton,
+        keypoints_2d=seq.keypoints_2d[rows], image_size=seq.image_size, confidence=seq.confidence[rows],
+        frame_indices=seq.frame_indices[rows],
+    )

@@ -1,7 +1,9 @@
-"""2D pose detectors: images in, per-joint keypoints, confidences and heatmaps out.
+"""2D pose detectors: images in, every person's keypoints, confidences and heatmaps out.
 
 `get_detector("mediapipe")` is the offline BlazePose-33 backend (needs the `detect` extra);
-backends are imported lazily, so importing this package never needs them.
+backends are imported lazily, so importing this package never needs them. `detect_people`
+asks any backend for everyone in an image; `people` holds the rules for several people
+(duplicates, shared joints, ids over frames), `stream` runs a detector over a video's frames.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from diffpose3d.detect.base import Detection, PoseDetector
+from diffpose3d.detect.base import Detection, PoseDetector, detect_people
 from diffpose3d.errors import DiffPoseError
 
 
@@ -37,4 +39,4 @@ def get_detector(name: str = "mediapipe", **kw: Any) -> PoseDetector:
     return factory(**kw)
 
 
-__all__ = ["Detection", "PoseDetector", "available_detectors", "get_detector"]
+__all__ = ["Detection", "PoseDetector", "available_detectors", "detect_people", "get_detector"]

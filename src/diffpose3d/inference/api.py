@@ -5,6 +5,9 @@
     result = model.from_keypoints(kp, confidence, image_size=(640, 480), layout="coco17")
     result.pose_3d, result.hypotheses, result.uncertainty
 
+`from_evidence` lifts every person of an image, video or file (`inference.inputs.read_input`); a
+result holds one row per person per frame (`result.person_ids`, `result.person(id)`).
+
 Joints without evidence (confidence 0 or NaN) get a broad (u, v) component in H_K and are flagged
 in `result.missing`; the context encoder sees them at their parent's position.
 """
@@ -21,7 +24,8 @@ from diffpose3d.checkpoint import load_bundle, resolve_device
 from diffpose3d.config import InferenceConfig
 from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, map_gmm, mixture_to_uv, top_mode
 from diffpose3d.inference.lifting import lift_batches
-from diffpose3d.inference.result import PoseResult
+from diffpose3d.errors import ConfigError, InputFileError
+from diffpose3d.inference.result import PoseResult, concat_results
 from diffpose3d.mixtures.gmm import GaussianMixture
 
 
@@ -64,6 +68,7 @@ class DiffPose:
             keypoints = np.asarray(keypoints, dtype=np.float32)
         if keypoints.ndim == 2:
             keypoints = keypoints[None]
+        layout = self._check_layout(keypoints, layout)
         if keypoints.shape[-1] == 3 and confidence is None:
             confidence = keypoints[..., 2]
         keypoints = keypoints[..., :2]
@@ -72,7 +77,20 @@ class DiffPose:
         keypoints = drop_far_outside(keypoints, image_size)  # then missing, as NaN / inf joints are
         confidence = np.where(np.isfinite(keypoints).all(-1), np.nan_to_num(confidence, nan=0.0), 0.0)
         gmm = keypoints_to_gmm(np.nan_to_num(keypoints), confidence.astype(np.float32), image_size)
-        return self._lift_gmm(gmm, confidence, image_size, layout or self.layout)
+        return self._lift_gmm(gmm, confidence, image_size, layout)
+
+    def _check_layout(self, keypoints: np.ndarray, layout: str | None) -> str:
+        """The keypoints' layout (default: the model's), checked against their (T, J, 2|3) shape."""
+        from diffpose3d.skeleton import SKELETON_NAMES, get_skeleton
+
+        layout = layout or self.layout
+        if layout not in SKELETON_NAMES:
+            raise ConfigError(f"unknown layout '{layout}' (known: {', '.join(SKELETON_NAMES)})")
+        joints = get_skeleton(layout).num_joints
+        if keypoints.ndim != 3 or keypoints.shape[1] != joints or keypoints.shape[2] not in (2, 3):
+            raise ConfigError(f"keypoints of shape {tuple(keypoints.shape)} do not fit layout '{layout}': "
+                              f"expected (T, {joints}, 2) or (T, {joints}, 3); pass layout= for another layout")
+        return layout
 
     def from_gmm(self, gmm_2d: np.ndarray, *, image_size: tuple[int, int], layout: str | None = None) -> PoseResult:
         """The authors' per-joint mixtures (T, J, K, 5) = [weight, mean u, mean v, var u, var v] in pixels."""
@@ -99,9 +117,24 @@ class DiffPose:
 
     # -- the lifting itself ---------------------------------------------------------------------
     def from_evidence(self, evidence) -> PoseResult:
-        """An `inference.inputs.Evidence2D` (what `read_input` makes of an image, video or file)."""
-        result = self._lift_gmm(evidence.gmm, evidence.confidence, evidence.image_size, evidence.layout, evidence.frame_indices)
-        result.meta.update({"input": evidence.name, "input_kind": evidence.kind, "input_layout": evidence.layout})
+        """An `inference.inputs.Evidence2D` (what `read_input` makes of an image, video or file):
+        every person in it, each lifted as a sequence of their own, in one result (rows sorted by
+        frame, then person; `result.person(id)` is one person's)."""
+        if not evidence.people:
+            raise InputFileError(evidence.source.get("path", evidence.name), "no person found")
+        parts = []
+        for person in evidence.people:
+            rows = evidence.rows_of(person)
+            part = self._lift_gmm(evidence.gmm[torch.as_tensor(rows)], evidence.confidence[rows], evidence.image_size,
+                                  evidence.layout, evidence.frame_indices[rows])
+            part.person_ids = np.full(len(rows), person, np.int64)
+            if "world_3d" in evidence.detector:
+                part.detector_world_3d = evidence.detector["world_3d"][rows]
+                part.detector_score = evidence.detector["score"][rows]
+            parts.append(part)
+        result = concat_results(parts)
+        result.meta.update({"input": evidence.name, "input_kind": evidence.kind, "input_layout": evidence.layout,
+                            "num_input_frames": int(evidence.num_frames), "source": evidence.source})
         return result
 
     def _lift_gmm(
@@ -145,9 +178,9 @@ class DiffPose:
         frame_indices: np.ndarray | None = None,
     ) -> PoseResult:
         """Lift (T, J, 2) normalised keypoints with their (T, J, M, 2) mixtures."""
-        pred = lift_batches(self.model, keypoints_uv, uv_gmm, self.inference)
-        t, j = keypoints_uv.shape[:2]
         w, h = image_size
+        pred = lift_batches(self.model, keypoints_uv, uv_gmm, self.inference, image_size=(w, h))
+        t, j = keypoints_uv.shape[:2]
         return PoseResult(
             joint_names=self.joint_names,
             parents=list(self.model.skeleton.parents),

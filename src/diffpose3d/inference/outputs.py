@@ -1,19 +1,29 @@
-"""Write a `PoseResult` as `<name>.npz` and `<name>.json` (schema: `assets/prediction.schema.json`)."""
+"""Write a `PoseResult` as `<name>.npz` and `<name>.json` (schema: `assets/prediction.schema.json`),
+as one unit with the result's other files (`io.results`: a lock per output folder, staged files, a
+manifest written last), and read it back.
+
+The npz holds one row per person per frame (`frame_indices`, `person_ids`); the JSON groups the
+same rows by frame: `frames[k] = {"index": frame, "people": [{"id": person, "pose_3d": ...}]}`.
+Numbers that are not finite are written as `null` (never a bare `NaN`, which is not JSON).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from diffpose3d.errors import OutputFileError
-from diffpose3d.io.atomic import atomic_write, save_npz_atomic
+from diffpose3d.errors import InputFileError, OutputFileError
 from diffpose3d.inference.result import PoseResult
+from diffpose3d.io.results import OutputFolder, Staging, verify_result
 
-SCHEMA_ID = "diffpose3d.prediction/1"
+SCHEMA_ID = "diffpose3d.prediction/2"
 COORDINATE_FRAME = "camera frame, root-relative (joint 0 at the origin): x right, y down, z forward"
+DETECTOR_WORLD_FRAME = "metres, origin mid-hip, x right, y down, z away from the camera (MediaPipe's pose_world_landmarks)"
+MAX_RESULT_BYTES = 1 << 30
 
 
 def prediction_schema() -> dict:
@@ -22,66 +32,97 @@ def prediction_schema() -> dict:
 
 
 def _round(a: np.ndarray, digits: int = 5) -> list:
-    return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+    """Nested lists of rounded floats, `None` where a value is not finite."""
+    values = np.round(np.asarray(a, dtype=np.float64), digits)
+    if np.isfinite(values).all():
+        return values.tolist()
+    return np.where(np.isfinite(values), values, None).tolist()
 
 
-def frame_to_json(result: PoseResult, t: int) -> dict:
-    return {
-        "index": int(result.frame_indices[t]),
-        "pose_3d": _round(result.pose_3d[t]),
-        "uncertainty": _round(result.uncertainty[t]),
-        "covariance": _round(result.covariance[t], 7),
-        "hypotheses": _round(result.hypotheses[t]),
-        "keypoints_2d": _round(result.keypoints_2d[t], 2),
-        "confidence": _round(result.confidence[t], 3),
-        "missing": [bool(m) for m in result.missing[t]],
+def json_safe(obj):
+    """`obj` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    return obj
+
+
+def _dumps(obj) -> str:
+    return json.dumps(json_safe(obj), allow_nan=False)
+
+
+def person_to_json(result: PoseResult, r: int) -> dict:
+    """Row `r` (one person in one frame) as JSON."""
+    entry = {
+        "id": int(result.person_ids[r]),
+        "pose_3d": _round(result.pose_3d[r]),
+        "uncertainty": _round(result.uncertainty[r]),
+        "covariance": _round(result.covariance[r], 7),
+        "hypotheses": _round(result.hypotheses[r]),
+        "keypoints_2d": _round(result.keypoints_2d[r], 2),
+        "confidence": _round(np.clip(result.confidence[r], 0.0, 1.0), 3),
+        "missing": [bool(m) for m in result.missing[r]],
     }
+    if result.detector_world_3d is not None:
+        world = result.detector_world_3d[r]
+        entry["detector_world_3d"] = _round(world, 4) if np.isfinite(world).all() else None
+        entry["detector_score"] = round(float(result.detector_score[r]), 4)
+    return entry
 
 
 def _header(result: PoseResult) -> dict:
-    return {
+    people = []
+    for pid in result.people:
+        frames = result.frame_indices[result.person_ids == pid]
+        people.append({"id": pid, "num_frames": int(len(frames)), "first_frame": int(frames.min()),
+                       "last_frame": int(frames.max())})
+    head = {
         "schema": SCHEMA_ID,
         "units": "m",
         "coordinate_frame": COORDINATE_FRAME,
         "joint_names": list(result.joint_names),
         "parents": [int(p) for p in result.parents],
         "image_size": [int(v) for v in result.image_size],
-        "num_frames": len(result),
+        "num_frames": result.num_frames,
+        "num_people": len(people),
+        "people": people,
         "num_hypotheses": result.num_hypotheses,
         "meta": result.meta,
     }
+    if result.detector_world_3d is not None:
+        head["detector_world_frame"] = DETECTOR_WORLD_FRAME
+    return head
 
 
 def write_result(result: PoseResult, out_dir: str | Path, name: str) -> tuple[Path, Path]:
-    """Atomically write `out_dir/name.npz` and `out_dir/name.json`; returns both paths.
+    """Write `out_dir/name.npz` and `out_dir/name.json` as one unit (`io.results`); returns both
+    paths. Unwritable targets raise `OutputFileError` naming the folder or file."""
+    with OutputFolder(out_dir) as out, out.result(name) as stage:
+        stage_result(result, stage, name, out.run_id)
+    return Path(out_dir) / f"{name}.npz", Path(out_dir) / f"{name}.json"
 
-    The pair is written together or not at all: if the JSON fails, the new npz is removed.
-    Unwritable targets raise `OutputFileError` naming the folder or file.
-    """
-    out_dir = Path(out_dir)
+
+def stage_result(result: PoseResult, stage: Staging, name: str, run_id: str) -> list[str]:
+    """Write the npz and the JSON of `result` into a staging folder; returns their file names."""
+    result.meta["run"] = run_id
+    names = [f"{name}.npz", f"{name}.json"]
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_npz(result, stage.path(names[0]))
+        _write_json(result, stage.path(names[1]))
     except OSError as exc:
-        raise OutputFileError(out_dir, f"cannot create the output folder ({exc.strerror or exc})") from None
-    npz_path = out_dir / f"{name}.npz"
-    json_path = out_dir / f"{name}.json"
-    try:
-        _write_npz(result, npz_path)
-    except OSError as exc:
-        raise OutputFileError(npz_path, f"cannot write ({exc.strerror or exc})") from None
-    try:
-        _write_json(result, json_path)
-    except BaseException as exc:
-        npz_path.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputFileError(json_path, f"cannot write ({exc.strerror or exc})") from None
-        raise
-    return npz_path, json_path
+        raise OutputFileError(Path(stage.folder).parent / name, f"cannot write ({exc.strerror or exc})") from None
+    return names
 
 
 def _write_npz(result: PoseResult, npz_path: Path) -> None:
-    save_npz_atomic(
-        npz_path,
+    arrays = dict(
         pose_3d=result.pose_3d.astype(np.float32),
         hypotheses=result.hypotheses.astype(np.float32),
         covariance=result.covariance.astype(np.float32),
@@ -94,35 +135,50 @@ def _write_npz(result: PoseResult, npz_path: Path) -> None:
         parents=np.asarray(result.parents, dtype=np.int64),
         image_size=np.asarray(result.image_size, dtype=np.int64),
         frame_indices=np.asarray(result.frame_indices, dtype=np.int64),
-        meta=np.asarray(json.dumps(result.meta)),
+        person_ids=np.asarray(result.person_ids, dtype=np.int64),
+        meta=np.asarray(_dumps(result.meta)),
     )
+    if result.detector_world_3d is not None:
+        arrays["detector_world_3d"] = result.detector_world_3d.astype(np.float32)
+        arrays["detector_score"] = result.detector_score.astype(np.float32)
+    with open(npz_path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def _write_json(result: PoseResult, json_path: Path) -> None:
-    with atomic_write(json_path, "w") as handle:
+    with open(json_path, "w", encoding="utf-8") as handle:
         # Streamed frame by frame, so memory does not grow with the length of a video.
-        head = json.dumps(_header(result))
+        head = _dumps(_header(result))
         handle.write(head[:-1] + ', "frames": [')
-        for t in range(len(result)):
-            handle.write(("," if t else "") + json.dumps(frame_to_json(result, t)))
+        starts = np.flatnonzero(np.r_[True, np.diff(result.frame_indices) != 0])
+        ends = np.r_[starts[1:], len(result)]
+        for k, (a, b) in enumerate(zip(starts, ends)):
+            frame = {"index": int(result.frame_indices[a]), "people": [person_to_json(result, r) for r in range(a, b)]}
+            handle.write(("," if k else "") + _dumps(frame))
         handle.write("]}")
 
 
 def load_result_npz(path: str | Path) -> PoseResult:
-    """Read back a prediction npz written by `write_result` (no pickles)."""
-    with np.load(path, allow_pickle=False) as f:
-        return PoseResult(
+    """Read back a prediction npz written by `write_result` (no pickles; checked against the
+    result's manifest when there is one)."""
+    from diffpose3d.io.arrays import load_npz
+
+    verify_result(path)
+    f = load_npz(path, max_bytes=MAX_RESULT_BYTES)
+    try:
+        result = PoseResult(
             joint_names=[str(n) for n in f["joint_names"]],
             parents=[int(p) for p in f["parents"]],
-            pose_3d=f["pose_3d"],
-            hypotheses=f["hypotheses"],
-            covariance=f["covariance"],
-            uncertainty=f["uncertainty"],
-            keypoints_2d=f["keypoints_2d"],
-            confidence=f["confidence"],
-            missing=f["missing"],
-            lifter_3d=f["lifter_3d"],
+            pose_3d=f["pose_3d"], hypotheses=f["hypotheses"], covariance=f["covariance"],
+            uncertainty=f["uncertainty"], keypoints_2d=f["keypoints_2d"], confidence=f["confidence"],
+            missing=f["missing"], lifter_3d=f["lifter_3d"],
             image_size=tuple(int(v) for v in f["image_size"]),
             frame_indices=f["frame_indices"],
             meta=json.loads(str(f["meta"])),
+            person_ids=f.get("person_ids"),
+            detector_world_3d=f.get("detector_world_3d"),
+            detector_score=f.get("detector_score"),
         )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InputFileError(path, f"not a diffpose3d prediction npz ({exc.__class__.__name__}: {exc})") from None
+    return result

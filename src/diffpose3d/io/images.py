@@ -1,14 +1,25 @@
-"""Still images: recognise, list and read them as RGB uint8 arrays."""
+"""Still images: recognise, list and read them as RGB uint8 arrays, safely.
+
+Reading goes through Pillow, which reads the header first: the size is checked against
+`io.limits` (both sides, and a pixel count, for every format, TIFF included) before anything is
+decoded. Then the EXIF orientation is applied (what a photo viewer shows; `read_image_info` says
+which orientation was found), CMYK and other colour spaces are converted to RGB, grey and 16-bit
+images are scaled to 8-bit RGB, and alpha is dropped.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from diffpose3d.errors import InputFileError
+from diffpose3d.io.limits import MAX_IMAGE_PIXELS, check_image_dimensions, regular_file
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+EXIF_ORIENTATION = 0x0112
+_TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
 def is_image(path: str | Path) -> bool:
@@ -36,7 +47,7 @@ def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
     elif a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.floating):
-        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        a = (np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     elif a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
     else:
@@ -49,18 +60,78 @@ def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as an HxWx3 uint8 RGB array (grey and alpha images are converted)."""
-    import imageio.v3 as iio
+def _open(path: Path):
+    from PIL import Image
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "image file not found")
     try:
-        array = iio.imread(path, index=0)
-    except Exception as exc:  # imageio raises many plugin-specific types
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked
+            return Image.open(path)
+    except Image.DecompressionBombError:
+        raise InputFileError(path, f"image too large (more than {MAX_IMAGE_PIXELS // 1_000_000} megapixels)") from None
+    except Exception as exc:  # Pillow raises many types for damaged or unknown files
         raise InputFileError(path, f"cannot read image ({type(exc).__name__}: {exc})") from None
+
+
+def _orientation(img) -> int:
     try:
-        return to_rgb_uint8(array)
-    except ValueError as exc:
-        raise InputFileError(path, str(exc)) from None
+        value = int(img.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # a damaged EXIF block: show the pixels as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as shown (EXIF orientation applied), from the header alone; checked."""
+    p = regular_file(path)
+    with _open(p) as img:
+        w, h = img.size
+        check_image_dimensions(p, w, h)
+        return (h, w) if _orientation(img) in _TRANSPOSED else (w, h)
+
+
+def _pixels(img) -> np.ndarray:
+    """A decoded Pillow image as an array `to_rgb_uint8` understands, any mode."""
+    mode = img.mode
+    if mode in ("RGB", "L", "RGBA", "LA"):
+        return np.asarray(img)
+    if mode in ("P", "PA"):
+        return np.asarray(img.convert("RGBA"))
+    if mode == "1":
+        return np.asarray(img.convert("L"))
+    if mode.startswith("I;16"):
+        return np.asarray(img).astype(np.uint16)
+    if mode == "I":
+        a = np.asarray(img)
+        return a.clip(0, 65535).astype(np.uint16) if a.max(initial=0) > 255 else a.clip(0, 255).astype(np.uint8)
+    if mode == "F":
+        a = np.nan_to_num(np.asarray(img, dtype=np.float32))
+        return a / 255.0 if a.max(initial=0) > 1.0 else a
+    return np.asarray(img.convert("RGB"))  # CMYK (Adobe's inverted JPEGs included), YCbCr, LAB, HSV
+
+
+def read_image_info(path: str | Path) -> tuple[np.ndarray, dict]:
+    """An HxWx3 uint8 RGB array of the image as shown, and what was done to get it:
+    `{"exif_orientation": 1..8 (1: none), "mode": Pillow's mode of the file}`."""
+    from PIL import ImageOps
+
+    p = regular_file(path)
+    with _open(p) as img:
+        w, h = img.size
+        check_image_dimensions(p, w, h)
+        orientation = _orientation(img)
+        try:
+            img.seek(0)
+            mode = img.mode
+            shown = ImageOps.exif_transpose(img) if orientation != 1 else img
+            array = to_rgb_uint8(_pixels(shown))
+        except InputFileError:
+            raise
+        except Exception as exc:  # truncated data, unsupported compression, ...
+            raise InputFileError(p, f"cannot decode image ({type(exc).__name__}: {exc})") from None
+    return array, {"exif_orientation": orientation, "mode": mode}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as an HxWx3 uint8 RGB array (as shown: EXIF orientation applied)."""
+    return read_image_info(path)[0]

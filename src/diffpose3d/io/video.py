@@ -13,8 +13,10 @@ import numpy as np
 from diffpose3d.errors import InputFileError
 from diffpose3d.io.atomic import atomic_write
 from diffpose3d.io.images import to_rgb_uint8
+from diffpose3d.io.limits import check_image_dimensions
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".gif"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".gif", ".ts", ".mts",
+                              ".m2ts", ".flv", ".wmv", ".3gp", ".ogv"})
 WRITE_EXTENSIONS = frozenset({".mp4", ".gif"})
 
 
@@ -35,6 +37,11 @@ class VideoReader:
     Opening probes the file and decodes the first frame, so an unreadable file fails at once.
     Each iteration re-opens the file, so a reader can be iterated more than once; memory stays
     bounded by one frame.
+
+    - Truncation, in every container: fewer frames than the stream declares, or the last frame
+      decoded ending well before the duration the container states, is an `InputFileError`.
+    - A stream whose resolution changes is rescaled, frame by frame, to the first frame's size
+      (`rescaled_frames` counts them after an iteration), so every frame shares one image size.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -67,7 +74,10 @@ class VideoReader:
             raise InputFileError(self.path, "video has no decodable frames")
         self._rotation = int(first.rotation or 0)
         w, h = first.width, first.height
+        check_image_dimensions(self.path, w, h)
+        self._coded = (w, h)
         self._width, self._height = (h, w) if round(self._rotation / 90) % 2 else (w, h)
+        self.rescaled_frames = 0
 
     @property
     def fps(self) -> float:
@@ -98,23 +108,37 @@ class VideoReader:
 
         container = av.open(str(self.path), mode="r")
         self._open.append(container)
-        count = 0
+        count, last_end, rescaled = 0, None, 0
+        w, h = self._coded
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
                 count += 1
+                if frame.time is not None:
+                    last_end = float(frame.time) + 1.0 / self._fps
+                if (frame.width, frame.height) != (w, h):
+                    rescaled += 1
+                    frame = frame.reformat(width=w, height=h)
                 yield _rotate(frame.to_ndarray(format="rgb24"), self._rotation)
         except av.error.FFmpegError as exc:
             raise InputFileError(self.path, f"video is corrupt after frame {count} ({exc})") from None
         finally:
             container.close()
             self._open.remove(container)
-        # Edit lists can legitimately drop a frame or two from the stored count; more is damage.
+            self.rescaled_frames = rescaled
+        self._check_complete(count, last_end)
+
+    def _check_complete(self, count: int, last_end: float | None) -> None:
+        """Edit lists can legitimately drop a frame or two from the stored count or duration;
+        more is damage."""
         if self._declared > 0 and count < self._declared - max(2, self._declared // 50):
-            raise InputFileError(
-                self.path, f"video is truncated: decoded {count} of {self._declared} frames"
-            )
+            raise InputFileError(self.path, f"video is truncated: decoded {count} of {self._declared} frames")
+        if self._duration and last_end is not None:
+            slack = max(3.0 / self._fps, 0.02 * self._duration)
+            if last_end < self._duration - slack:
+                raise InputFileError(self.path, f"video is truncated: frames end at {last_end:.2f} s of "
+                                     f"the {self._duration:.2f} s the file states ({count} frames decoded)")
 
     def close(self) -> None:
         """Close any container an unfinished iteration left open."""

@@ -20,43 +20,48 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
 from diffpose3d.io.images import to_rgb_uint8
-from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
+from diffpose3d.metrics import hypothesis_covariance
 from diffpose3d.io.atomic import atomic_write
 from diffpose3d.io.video import VideoWriter
+from diffpose3d.viz.layout import PersonView, bone_colours, lighter, person_colour, spread_scale
 
 BACKGROUND = "#15171c"
 PANEL = "#1d2027"
 TEXT = "#d8dce3"
-LEFT_COLOUR = "#4ea4ff"
-RIGHT_COLOUR = "#ff8b3d"
-CENTRE_COLOUR = "#e6e6e6"
 SPREAD_CMAP = "RdYlGn_r"
 # Camera frame (x, y, z) -> plot frame (x, depth z, up -y).
 _TO_PLOT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
-def _bone_colours(parents: Sequence[int], left: Sequence[int] | None, right: Sequence[int] | None) -> list[str]:
-    left_set, right_set = set(left or ()), set(right or ())
-    out = []
-    for j in range(len(parents)):
-        out.append(LEFT_COLOUR if j in left_set else RIGHT_COLOUR if j in right_set else CENTRE_COLOUR)
-    return out
-
-
-def _draw_2d(ax, image, keypoints, confidence, parents, joint_colours, threshold) -> None:
-    kp = np.asarray(keypoints, dtype=float)
-    conf = np.ones(len(kp)) if confidence is None else np.nan_to_num(np.asarray(confidence, float))
-    valid = np.isfinite(kp).all(axis=1) & (conf > 0)
+def _draw_2d(ax, image, people: Sequence[PersonView], parents, left, right, threshold) -> None:
+    valid_all = []
+    for person in people:
+        kp = np.asarray(person.keypoints_2d, dtype=float)
+        conf = np.ones(len(kp)) if person.confidence is None else np.nan_to_num(np.asarray(person.confidence, float))
+        valid_all.append(kp[np.isfinite(kp).all(axis=1) & (conf > 0)])
     if image is not None:
-        img = to_rgb_uint8(image)
-        ax.imshow(img, interpolation="bilinear")
+        ax.imshow(to_rgb_uint8(image), interpolation="bilinear")
     else:
-        pts = kp[valid] if valid.any() else np.zeros((1, 2))
+        pts = np.concatenate(valid_all) if sum(len(v) for v in valid_all) else np.zeros((1, 2))
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         pad = 0.15 * max(hi - lo) + 10.0
         ax.set_facecolor(PANEL)
         ax.set_xlim(lo[0] - pad, hi[0] + pad)
         ax.set_ylim(hi[1] + pad, lo[1] - pad)
+    any_weak = False
+    for person in people:
+        any_weak |= _draw_person_2d(ax, person, parents, bone_colours(parents, left, right, person.person_id), threshold)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    if any_weak:
+        ax.text(0.01, 0.01, f"hollow: confidence < {threshold:g}", transform=ax.transAxes,
+                color=TEXT, fontsize=8, alpha=0.8, va="bottom")
+
+
+def _draw_person_2d(ax, person: PersonView, parents, joint_colours, threshold) -> bool:
+    kp = np.asarray(person.keypoints_2d, dtype=float)
+    conf = np.ones(len(kp)) if person.confidence is None else np.nan_to_num(np.asarray(person.confidence, float))
+    valid = np.isfinite(kp).all(axis=1) & (conf > 0)
     segs, cols, widths = [], [], []
     for j, p in enumerate(parents):
         if p < 0 or not (valid[j] and valid[p]):
@@ -73,11 +78,11 @@ def _draw_2d(ax, image, keypoints, confidence, parents, joint_colours, threshold
     edge = [colors.to_rgba(joint_colours[j], 0.7) for j in np.flatnonzero(weak)]
     ax.scatter(kp[weak, 0], kp[weak, 1], s=34, facecolors="none", edgecolors=edge, linewidths=1.4,
                linestyle=(0, (2, 1)), zorder=4)
-    ax.set_aspect("equal")
-    ax.set_axis_off()
-    if weak.any():
-        ax.text(0.01, 0.01, f"hollow: confidence < {threshold:g}", transform=ax.transAxes,
-                color=TEXT, fontsize=8, alpha=0.8, va="bottom")
+    if person.person_id is not None and strong.any():
+        top = kp[strong][np.argmin(kp[strong, 1])]
+        ax.text(top[0], top[1] - 12, f"#{person.person_id}", color=person_colour(person.person_id), fontsize=9,
+                ha="center", va="bottom", weight="bold", zorder=6)
+    return bool(weak.any())
 
 
 def _ellipsoid(center: np.ndarray, cov: np.ndarray, n: int = 14) -> tuple[np.ndarray, ...]:
@@ -98,7 +103,7 @@ def _style_3d(ax, box: float) -> None:
         axis._axinfo["grid"].update(color=(1, 1, 1, 0.08), linewidth=0.6)
         axis.label.set_color(TEXT)
         axis.set_tick_params(colors=TEXT, labelsize=7)
-    ticks = [-box, -box / 2, 0.0, box / 2, box]
+    ticks = np.linspace(-box, box, 5)
     ax.set_xlim(-box, box), ax.set_ylim(-box, box), ax.set_zlim(-box, box)
     ax.set_xticks(ticks), ax.set_yticks(ticks), ax.set_zticks(ticks)
     ax.set_xlabel("x (m)", fontsize=8, labelpad=-2)
@@ -106,44 +111,58 @@ def _style_3d(ax, box: float) -> None:
     ax.set_zlabel("up (m)", fontsize=8, labelpad=1)
     ax.set_box_aspect((1, 1, 1), zoom=1.12)
     ax.view_init(elev=12, azim=-62)
+    ax.computed_zorder = False  # drawn in the order below: ellipsoids, hypotheses, skeleton, joints
 
 
-def _draw_3d(ax, pose, hypotheses, covariance, parents, joint_colours, joint_names, norm, cmap,
-             box: float) -> None:
+def _draw_3d(ax, people: Sequence[PersonView], parents, left, right, joint_names, norm, cmap, box: float) -> None:
+    """Ellipsoids first (faint, more so the larger they are), then the hypotheses, then every
+    skeleton and its joints on top, so the skeleton always shows."""
     _style_3d(ax, box)
     bones = [(p, j) for j, p in enumerate(parents) if p >= 0]
-    if hypotheses is not None:
-        hyp = np.asarray(hypotheses, float) @ _TO_PLOT.T
+    placed = [person.placed(person.pose_3d) @ _TO_PLOT.T for person in people]
+    worst = None
+    for person, mean in zip(people, placed):
+        spread = person.spread_mm()
+        if spread is None:
+            continue
+        cov = _TO_PLOT @ np.asarray(person.covariance, float) @ _TO_PLOT.T
+        for j in np.argsort(-spread):
+            level = float(norm(spread[j]))
+            x, y, z = _ellipsoid(mean[j], cov[j])
+            ax.plot_surface(x, y, z, color=cmap(level), alpha=0.24 - 0.16 * level, linewidth=0, shade=False,
+                            antialiased=False, zorder=1)
+        j = int(np.argmax(spread))
+        if worst is None or spread[j] > worst[0]:
+            worst = (spread[j], mean[j], j, person.person_id)
+    for person in people:
+        if person.hypotheses is None:
+            continue
+        hyp = person.placed(person.hypotheses) @ _TO_PLOT.T
         stride = max(1, len(hyp) // 24)
         segs = [hyp[n][[p, j]] for n in range(0, len(hyp), stride) for p, j in bones]
-        ax.add_collection3d(Line3DCollection(segs, colors=(0.75, 0.8, 0.9, 0.07), linewidths=0.8))
-        flat = hyp.reshape(-1, 3)
-        ax.scatter(flat[:, 0], flat[:, 1], flat[:, 2], s=1.5, c=[(0.8, 0.85, 1.0, 0.12)],
-                   depthshade=False, linewidths=0)
-    mean = np.asarray(pose, float) @ _TO_PLOT.T
-    if covariance is not None:
-        cov = _TO_PLOT @ np.asarray(covariance, float) @ _TO_PLOT.T
-        spread = spread_from_covariance(np.asarray(covariance, dtype=float)) * 1000.0
-        for j in np.argsort(-spread):
-            x, y, z = _ellipsoid(mean[j], cov[j])
-            ax.plot_surface(x, y, z, color=cmap(norm(spread[j])), alpha=0.3, linewidth=0,
-                            shade=False, antialiased=False)
-        worst = int(np.argmax(spread))
-        name = joint_names[worst] if joint_names is not None else f"joint {worst}"
-        ax.text(*(mean[worst] + [0.0, 0.0, 0.12]), f"{name}: {spread[worst]:.0f} mm", color=TEXT,
-                fontsize=8, ha="center", zorder=10,
+        tint = colors.to_rgba("#c8d2e6" if person.person_id is None else lighter(person_colour(person.person_id)), 0.16)
+        ax.add_collection3d(Line3DCollection(segs, colors=tint, linewidths=0.8, zorder=2))
+    for person, mean in zip(people, placed):
+        joint_colours = bone_colours(parents, left, right, person.person_id)
+        for p, j in bones:
+            seg = mean[[p, j]]
+            ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=joint_colours[j], linewidth=3.0, solid_capstyle="round",
+                    zorder=4)
+        spread = person.spread_mm()
+        if spread is not None:  # joints coloured and sized by spread, readable even when tiny
+            level = norm(spread)
+            ax.scatter(mean[:, 0], mean[:, 1], mean[:, 2], s=16 + 70 * level, c=cmap(level), edgecolors="black",
+                       linewidths=0.5, depthshade=False, zorder=5)
+        else:
+            ax.scatter(mean[:, 0], mean[:, 1], mean[:, 2], s=20, c=joint_colours, edgecolors="black",
+                       linewidths=0.4, depthshade=False, zorder=5)
+    if worst is not None:
+        value, at, j, pid = worst
+        name = joint_names[j] if joint_names is not None else f"joint {j}"
+        who = "" if pid is None else f"#{pid} "
+        ax.text(*(at + [0.0, 0.0, 0.12 * box]), f"{who}{name}: {value:.0f} mm", color=TEXT, fontsize=8,
+                ha="center", zorder=10,
                 bbox={"boxstyle": "round,pad=0.25", "fc": BACKGROUND, "ec": "none", "alpha": 0.75})
-    for p, j in bones:
-        seg = mean[[p, j]]
-        ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=joint_colours[j], linewidth=3.0,
-                solid_capstyle="round")
-    if covariance is not None:  # joints coloured and sized by spread, readable even when tiny
-        level = norm(spread_from_covariance(np.asarray(covariance, dtype=float)) * 1000.0)
-        ax.scatter(mean[:, 0], mean[:, 1], mean[:, 2], s=16 + 70 * level, c=cmap(level),
-                   edgecolors="black", linewidths=0.5, depthshade=False, zorder=5)
-    else:
-        ax.scatter(mean[:, 0], mean[:, 1], mean[:, 2], s=20, c=joint_colours, edgecolors="black",
-                   linewidths=0.4, depthshade=False)
 
 
 def render_frame(
@@ -161,33 +180,58 @@ def render_frame(
     right: Sequence[int] | None = None,
     joint_names: Sequence[str] | None = None,
     confidence_threshold: float = 0.3,
-    spread_range_mm: tuple[float, float] = (0.0, 80.0),
+    spread_range_mm: tuple[float, float] | None = None,
     box: float = 1.0,
 ) -> np.ndarray:
-    """Draw image + 2D skeleton (left) and 3D mean, hypotheses and 1-sigma ellipsoids (right).
-
-    `keypoints_2d` (J, 2) px; `confidence` (J,) or None; `pose_3d` (J, 3) root-relative metres in
-    the camera frame; `hypotheses` (N, J, 3); `covariance` (J, 3, 3) m^2 (estimated from the
-    hypotheses when None). The colour scale and the +-`box` metre axes are fixed so video frames
-    are comparable. Returns an array of shape (size[1], size[0], 3), uint8.
-    """
-    width, height = int(size[0]), int(size[1])
+    """One person: image + 2D skeleton (left) and 3D mean, hypotheses and 1-sigma ellipsoids
+    (right). `keypoints_2d` (J, 2) px; `confidence` (J,) or None; `pose_3d` (J, 3) root-relative
+    metres in the camera frame; `hypotheses` (N, J, 3); `covariance` (J, 3, 3) m^2 (estimated from
+    the hypotheses when None). See `render_people`."""
     if covariance is None and hypotheses is not None and len(hypotheses) > 1:
         covariance = hypothesis_covariance(np.asarray(hypotheses, dtype=float))
-    joint_colours = _bone_colours(parents, left, right)
+    person = PersonView(keypoints_2d, confidence, pose_3d, hypotheses, covariance)
+    return render_people(image, [person], parents, left=left, right=right, title=title, size=size,
+                         joint_names=joint_names, confidence_threshold=confidence_threshold,
+                         spread_range_mm=spread_range_mm, box=box)
+
+
+def render_people(
+    image: np.ndarray | None,
+    people: Sequence[PersonView],
+    parents: Sequence[int],
+    *,
+    left: Sequence[int] | None = None,
+    right: Sequence[int] | None = None,
+    title: str | None = None,
+    size: tuple[int, int] = (1280, 640),
+    joint_names: Sequence[str] | None = None,
+    confidence_threshold: float = 0.3,
+    spread_range_mm: tuple[float, float] | None = None,
+    box: float = 1.0,
+) -> np.ndarray:
+    """Every person of one frame: the image with their 2D skeletons, and a 3D view of their
+    poses, hypotheses (faint) and 1-sigma ellipsoids (coloured by spread, under the skeleton).
+    `spread_range_mm` (default: fitted to these people's spreads, `layout.spread_scale`) and the
+    +-`box` metre axes should be fixed over a video so its frames compare. Returns an array of
+    shape (size[1], size[0], 3), uint8."""
+    width, height = int(size[0]), int(size[1])
+    spreads = [p.spread_mm() for p in people if p.covariance is not None]
+    if spread_range_mm is None:
+        spread_range_mm = spread_scale(np.concatenate(spreads) / 1000.0) if spreads else (0.0, 80.0)
     dpi = 100.0
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor=BACKGROUND)
     canvas = FigureCanvasAgg(fig)
     top = 0.93 if title else 0.98
     ax2d = fig.add_axes((0.01, 0.02, 0.48, top - 0.02))
-    _draw_2d(ax2d, image, keypoints_2d, confidence, parents, joint_colours, confidence_threshold)
+    _draw_2d(ax2d, image, people, parents, left, right, confidence_threshold)
     ax3d = fig.add_axes((0.49, 0.0, 0.43, top + 0.02), projection="3d")
     norm = colors.Normalize(*spread_range_mm, clip=True)
     cmap = matplotlib.colormaps[SPREAD_CMAP]
-    _draw_3d(ax3d, pose_3d, hypotheses, covariance, parents, joint_colours, joint_names, norm, cmap, box)
-    if covariance is not None:
+    _draw_3d(ax3d, people, parents, left, right, joint_names, norm, cmap, box)
+    if spreads:
+        over = max(float(np.max(s)) for s in spreads) > spread_range_mm[1]
         cax = fig.add_axes((0.945, 0.2, 0.012, 0.6))
-        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax, extend="max")
+        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax, extend="max" if over else "neither")
         bar.set_label("per-joint spread (mm)", color=TEXT, fontsize=9)
         bar.ax.tick_params(colors=TEXT, labelsize=8)
         bar.outline.set_edgecolor((1, 1, 1, 0.2))

@@ -26,6 +26,7 @@ def main() -> None:
         ["bench_predict_video.py"] + (["--frames", "20"] if args.quick else []),
         ["bench_predict_memory.py"],
         ["bench_train.py"] + (["--steps", "5"] if args.quick else []),
+        ["bench_startup.py"],
     ]
     for run in runs:
         print(f"\n######## {' '.join(run)}", flush=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy import stats
 
 ArrayLike = np.ndarray
 
@@ -193,8 +192,12 @@ def prediction_region_d2(level: float, num_hypotheses: int | None = None, dim: i
     if not 0.0 < level < 1.0:
         raise ValueError(f"coverage level must be in (0, 1), got {level}")
     if num_hypotheses is None or num_hypotheses <= dim:
+        from scipy import stats  # imported here: scipy.stats costs a second of start-up
+
         return float(stats.chi2.ppf(level, df=dim))
     n = num_hypotheses
+    from scipy import stats
+
     return float(dim * (n - 1) * (n + 1) / (n * (n - dim)) * stats.f.ppf(level, dim, n - dim))
 
 
@@ -252,6 +255,8 @@ def rank_correlation(spread: ArrayLike, error: ArrayLike) -> float:
         raise ValueError(f"spread {s.shape} and error {e.shape} differ in size")
     if s.size < 2 or np.ptp(s) == 0 or np.ptp(e) == 0:
         return float("nan")
+    from scipy import stats
+
     return float(stats.spearmanr(s, e).statistic)
 
 

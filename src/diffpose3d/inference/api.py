@@ -39,8 +39,11 @@ class DiffPose:
 
     @classmethod
     def load(cls, checkpoint: str | None = None, device: str = "auto", **inference) -> "DiffPose":
+        from diffpose3d.config_ranges import check_config
+
         model, info = load_bundle(checkpoint, device=resolve_device(device))
         cfg = replace(model.config.inference, **inference)
+        check_config(replace(model.config, inference=cfg))  # N, steps, seed, ... in their ranges
         return cls(model, info, cfg)
 
     @property

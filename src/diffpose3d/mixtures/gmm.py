@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 # Relative jitter ladder tried when a covariance is numerically not positive definite.
@@ -172,7 +173,7 @@ def product_mixture(a: GaussianMixture, b: GaussianMixture) -> GaussianMixture:
     concatenate, covariances are block diagonal. Component `(i, j)` sits at index `i * Mb + j`.
     """
     ma, mb, da, db = a.num_components, b.num_components, a.dim, b.dim
-    batch = torch.broadcast_shapes(a.batch_shape, b.batch_shape)
+    batch = torch.Size(np.broadcast_shapes(a.batch_shape, b.batch_shape))  # torch's would import SymPy
     w = (a.weights.unsqueeze(-1) * b.weights.unsqueeze(-2)).expand(*batch, ma, mb).reshape(*batch, ma * mb)
     mu_a = a.means.unsqueeze(-2).expand(*batch, ma, mb, da)
     mu_b = b.means.unsqueeze(-3).expand(*batch, ma, mb, db)

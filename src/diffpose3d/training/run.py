@@ -23,7 +23,7 @@ from diffpose3d.data.loading import load_sequences
 from diffpose3d.data.pose_table import build_pose_table
 from diffpose3d.data.protocols import protocol_subjects
 from diffpose3d.data.splits import training_splits
-from diffpose3d.errors import ConfigError
+from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.skeleton import Skeleton
 from diffpose3d.training.batches import FrameBatches, TableBatches
 from diffpose3d.diffusion.hk import fit_depth_gmm
@@ -117,6 +117,9 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
         with log_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
+    if resume and any(ckpt_dir.glob("denoiser*")) and not any(ckpt_dir.glob("encoder-e*.safetensors")):
+        raise InputFileError(ckpt_dir, "stage 2's checkpoints are there but stage 1's are gone: resuming would "
+                                       "train g on another encoder (remove the folder to start afresh)")
     common = {"log": log, "checkpoint_dir": ckpt_dir, "resume": resume, "dist_info": dist_info}
     t0 = time.monotonic()
     stage1 = train_encoder(model, train_batches, val_frames, config, device, budget, **common)

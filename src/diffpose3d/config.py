@@ -150,10 +150,10 @@ class DiffusionConfig:
 
 @dataclass
 class ModelConfig:
-    skeleton: str = "humaneva15"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    skeleton: str = "humaneva15"  # the joint layout lifted to
 
 
 @dataclass

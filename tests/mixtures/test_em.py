@@ -14,12 +14,12 @@ sklearn_mixture = pytest.importorskip("sklearn.mixture")
 
 
 def _clustered(b: int, n: int, d: int, m: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 4, (b, m, d))
-    spread = rng.uniform(0.3, 1.5, (b, m, 1))
-    label = rng.integers(0, m, (b, n))
-    pick = lambda a: np.take_along_axis(a, label[..., None], 1)  # noqa: E731
-    return (pick(centres) + rng.normal(size=(b, n, d)) * pick(spread)).astype(np.float32)
+    """`b` data sets `(b, n, d)` of `m` Gaussian blobs each (scikit-learn's `make_blobs`)."""
+    from sklearn.datasets import make_blobs
+
+    sets = [make_blobs(n_samples=n, n_features=d, centers=m, cluster_std=np.random.default_rng(seed + i).uniform(0.3, 1.5, m),
+                       center_box=(-8.0, 8.0), random_state=seed * 1000 + i)[0] for i in range(b)]
+    return np.stack(sets).astype(np.float32)
 
 
 def _sklearn_scores(x: np.ndarray, cov: str) -> np.ndarray:

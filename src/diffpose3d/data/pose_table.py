@@ -31,17 +31,12 @@ class PoseTable:
     image_size: torch.Tensor  # (S, C, 2) pixels
     detections: torch.Tensor | None = None  # (F, C, J, 2) uv
 
+    def __post_init__(self) -> None:
+        self.num_cameras = int(self.rotation.shape[1])
+        self.focal = self.intrinsics[..., 0] / (self.image_size[..., 0] / 2.0)  # (S, C): f / (w / 2)
+
     def __len__(self) -> int:
         return int(self.world.shape[0])
-
-    @property
-    def num_cameras(self) -> int:
-        return int(self.rotation.shape[1])
-
-    @property
-    def focal(self) -> torch.Tensor:
-        """`(S, C)` focal lengths in uv units, `f / (w / 2)`."""
-        return self.intrinsics[..., 0] / (self.image_size[..., 0] / 2.0)
 
     def real_views(self, rows: torch.Tensor, cams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`rows` seen by their sequence's camera `cams`: root-relative camera-frame 3D `(B, J, 3)`

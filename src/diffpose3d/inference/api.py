@@ -22,7 +22,7 @@ import torch
 from diffpose3d.cameras import image_coordinates
 from diffpose3d.checkpoint import load_bundle, resolve_device
 from diffpose3d.config import InferenceConfig
-from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, map_gmm, mixture_to_uv, top_mode
+from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, fill_missing, map_gmm, mixture_to_uv, top_mode
 from diffpose3d.inference.lifting import lift_batches
 from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.inference.result import PoseResult, concat_results
@@ -153,22 +153,8 @@ class DiffPose:
         conf = np.nan_to_num(conf, nan=0.0).astype(np.float32)
         missing = conf <= 0.0
         keypoints_uv = top_mode(gmm)
-        keypoints_uv = self._fill_missing(keypoints_uv, torch.as_tensor(missing))
+        keypoints_uv = fill_missing(keypoints_uv, torch.as_tensor(missing), self.model.skeleton.parents)
         return self.lift(keypoints_uv, gmm, image_size=(w, h), confidence=conf, missing=missing, frame_indices=frame_indices)
-
-    def _fill_missing(self, keypoints_uv: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
-        """Missing joints go to their nearest present ancestor (or the visible centroid)."""
-        if not bool(missing.any()):
-            return keypoints_uv
-        kp = keypoints_uv.clone()
-        parents = self.model.skeleton.parents
-        present = ~missing
-        centroid = (kp * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp_min(1)
-        for j in range(kp.shape[1]):  # parents come before children in every layout
-            p = parents[j]
-            fill = centroid if p < 0 else kp[:, p]
-            kp[:, j] = torch.where(missing[:, j, None], fill, kp[:, j])
-        return kp
 
     def lift(
         self,

@@ -54,16 +54,19 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="h36m_frame")
     ap.add_argument("--photos", default=str(PHOTOS))
     ap.add_argument("--out", default="runs/bench_photos.json")
+    ap.add_argument("--heatmaps", action=argparse.BooleanOptionalAction, default=None,
+                    help="H_K from the detector's heatmaps or its keypoints (default: the model's setting)")
     args = ap.parse_args()
     photos = Path(args.photos)
     gt = np.load(photos / "ground_truth.npz")
     model = DiffPose.load(args.checkpoint)
+    heatmaps = model.inference.heatmaps if args.heatmaps is None else args.heatmaps
     if model.layout != "h36m17":
         raise SystemExit(f"{args.checkpoint} lifts to {model.layout}; this benchmark scores h36m17 joints")
     rows = []
     radius = gaussian_ball_radius(0.9)
     for name, truth in zip(gt["image"], gt["pose_3d"]):
-        evidence = read_input(photos / str(name), detector_factory(), layout=model.layout, progress=False)
+        evidence = read_input(photos / str(name), detector_factory(heatmaps), layout=model.layout, progress=False)
         result = model.from_evidence(evidence)
         best = int(np.argmax(result.detector_score)) if result.detector_score is not None else 0
         pose, spread = result.pose_3d[best], result.uncertainty[best]
@@ -75,7 +78,8 @@ def main() -> None:
         for joints, label in ((list(H36M.joint_names), "all17"), (CORE, "core13")):
             row[label] = {"diffpose": errors(pose, truth, joints), "mediapipe": errors(world, truth, joints)}
         rows.append(row)
-    print(f"\n== {args.checkpoint} vs MediaPipe's world landmarks, {len(rows)} photographs (mm; * held out)")
+    path = "heatmaps" if heatmaps else "keypoints + visibility"
+    print(f"\n== {args.checkpoint} ({path}) vs MediaPipe's world landmarks, {len(rows)} photographs (mm; * held out)")
     for label in ("all17", "core13"):
         print(f"-- {label}")
         print(f"{'photo':42s}{'ours MPJPE':>11s}{'MP MPJPE':>10s}{'ours P-MPJPE':>13s}{'MP P-MPJPE':>12s}")

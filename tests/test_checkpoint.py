@@ -2,8 +2,9 @@ import pickle
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from diffpose3d.checkpoint import load_bundle, save_bundle
+from diffpose3d.checkpoint import export_bundle, load_bundle, save_bundle
 from diffpose3d.config import load_config
 from diffpose3d.errors import InputFileError
 from diffpose3d.model import DiffPoseModel
@@ -31,6 +32,18 @@ def test_round_trip_is_exact(bundle):
         assert torch.equal(a, b), k
 
 
+def test_a_half_precision_export_halves_the_file_and_loads_back_within_rounding(bundle, tmp_path):
+    folder, model = bundle
+    half = export_bundle(folder, tmp_path / "half")
+    stored = load_file(str(half / "model.safetensors"))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    loaded, info = load_bundle(half)
+    assert info == {"x": 1, "weights_dtype": "float16"}
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert b.dtype == a.dtype, k
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=k)
+
+
 def test_a_pickle_in_place_of_the_weights_is_refused_and_never_run(bundle, tmp_path, monkeypatch):
     folder, _ = bundle
     monkeypatch.chdir(tmp_path)
@@ -56,8 +69,8 @@ def test_missing_and_mismatched_bundles(bundle, tmp_path):
 def test_packaged_bundles_load_by_name(tmp_path, monkeypatch):
     from diffpose3d.checkpoint import default_checkpoint, packaged_models, resolve_checkpoint
 
-    assert set(packaged_models()) >= {"humaneva_frame", "humaneva_video"}
-    assert resolve_checkpoint(None) == default_checkpoint() == packaged_models()["humaneva_frame"]
+    assert set(packaged_models()) >= {"h36m_frame", "h36m_video", "humaneva_frame", "humaneva_video"}
+    assert resolve_checkpoint(None) == default_checkpoint() == packaged_models()["h36m_frame"]
     frame, _ = load_bundle("humaneva_frame")
     video, _ = load_bundle("humaneva_video")
     assert not frame.is_video and video.is_video

@@ -11,11 +11,14 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputFileError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _keep_float(result: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -204,3 +207,9 @@ def load_h36m_cameras() -> dict[str, list[Camera]]:
 def load_humaneva_cameras(path: str | Path | None = None) -> dict[str, list[Camera]]:
     """HumanEva-I: subject (S1-S3) -> cameras C1-C3; the shipped file unless ``path`` is given."""
     return _packaged("humaneva.json") if path is None else load_cameras_json(path)
+
+
+def inside_image(uv: torch.Tensor, aspect: torch.Tensor) -> torch.Tensor:
+    """Which joints `(B, J)` lie inside the image `u in [-1, 1]`, `v in [-aspect, aspect]` (aspect
+    `(B,)`: the image's height / width), the uv of `normalize_screen_coordinates`."""
+    return (uv[..., 0].abs() <= 1.0) & (uv[..., 1].abs() <= aspect[:, None])

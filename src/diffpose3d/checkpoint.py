@@ -23,7 +23,7 @@ from diffpose3d.io.atomic import atomic_write
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 INFO = "info.json"
-DEFAULT_MODEL = "humaneva_frame"
+DEFAULT_MODEL = "h36m_frame"
 # Buffers a bundle may lack (made before they existed): the model's defaults stand.
 OPTIONAL_BUFFERS = frozenset({"conformal_scale"})
 
@@ -42,7 +42,7 @@ def packaged_models() -> dict[str, Path]:
 
 
 def default_checkpoint() -> Path:
-    """The bundled frame model (trained on the HumanEva-I Train split by `diffpose3d train`)."""
+    """The default bundle: the camera-robust Human3.6M frame model (`configs/h36m_frame.yaml`)."""
     return packaged_models()[DEFAULT_MODEL]
 
 
@@ -56,10 +56,17 @@ def resolve_checkpoint(name: str | Path | None) -> Path:
     return path
 
 
-def save_bundle(model: torch.nn.Module, config: Config, folder: str | Path, info: dict | None = None) -> Path:
+def save_bundle(
+    model: torch.nn.Module, config: Config, folder: str | Path, info: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write a bundle; `dtype` stores the floating-point weights in another type (loading casts back)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
     tmp = folder / f".{WEIGHTS}.tmp"
     save_file(tensors, str(tmp))
     tmp.replace(folder / WEIGHTS)
@@ -68,6 +75,14 @@ def save_bundle(model: torch.nn.Module, config: Config, folder: str | Path, info
         with atomic_write(folder / INFO, "w") as handle:
             json.dump(info, handle, indent=2)
     return folder
+
+
+def export_bundle(source: str | Path, target: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a bundle with its weights stored as `dtype` (float16: half the size, for packaging)."""
+    source = resolve_checkpoint(source)
+    model, info = load_bundle(source)
+    config = config_from_dict(read_yaml_file(source / CONFIG))
+    return save_bundle(model, config, target, {**info, "weights_dtype": str(dtype).removeprefix("torch.")}, dtype)
 
 
 def load_bundle(folder: str | Path | None = None, device: str | torch.device = "cpu"):

@@ -193,3 +193,11 @@ def test_3dhp_scores_valid_frames_only(tmp_path):
     assert report["frames"] == int(valid.sum())
     _assert_perfect(report)
     assert list(report["tables"]) == ["per_subject"]
+
+
+def test_a_negative_offset_is_one_line_before_any_work(tmp_path, capsys):
+    code = main(["evaluate", "--predictions", str(tmp_path / "absent.npz"), "--dataset", "h36m",
+                 "--data-3d", str(tmp_path / "absent.npz"), "--stride", "10", "--offset", "-1",
+                 "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--offset" in err and len(err.splitlines()) == 1

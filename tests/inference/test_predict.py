@@ -72,9 +72,11 @@ def test_out_of_frame_joints_are_more_uncertain_than_visible_ones(tmp_path):
 
     photo = save_image(tmp_path / "astronaut.png", data.astronaut())
     out = tmp_path / "out"
-    assert main(["predict", str(photo), "--out", str(out), "--render", "--quiet"]) == 0
+    # 20 hypotheses: a spread estimated from 5 samples varies by a third from seed to seed
+    assert main(["predict", str(photo), "--out", str(out), "--render", "--quiet", "--hypotheses", "20"]) == 0
     res = load_result_npz(out / "astronaut.npz")
     names = res.joint_names
+    assert res.missing[0, [names.index(n) for n in ("l_knee", "r_knee", "l_ankle", "r_ankle")]].all()  # cut off
     spread = res.uncertainty[0]
     visible = [names.index(n) for n in ("l_shoulder", "r_shoulder", "head", "thorax")]
     hidden = [names.index(n) for n in ("l_knee", "r_knee", "l_ankle", "r_ankle")]

@@ -19,7 +19,7 @@ EXAMPLE_KEYPOINTS = "astronaut_keypoints.npz"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="diffpose3d-demo", help="output folder (default: ./diffpose3d-demo)")
-    parser.add_argument("--checkpoint", default=None, help="model folder, or a bundled model's name (default: the default bundle)")
+    parser.add_argument("--checkpoint", default=None, help="model folder, or a bundled model's name (default: h36m_frame)")
     parser.add_argument("--no-detector", action="store_true", help="use the bundled keypoints even if the detector is installed")
     parser.add_argument("--verbose", action="store_true", help="also show the detector's own log lines (MediaPipe, TFLite)")
     add_inference_arguments(parser)

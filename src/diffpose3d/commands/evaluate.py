@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--predictions", metavar="FILE",
                       help="npz with positions_3d[subject][action] -> list per camera (docs/PREDICTIONS.md)")
     what.add_argument("--checkpoint", nargs="?", const="", metavar="CKPT",
-                      help="run a model bundle on the split instead: a folder or a bundled model's name (no value: humaneva_frame)")
+                      help="run a model bundle on the split instead: a folder or a bundled model's name (no value: h36m_frame, the default)")
     parser.add_argument("--dataset", required=True, choices=BENCHMARKS, help="dataset and protocol")
     parser.add_argument("--data-3d", required=True, metavar="FILE",
                         help="the dataset's 3D file (3dhp: data_test_3dhp.npz or data_train_3dhp.npz)")
@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "synthetic detector-like evidence made from them, or --gmm-file")
     parser.add_argument("--gmm-file", metavar="FILE", help="an authors'-layout *_gmm.npz for --evidence gmm_file")
     parser.add_argument("--stride", type=int, default=1, help="score every n-th frame of each sequence (default 1: all)")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="with --stride: starting at this frame (e.g. frames neither validation nor calibrate used)")
     parser.add_argument("--calibration-samples", type=int, default=200,
                         help="with --checkpoint: hypotheses per pose for the quantile-calibration protocol (ECE; "
                              "0: skip it); its reliability diagram is written beside the report (default 200)")
@@ -100,15 +102,15 @@ def sequences_to_score(args: argparse.Namespace) -> list[PoseSequence]:
 def run(args: argparse.Namespace) -> int:
     from diffpose3d.io.atomic import save_json_atomic
 
-    for flag, value, low in (("--stride", args.stride, 1), ("--calibration-samples", args.calibration_samples, 0),
+    for flag, value, low in (("--stride", args.stride, 1), ("--offset", args.offset, 0), ("--calibration-samples", args.calibration_samples, 0),
                              ("--calibration-frames", args.calibration_frames, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")
     if args.calibration_samples == 1:
         raise ConfigError("--calibration-samples must be 0 (skip) or >= 2, got 1")
     sequences = sequences_to_score(args)
-    if args.stride > 1:
-        sequences = [s.slice(step=args.stride) for s in sequences]
+    if args.stride > 1 or args.offset > 0:
+        sequences = [s.slice(start=args.offset, step=args.stride) for s in sequences]
     if args.predictions is None:
         from diffpose3d.data.gmm_files import attach_gmm
         from diffpose3d.evaluation.scoring import evaluate_checkpoint

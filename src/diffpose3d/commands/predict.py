@@ -69,11 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="an image, a folder of images, a video, a keypoints .json/.npz or a heatmaps .npz "
                                       "(formats: docs/INPUTS.md)")
     parser.add_argument("--out", required=True, help="output folder (gets <name>.npz, <name>.json, ... per result)")
-    parser.add_argument("--checkpoint", default=None, help="model folder, or a bundled model's name (default: the default bundle)")
+    parser.add_argument("--checkpoint", default=None, help="model folder, or a bundled model's name (default: h36m_frame)")
     add_inference_arguments(parser)
     parser.add_argument("--render", action="store_true", help="also write a picture (image) or an mp4 (video)")
     parser.add_argument("--html", action="store_true", help="also write an interactive 3D page (offline)")
-    parser.add_argument("--no-heatmaps", action="store_true", help="use detector keypoints + visibility, not heatmaps")
+    parser.add_argument("--heatmaps", action=argparse.BooleanOptionalAction, default=None,
+                        help="images and videos: H_K from the detector's heatmaps, or (--no-heatmaps) from its "
+                             "keypoints + visibility (default: what the model was trained for; h36m_frame: keypoints)")
     parser.add_argument("--max-people", type=int_in(1, MAX_PEOPLE), default=10, metavar="N",
                         help="the most people lifted per image or video frame (default 10)")
     parser.add_argument("--person", type=person_choice, default="all", metavar="WHO",
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
         model = DiffPose.load(args.checkpoint, device=args.device, **inference_overrides(args))
         predict_path(
-            model, source, out, render=args.render, html=args.html, use_heatmaps=not args.no_heatmaps,
+            model, source, out, render=args.render, html=args.html, use_heatmaps=args.heatmaps,
             progress=not args.quiet and sys.stderr.isatty(), source_layout=args.layout,
             image_size=tuple(args.image_size) if args.image_size else None, max_people=args.max_people,
             person=args.person, sequence=args.sequence, on_result=print_report,

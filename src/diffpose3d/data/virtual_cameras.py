@@ -108,8 +108,3 @@ def random_views(world: torch.Tensor, up: torch.Tensor, cfg: VirtualCameraConfig
         xyz=(cam - cam[:, :1]).to(world.dtype), uv=uv.to(world.dtype),
         focal=focal.to(world.dtype), aspect=aspect.to(world.dtype),
     )
-
-
-def inside_image(uv: torch.Tensor, aspect: torch.Tensor) -> torch.Tensor:
-    """Which joints `(B, J)` lie inside the image `u in [-1, 1]`, `v in [-aspect, aspect]`."""
-    return (uv[..., 0].abs() <= 1.0) & (uv[..., 1].abs() <= aspect[:, None])

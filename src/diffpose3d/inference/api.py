@@ -19,14 +19,17 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from diffpose3d.cameras import image_coordinates
+from diffpose3d.cameras import image_coordinates, inside_image
 from diffpose3d.checkpoint import load_bundle, resolve_device
 from diffpose3d.config import InferenceConfig
-from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, fill_missing, map_gmm, mixture_to_uv, top_mode
+from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, broad_mixture, fill_missing, map_gmm, mixture_to_uv, top_mode
 from diffpose3d.inference.lifting import lift_batches
 from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.inference.result import PoseResult, concat_results
 from diffpose3d.mixtures.gmm import GaussianMixture
+
+
+DETECTED_KINDS = ("image", "images", "video")  # evidence from the 2D detector (not a keypoints file)
 
 
 class DiffPose:
@@ -129,7 +132,8 @@ class DiffPose:
         for person in evidence.people:
             rows = evidence.rows_of(person)
             part = self._lift_gmm(evidence.gmm[torch.as_tensor(rows)], evidence.confidence[rows], evidence.image_size,
-                                  evidence.layout, evidence.frame_indices[rows])
+                                  evidence.layout, evidence.frame_indices[rows],
+                                  border=evidence.kind in DETECTED_KINDS)
             part.person_ids = np.full(len(rows), person, np.int64)
             if "world_3d" in evidence.detector:
                 part.detector_world_3d = evidence.detector["world_3d"][rows]
@@ -141,9 +145,12 @@ class DiffPose:
         return result
 
     def _lift_gmm(
-        self, gmm: GaussianMixture, confidence: np.ndarray, image_size, layout: str, frame_indices: np.ndarray | None = None
+        self, gmm: GaussianMixture, confidence: np.ndarray, image_size, layout: str, frame_indices: np.ndarray | None = None,
+        border: bool = False,
     ) -> PoseResult:
-        """gmm: (T, J_layout, M, 2) in normalised coordinates."""
+        """gmm: (T, J_layout, M, 2) in normalised coordinates. With `border` (a detector's result) a
+        model joint whose 2D lies outside the image gets no evidence, as in training: the landmark
+        model extrapolates such joints, and their 3D must come from the rest of the body."""
         from diffpose3d.skeleton import map_keypoints
 
         w, h = image_size
@@ -151,8 +158,12 @@ class DiffPose:
         gmm = map_gmm(gmm, layout, self.layout, h / w, max_components=min(m, gmm.weights.shape[-1]) or 1)
         conf = map_keypoints(np.concatenate([np.zeros(confidence.shape + (2,)), confidence[..., None]], -1), layout, self.layout)[..., 2]
         conf = np.nan_to_num(conf, nan=0.0).astype(np.float32)
-        missing = conf <= 0.0
         keypoints_uv = top_mode(gmm)
+        if border:
+            outside = ~inside_image(keypoints_uv, torch.full((len(conf),), h / w)).numpy()
+            conf = np.where(outside, 0.0, conf).astype(np.float32)
+            gmm = gmm.where(torch.as_tensor(outside), broad_mixture(tuple(conf.shape), h / w, gmm.weights.shape[-1]))
+        missing = conf <= 0.0
         keypoints_uv = fill_missing(keypoints_uv, torch.as_tensor(missing), self.model.skeleton.parents)
         return self.lift(keypoints_uv, gmm, image_size=(w, h), confidence=conf, missing=missing, frame_indices=frame_indices)
 

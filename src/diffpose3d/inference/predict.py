@@ -70,7 +70,7 @@ def predict_path(
     *,
     render: bool = False,
     html: bool = False,
-    use_heatmaps: bool = True,
+    use_heatmaps: bool | None = None,
     progress: bool = True,
     source_layout: str | None = None,
     image_size: tuple[int, int] | None = None,
@@ -88,6 +88,7 @@ def predict_path(
     folder = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(out_dir)
     with contextlib.nullcontext(folder) if folder is out_dir else folder as out:
         start = time.perf_counter()
+        use_heatmaps = model.inference.heatmaps if use_heatmaps is None else use_heatmaps
         inputs = read_inputs(input_path, detector_factory(use_heatmaps, max_people=max_people), layout=model.layout,
                              source_layout=source_layout, image_size=image_size, progress=progress,
                              max_people=max_people, sequence=sequence)

@@ -139,7 +139,8 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
         "setup_minutes": setup_minutes,
         "stage1": stage1,
         "stage2": stage2,
-        "minutes": {"stage1": (t1 - t0) / 60, "stage2": (t2 - t1) / 60},
+        "minutes": {"stage1": (t1 - t0) / 60, "stage2": (t2 - t1) / 60},  # of this process
+        "run_minutes": (t2 - budget.start) / 60,  # of the whole run, resumed processes included
         "device": str(device),
         "world_size": dist_info.world_size,
         "rank": dist_info.rank,

@@ -8,8 +8,9 @@
 `from_evidence` lifts every person of an image, video or file (`inference.inputs.read_input`); a
 result holds one row per person per frame (`result.person_ids`, `result.person(id)`).
 
-Joints without evidence (confidence 0 or NaN) get a broad (u, v) component in H_K and are flagged
-in `result.missing`; the context encoder sees them at their parent's position.
+Joints without evidence (confidence 0 or NaN; in a detector's result also a joint outside the image)
+get a broad (u, v) component in H_K and are flagged in `result.missing`; the context encoder sees
+them at their parent's position.
 """
 
 from __future__ import annotations

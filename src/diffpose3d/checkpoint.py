@@ -79,10 +79,8 @@ def save_bundle(
 
 def export_bundle(source: str | Path, target: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """Copy a bundle with its weights stored as `dtype` (float16: half the size, for packaging)."""
-    source = resolve_checkpoint(source)
     model, info = load_bundle(source)
-    config = config_from_dict(read_yaml_file(source / CONFIG))
-    return save_bundle(model, config, target, {**info, "weights_dtype": str(dtype).removeprefix("torch.")}, dtype)
+    return save_bundle(model, model.config, target, {**info, "weights_dtype": str(dtype).removeprefix("torch.")}, dtype)
 
 
 def load_bundle(folder: str | Path | None = None, device: str | torch.device = "cpu"):

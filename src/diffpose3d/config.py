@@ -161,6 +161,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0 = torch default
+    # bf16: the training steps' forward pass under bfloat16 autocast (weights, optimiser and
+    # validation stay float32); on a CPU with AVX-512 BF16 the MLP lifter trains ~2.5x faster
+    precision: str = "fp32"
     batch_size: int = 256
     encoder_epochs: int = 60
     encoder_lr: float = 1e-3

@@ -145,6 +145,7 @@ RANGES: dict[str, Check] = {
     "model.diffusion.depth_components": integer(1, 64),
     "train.seed": SEED,
     "train.threads": integer(0, 1024),
+    "train.precision": one_of("fp32", "bf16"),
     "train.batch_size": integer(1, 65_536),
     "train.encoder_epochs": COUNT,
     "train.encoder_lr": LEARNING_RATE,

@@ -250,6 +250,29 @@ def _data_section(blob: bytes) -> bytes:
     return blob[8 + int.from_bytes(blob[:8], "little"):]
 
 
+class Autocast(nn.Module):
+    """Runs `module`'s forward pass under bfloat16 autocast and hands float32 outputs back, so that
+    the losses, the forward process and the optimiser stay in float32."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        device_type = next(self.module.parameters()).device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            out = self.module(*args, **kwargs)
+        return _to_float32(out)
+
+
+def _to_float32(out):
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_float32(o) for o in out)
+    return out
+
+
 def _state_tensors(module: nn.Module, ema: nn.Module, best_state: dict) -> dict[str, torch.Tensor]:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
@@ -291,6 +314,8 @@ def run_stage(
         DistributedDataParallel(module, device_ids=[dist_info.local_rank] if next(module.parameters()).is_cuda else None)
         if dist_info.enabled else module
     )
+    if cfg.precision == "bf16":
+        train_module = Autocast(train_module)
     start_epoch, history = 0, []
     best = {"val_mpjpe_mm": math.inf, "epoch": 0}
     best_state = copy.deepcopy(ema.module.state_dict())

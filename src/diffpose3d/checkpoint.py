@@ -83,11 +83,9 @@ def export_bundle(source: str | Path, target: str | Path, dtype: torch.dtype = t
     return save_bundle(model, model.config, target, {**info, "weights_dtype": str(dtype).removeprefix("torch.")}, dtype)
 
 
-def load_bundle(folder: str | Path | None = None, device: str | torch.device = "cpu"):
-    """Load a bundle folder or a packaged bundle's name (default: the packaged frame model) ->
-    (DiffPoseModel in eval mode, info)."""
-    from diffpose3d.model import DiffPoseModel
-
+def bundle_config(folder: str | Path | None = None) -> tuple[Path, Config]:
+    """A bundle's folder (a path, a packaged bundle's name, or None: the default) and its resolved
+    config, without loading the weights."""
     folder = resolve_checkpoint(folder)
     if folder.is_file() and folder.name == WEIGHTS:
         folder = folder.parent
@@ -96,9 +94,19 @@ def load_bundle(folder: str | Path | None = None, device: str | torch.device = "
     for name in (WEIGHTS, CONFIG):
         if not (folder / name).is_file():
             raise InputFileError(folder / name, "missing from the checkpoint folder")
-    values = read_yaml_file(folder / CONFIG)
     try:
-        config = config_from_dict(values)
+        return folder, config_from_dict(read_yaml_file(folder / CONFIG))
+    except ConfigError as exc:
+        raise InputFileError(folder / CONFIG, str(exc)) from None
+
+
+def load_bundle(folder: str | Path | None = None, device: str | torch.device = "cpu"):
+    """Load a bundle folder or a packaged bundle's name (default: the packaged frame model) ->
+    (DiffPoseModel in eval mode, info)."""
+    from diffpose3d.model import DiffPoseModel
+
+    folder, config = bundle_config(folder)
+    try:
         model = DiffPoseModel(config)
     except (ConfigError, ValueError) as exc:  # ValueError: e.g. a skeleton the model cannot lift to
         raise InputFileError(folder / CONFIG, str(exc)) from None

@@ -201,3 +201,35 @@ def test_a_negative_offset_is_one_line_before_any_work(tmp_path, capsys):
                  "--out", str(tmp_path / "r.json")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--offset" in err and len(err.splitlines()) == 1
+
+
+def test_block_needs_a_checkpoint_and_cuts_as_its_training_did(tmp_path, h36m_file, tiny_bundle, capsys):
+    data, _ = h36m_file
+    args = ["evaluate", "--dataset", "h36m", "--data-3d", str(data), "--subjects", "all", "--block", "val",
+            "--out", str(tmp_path / "r.json")]
+    code = main(args[:1] + ["--predictions", str(data)] + args[1:])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--block needs --checkpoint" in err and len(err.splitlines()) == 1
+
+    from diffpose3d.checkpoint import bundle_config
+    from diffpose3d.commands.evaluate import sequences_to_score
+    from diffpose3d.data.splits import holdout_split
+    import argparse
+
+    import shutil
+    from dataclasses import replace
+
+    from diffpose3d.config import save_config
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    _, config = bundle_config(bundle)
+    save_config(replace(config, data=replace(config.data, holdout_gap_frames=1)), bundle / "config.yaml")
+    ns = argparse.Namespace(dataset="h36m", data_3d=str(data), data_2d=None, subjects="all", split=None,
+                            actions=None, cameras=None, checkpoint=str(bundle), block="test")
+    whole = sequences_to_score(argparse.Namespace(**{**vars(ns), "block": None}))
+    _, config = bundle_config(bundle)
+    cut = sequences_to_score(ns)
+    expected = holdout_split(whole, tuple(config.data.holdout_fractions), config.data.holdout_gap_frames)["test"]
+    assert [s.key for s in cut] == [s.key for s in expected] and cut
+    assert all(np.array_equal(a.frame_indices, b.frame_indices) for a, b in zip(cut, expected))

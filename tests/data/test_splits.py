@@ -57,3 +57,52 @@ def test_protocols_drive_the_readers(h36m_files: dict[str, Path], humaneva_files
     assert {(s.split, s.action) for s in val} == {("Validate", "Jog")}
     with pytest.raises(ValueError, match="no protocol"):
         protocol_filters("h36m", "val")
+
+
+def test_heldout_blocks_follow_the_config_cut() -> None:
+    from diffpose3d.config import DataConfig
+    from diffpose3d.data.splits import heldout_blocks
+
+    seqs = [_seq(400, "a", 0), _seq(400, "a", 1), _seq(30, "short")]
+    data = DataConfig(holdout_fractions=[0.9, 0.05, 0.05], holdout_gap_frames=50)
+    direct = holdout_split(seqs, fractions=(0.9, 0.05, 0.05), gap_frames=50)
+    for block in ("train", "val", "test"):
+        got = heldout_blocks(seqs, data, block)
+        assert [s.key for s in got] == [s.key for s in direct[block]]
+        for a, b in zip(got, direct[block]):
+            np.testing.assert_array_equal(a.frame_indices, b.frame_indices)
+    # 400 frames: 300 usable after two gaps of 50 -> 270 | 15 | 15, the blocks 50 frames apart
+    val, test = heldout_blocks(seqs, data, "val")[0], heldout_blocks(seqs, data, "test")[0]
+    assert (len(val), len(test)) == (15, 15) and test.frame_indices[0] - val.frame_indices[-1] == 51
+    with pytest.raises(ValueError, match="block"):
+        heldout_blocks(seqs, data, "calibration")
+
+
+def test_pose_table_validates_on_every_takes_held_out_block(h36m_files):
+    """Without data.val_subjects, a pose-table run trains on every take's train block and validates on
+    its val block: no validation pose is in the table, and the test blocks are in neither."""
+    import torch
+
+    from diffpose3d.data.loading import load_sequences
+    from diffpose3d.data.splits import heldout_blocks
+    from diffpose3d.model import DiffPoseModel
+    from diffpose3d.training.run import training_data
+
+    from diffpose3d.config import load_config
+
+    cfg = load_config(None, [
+        "data.dataset=h36m", f"data.data_3d={h36m_files['3d']}", "data.pose_table=true", "data.train_subjects=[S1]",
+        "data.actions=[]", "data.holdout=true", "data.holdout_fractions=[0.5,0.25,0.25]", "data.holdout_gap_frames=1",
+        "data.test_stride=1", "model.skeleton=h36m17",
+    ])
+    batches, val = training_data(cfg, DiffPoseModel(cfg).skeleton)
+    takes = load_sequences(cfg, subjects=["S1"], split=None)
+    train_blocks = heldout_blocks([s for s in takes if s.camera_index == 0], cfg.data, "train")
+    val_blocks = heldout_blocks(takes, cfg.data, "val")
+    assert len(batches.table) == sum(len(s) for s in train_blocks)
+    assert len(val) == sum(len(s) for s in val_blocks)
+    table_roots = batches.table.world[:, 0]
+    for seq in heldout_blocks([s for s in takes if s.camera_index == 0], cfg.data, "val") + \
+            heldout_blocks([s for s in takes if s.camera_index == 0], cfg.data, "test"):
+        world = torch.as_tensor(seq.camera.camera_to_world(seq.pose_3d)[:, 0], dtype=torch.float32)
+        assert float(torch.cdist(world, table_roots).min()) > 1e-4

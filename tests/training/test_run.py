@@ -126,3 +126,4 @@ def test_dataset_depth_prior_is_fitted_saved_and_used(humaneva_dir, tmp_path):
     hk = model.initial_distribution(point_mixture(kp, 0.01), xyz)
     hk_z = (hk.weights * hk.means[..., 4]).sum(-1)
     assert (hk_z - mixture_mean).abs().max() < 0.05
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffpose3d.commands.evaluate import FILTER_OPTIONS, sequences_to_score
+from diffpose3d.commands.evaluate import FILTER_OPTIONS, add_block_argument, sequences_to_score
 from diffpose3d.data.protocols import BENCHMARKS
 from diffpose3d.errors import ConfigError, InputFileError
 
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-2d", metavar="FILE", help="the 2D file (default: the 3D's projection)")
     for option in FILTER_OPTIONS:
         parser.add_argument(f"--{option}", help="reader filter, as in `evaluate` ('all' lifts it)")
+    add_block_argument(parser)
     parser.add_argument("--stride", type=int, default=10, help="every n-th frame (default 10)")
     parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
     parser.add_argument("--evidence", choices=["keypoints", "synthetic"], default="keypoints")

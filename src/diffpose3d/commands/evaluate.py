@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="humaneva: Train or Validate, or 'all' (default: Validate)")
     parser.add_argument("--actions", help="comma-separated actions, or 'all' (humaneva default: Walk,Jog,Box)")
     parser.add_argument("--cameras", help="comma-separated camera indices or ids (default: all)")
+    add_block_argument(parser)
     parser.add_argument("--out", required=True, metavar="FILE", help="JSON report to write")
     parser.add_argument("--evidence", choices=["keypoints", "synthetic", "gmm_file"], default="keypoints",
                         help="with --checkpoint: the 2D evidence of H_K: the 2D file's keypoints (default), "
@@ -96,7 +97,24 @@ def sequences_to_score(args: argparse.Namespace) -> list[PoseSequence]:
         raise ConfigError(str(exc)) from None
     if not sequences:
         raise InputFileError(args.data_3d, f"no sequences match the filters {filters} ('all' lifts one)")
+    block = getattr(args, "block", None)
+    if block:
+        from diffpose3d.checkpoint import bundle_config
+        from diffpose3d.data.splits import heldout_blocks
+
+        if getattr(args, "checkpoint", None) is None:
+            raise ConfigError("--block needs --checkpoint: the blocks are cut as that bundle's training cut them")
+        _, config = bundle_config(args.checkpoint or None)
+        sequences = heldout_blocks(sequences, config.data, block)
+        if not sequences:
+            raise InputFileError(args.data_3d, f"no sequence is long enough to hold a {block} block")
     return sequences
+
+
+def add_block_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--block", choices=["train", "val", "test"],
+                        help="only this block of every sequence, cut as the bundle's own training cut its takes "
+                             "(data.holdout_fractions): 'val' validated the bundle, 'test' was never seen")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from diffpose3d.config import Config
+from diffpose3d.config import Config, DataConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.data.loading import load_sequences
 from diffpose3d.data.protocols import protocol_subjects
@@ -44,6 +44,16 @@ def holdout_split(
             parts[name].append(seq.slice(start, start + size))
             start += size + gap_frames
     return parts
+
+
+def heldout_blocks(sequences: Iterable[PoseSequence], data: DataConfig, block: str) -> list[PoseSequence]:
+    """The `block` ('train', 'val' or 'test') of every sequence, cut as a run with `data.holdout`
+    cuts its training subjects' takes (`data.holdout_fractions`, `data.holdout_gap_frames`): a
+    bundle trained on all its subjects is validated on their 'val' blocks and calibrated on their
+    'test' blocks, which neither training nor validation saw."""
+    if block not in ("train", "val", "test"):
+        raise ValueError(f"block must be train, val or test, got {block!r}")
+    return holdout_split(sequences, fractions=tuple(data.holdout_fractions), gap_frames=data.holdout_gap_frames)[block]
 
 
 def _stride(seqs: list[PoseSequence], stride: int) -> list[PoseSequence]:

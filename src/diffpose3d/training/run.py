@@ -22,7 +22,7 @@ from diffpose3d.data.frames import FrameSet, build_frames
 from diffpose3d.data.loading import load_sequences
 from diffpose3d.data.pose_table import build_pose_table
 from diffpose3d.data.protocols import protocol_subjects
-from diffpose3d.data.splits import training_splits
+from diffpose3d.data.splits import heldout_blocks, training_splits
 from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.skeleton import Skeleton
 from diffpose3d.training.batches import FrameBatches, TableBatches
@@ -57,20 +57,29 @@ def training_data(config: Config, skeleton: Skeleton) -> tuple[FrameBatches | Ta
 
     A frame set of the config's train split, or (`data.pose_table`) a pose table of the training
     subjects' takes (with the detections of `data.data_2d` when given) and, for validation, the
-    `data.val_subjects` seen by their real cameras with their exact 2D (`evidence.source: keypoints`).
+    `data.val_subjects` (or, without them, every take's validation block: `data.holdout`) seen by
+    their real cameras with their exact 2D (`evidence.source: keypoints`).
     """
     if not config.data.pose_table:
         splits = training_splits(config)
         train = build_frames(splits["train"], skeleton, config.evidence, seed_offset=0)
         return FrameBatches(train), build_frames(splits["val"], skeleton, config.evidence, seed_offset=100_000)
     d = config.data
-    if not d.val_subjects:
-        raise ConfigError("data.pose_table needs data.val_subjects (subjects held out for validation)")
+    if not d.val_subjects and not d.holdout:
+        raise ConfigError("data.pose_table needs data.val_subjects (subjects held out for validation) or data.holdout "
+                          "(validation blocks of every take)")
     subjects = [s for s in (d.train_subjects or protocol_subjects(d.dataset, "train")) if s not in d.val_subjects]
     projected = replace(config, data=replace(d, data_2d=""))  # 2D as the 3D projects
+    poses = load_sequences(projected, subjects=subjects, split=None)
     detections = load_sequences(config, subjects=subjects, split=None) if d.data_2d else None
-    table = build_pose_table(load_sequences(projected, subjects=subjects, split=None), detections, skeleton.name)
-    val = [s.slice(step=d.test_stride) for s in load_sequences(projected, subjects=list(d.val_subjects), split=None)]
+    if d.val_subjects:
+        val = load_sequences(projected, subjects=list(d.val_subjects), split=None)
+    else:  # the takes' validation blocks; their 'test' blocks are left for the conformal calibration
+        val = heldout_blocks(poses, d, "val")
+        poses = heldout_blocks(poses, d, "train")
+        detections = heldout_blocks(detections, d, "train") if detections is not None else None
+    table = build_pose_table(poses, detections, skeleton.name)
+    val = [s.slice(step=d.test_stride) for s in val]
     val_frames = build_frames(val, skeleton, replace(config.evidence, source="keypoints"), seed_offset=100_000)
     return TableBatches(table, skeleton, config.evidence, d.virtual), val_frames
 

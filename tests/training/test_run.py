@@ -127,3 +127,13 @@ def test_dataset_depth_prior_is_fitted_saved_and_used(humaneva_dir, tmp_path):
     hk_z = (hk.weights * hk.means[..., 4]).sum(-1)
     assert (hk_z - mixture_mean).abs().max() < 0.05
 
+
+
+def test_the_log_counts_cpu_minutes_for_a_learning_curve(tiny_run):
+    import json
+
+    out, _ = tiny_run
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    cpu = [r["cpu_minutes"] for r in records]
+    assert len(cpu) >= 3 and cpu == sorted(cpu) and cpu[-1] > 0
+    assert all(r["val_mpjpe_mm"] > 0 for r in records)

@@ -93,6 +93,15 @@ def training_poses(batches: FrameBatches | TableBatches, every: int = 10) -> tor
     return batches.table.real_views(rows, rows % batches.table.num_cameras)[0]
 
 
+def _logged_cpu_minutes(log_path: Path) -> float:
+    """The CPU minutes the last record of a resumed run's log counted (0 when there is none)."""
+    try:
+        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+        return float(json.loads(lines[-1]).get("cpu_minutes", 0.0)) if lines else 0.0
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+
+
 def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     """Train both stages and save the bundle (EMA weights, resolved config, info) in `out_dir`.
 
@@ -120,9 +129,13 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     log_path = out_dir / "train_log.jsonl"
     if dist_info.is_main and not resume:
         log_path.write_text("")
+    cpu_before = _logged_cpu_minutes(log_path) if resume else 0.0
 
     def log(record: dict) -> None:
-        record = {**record, "minutes": round((time.monotonic() - budget.start) / 60, 2)}
+        # minutes: wall clock of the run; cpu_minutes: CPU time of this rank's process (every thread),
+        # killed processes' included: the x axis of a learning curve in core-hours on a shared machine
+        record = {**record, "minutes": round((time.monotonic() - budget.start) / 60, 2),
+                  "cpu_minutes": round(cpu_before + time.process_time() / 60, 2)}
         with log_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from diffpose3d.checkpoint import resolve_device, save_bundle
+from diffpose3d.io.atomic import check_output_file, save_text_atomic
 from diffpose3d.config import Config, InferenceConfig, save_config
 from diffpose3d.data.frames import FrameSet, build_frames
 from diffpose3d.data.loading import load_sequences
@@ -128,7 +129,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
 
     log_path = out_dir / "train_log.jsonl"
     if dist_info.is_main and not resume:
-        log_path.write_text("")
+        save_text_atomic(log_path, "")
     cpu_before = _logged_cpu_minutes(log_path) if resume else 0.0
 
     def log(record: dict) -> None:
@@ -136,7 +137,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
         # killed processes' included: the x axis of a learning curve in core-hours on a shared machine
         record = {**record, "minutes": round((time.monotonic() - budget.start) / 60, 2),
                   "cpu_minutes": round(cpu_before + time.process_time() / 60, 2)}
-        with log_path.open("a") as handle:
+        with check_output_file(log_path).open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     if resume and any(ckpt_dir.glob("denoiser*")) and not any(ckpt_dir.glob("encoder-e*.safetensors")):

@@ -21,13 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import tree_snapshot
 from diffpose3d.errors import DiffPoseError
 from diffpose3d.inference.outputs import write_result
 from diffpose3d.io.atomic import check_output_file, save_json_atomic, save_npz_atomic
 from diffpose3d.io.results import LOCK_NAME, MANIFEST_SCHEMA, OutputFolder, own_file
 
-from test_results import fake_result  # noqa: E402  (tests/io is on the path)
+from test_results import fake_result  # tests/io is on the path (no __init__.py)
 
 NAME = "clip"
 OWN = [f"{NAME}.npz", f"{NAME}.json", f"{NAME}_render.png", f"{NAME}.html"]
@@ -161,21 +160,21 @@ def not_own(snap: dict) -> dict:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @settings(max_examples=150, derandomize=True, database=None, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(plant, max_size=4))
-def test_no_planted_content_makes_a_run_touch_anything_outside_the_output(plants):
+def test_no_planted_content_makes_a_run_touch_anything_outside_the_output(snapshot, plants):
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = Path(tmp) / "sandbox"
         out = build(sandbox, plants)
-        outside = tree_snapshot(sandbox, skip=out)
-        inside = not_own(tree_snapshot(out))
+        outside = snapshot(sandbox, skip=out)
+        inside = not_own(snapshot(out))
         error = run_guarded(lambda: write_result(fake_result(2, 0), out, NAME))
         assert not isinstance(error, Hung), "the run hung (a FIFO opened for reading or writing?)"
         if error is not None:
             assert isinstance(error, DiffPoseError), f"{type(error).__name__} escaped: {error}"
             assert len(str(error).splitlines()) == 1
-        assert tree_snapshot(sandbox, skip=out) == outside
-        after = not_own(tree_snapshot(out))
+        assert snapshot(sandbox, skip=out) == outside
+        after = not_own(snapshot(out))
         # what was planted and is not the result's stays, except leftovers of the tool's own kind:
         # the lock file, a staging folder of plain files, a commit folder that checks out
         def tools_leftover(rel: str) -> bool:
@@ -223,7 +222,7 @@ def test_a_planted_commit_folder_moves_nothing_in(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "folder", "link"])
-def test_every_atomic_write_refuses_a_path_that_is_not_a_regular_file(tmp_path, kind):
+def test_every_atomic_write_refuses_a_path_that_is_not_a_regular_file(tmp_path, kind, snapshot):
     target = tmp_path / "target"
     (tmp_path / "elsewhere").write_text("elsewhere")
     if kind == "fifo":
@@ -234,16 +233,16 @@ def test_every_atomic_write_refuses_a_path_that_is_not_a_regular_file(tmp_path, 
         target.mkdir()
     else:
         os.symlink(tmp_path / "elsewhere", target)
-    before = tree_snapshot(tmp_path)
+    before = snapshot(tmp_path)
     for write in (lambda: save_json_atomic(target, {}), lambda: save_npz_atomic(target, a=[1]),
                   lambda: check_output_file(target)):
         with pytest.raises(DiffPoseError, match="exists and is .*refusing to replace it"):
             write()
-    assert tree_snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("kind", ["fifo", "link"])
-def test_the_lock_file_is_never_opened_through_a_link_or_a_fifo(tmp_path, kind):
+def test_the_lock_file_is_never_opened_through_a_link_or_a_fifo(tmp_path, kind, snapshot):
     out = tmp_path / "out"
     out.mkdir()
     (tmp_path / "precious.txt").write_text("precious")
@@ -251,7 +250,7 @@ def test_the_lock_file_is_never_opened_through_a_link_or_a_fifo(tmp_path, kind):
         os.mkfifo(out / LOCK_NAME)
     else:
         os.symlink(tmp_path / "precious.txt", out / LOCK_NAME)
-    before = tree_snapshot(tmp_path)
+    before = snapshot(tmp_path)
     error = run_guarded(lambda: OutputFolder(out).__enter__())
     assert isinstance(error, DiffPoseError) and "not a lock file" in str(error)
-    assert tree_snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from diffpose3d.checkpoint import resolve_device, save_bundle
+from diffpose3d.config_ranges import clamp_threads
 from diffpose3d.io.atomic import check_output_file, save_text_atomic
 from diffpose3d.config import Config, InferenceConfig, save_config
 from diffpose3d.data.frames import FrameSet, build_frames
@@ -115,8 +116,8 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     if dist_info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / "config.yaml")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    if cfg.threads > 0:  # a config may come from a bigger machine: at most this one's CPUs
+        torch.set_num_threads(clamp_threads(cfg.threads))
     torch.manual_seed(cfg.seed)
     device = dist_device or resolve_device(cfg.device)
     budget = Budget(cfg.max_minutes)

@@ -65,3 +65,30 @@ def _one_thread_in_small_kernel_folders(request: pytest.FixtureRequest):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def tree_snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple]:
+    """Everything under `root` (links not followed) except `skip` and what is below it: per path,
+    its kind and content (a file's bytes, a link's target), for before/after comparisons."""
+    import stat
+
+    seen: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            p = Path(folder) / name
+            if skip is not None and (p == skip or skip in p.parents):
+                continue
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                seen[str(p.relative_to(root))] = ("file", p.read_bytes(), st.st_ino)
+            elif stat.S_ISLNK(st.st_mode):
+                seen[str(p.relative_to(root))] = ("link", os.readlink(p))
+            else:
+                seen[str(p.relative_to(root))] = ("other", stat.S_IFMT(st.st_mode), st.st_ino)
+    return seen
+
+
+@pytest.fixture()
+def snapshot():
+    """`snapshot(root, skip=None)`: `tree_snapshot` (compare one before and one after a run)."""
+    return tree_snapshot

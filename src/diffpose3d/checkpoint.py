@@ -8,7 +8,10 @@ The packaged bundles live in `diffpose3d/assets/models/`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -17,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from diffpose3d.config import Config, config_from_dict, read_yaml_file, save_config
-from diffpose3d.errors import ConfigError, InputFileError
-from diffpose3d.io.atomic import atomic_write
+from diffpose3d.errors import ConfigError, InputFileError, OutputFileError
+from diffpose3d.io.atomic import atomic_write, check_output_file
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -32,7 +35,10 @@ def resolve_device(name: str) -> torch.device:
     """"auto" (or "") is CUDA when available, else the CPU; anything else is taken as torch names it."""
     if name in ("", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"device {name!r} is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
 
 
 def packaged_models() -> dict[str, Path]:
@@ -60,20 +66,46 @@ def save_bundle(
     model: torch.nn.Module, config: Config, folder: str | Path, info: dict | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write a bundle; `dtype` stores the floating-point weights in another type (loading casts back)."""
+    """Write a bundle; `dtype` stores the floating-point weights in another type (loading casts back).
+
+    The files are written into a staging folder inside `folder` and loaded back (`load_bundle`)
+    before they replace the bundle there: a bundle that would not load is refused in one line and
+    the previous one is left as it was."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-    }
-    tmp = folder / f".{WEIGHTS}.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / WEIGHTS)
-    save_config(config, folder / CONFIG)
-    if info is not None:
-        with atomic_write(folder / INFO, "w") as handle:
-            json.dump(info, handle, indent=2)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".bundle.staging-", dir=folder))
+    except OSError as exc:
+        raise OutputFileError(folder, f"cannot write ({exc.strerror or exc})") from None
+    names = [WEIGHTS, CONFIG] + ([INFO] if info is not None else [])
+    try:
+        for name in names:
+            check_output_file(folder / name)
+        tensors = {
+            k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in model.state_dict().items()
+        }
+        save_file(tensors, str(staging / WEIGHTS))
+        save_config(config, staging / CONFIG)
+        if info is not None:
+            with atomic_write(staging / INFO, "w") as handle:
+                json.dump(info, handle, indent=2)
+        try:
+            load_bundle(staging)
+        except InputFileError as exc:
+            raise OutputFileError(folder, f"the new bundle would not load back ({exc.problem}); "
+                                          "the bundle there is left as it was") from None
+        for name in names:
+            check_output_file(folder / name)
+            os.replace(staging / name, folder / name)
+    except OSError as exc:
+        raise OutputFileError(folder, f"cannot write ({exc.strerror or exc})") from None
+    finally:
+        for name in names:
+            with contextlib.suppress(OSError):
+                (staging / name).unlink()
+        with contextlib.suppress(OSError):
+            staging.rmdir()
     return folder
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,19 @@ def _inside(x: Any, lo: float | None, hi: float | None, lo_open: bool, hi_open: 
     if lo is not None and (x < lo or (lo_open and x == lo)):
         return False
     return hi is None or (x < hi or (not hi_open and x == hi))
+
+
+def max_threads() -> int:
+    """The CPUs this process may run on (at least 1): the bound of every thread-count setting."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def clamp_threads(threads: int) -> int:
+    """A thread-count setting (0: the library's default) clamped to this machine's CPUs."""
+    return min(max(int(threads), 0), max_threads())
 
 
 def integer(lo: float | None = None, hi: float | None = None) -> Check:

@@ -233,3 +233,53 @@ def test_block_needs_a_checkpoint_and_cuts_as_its_training_did(tmp_path, h36m_fi
     expected = holdout_split(whole, tuple(config.data.holdout_fractions), config.data.holdout_gap_frames)["test"]
     assert [s.key for s in cut] == [s.key for s in expected] and cut
     assert all(np.array_equal(a.frame_indices, b.frame_indices) for a, b in zip(cut, expected))
+
+
+def test_one_hypothesis_per_frame_is_a_point_prediction(tmp_path, h36m_file):
+    data, positions = h36m_file
+    truth = _camera_frame(positions, load_h36m_cameras(), keep=H36M32_TO_17)
+    single = {s: {a: [p[:, None] for p in cams] for a, cams in acts.items()} for s, acts in truth.items()}
+    code, report = _run(tmp_path, single, "h36m", data)
+    assert code == 0 and report["summary"]["mpjpe"] == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("dataset, extra, words", [
+    ("h36m", ["--split", "Train"], "--split applies to humaneva only"),
+    ("3dhp", ["--split", "Train"], "--split"),
+    ("h36m", ["--checkpoint", "TINY", "--steps", "51"], "--steps 51"),
+    ("h36m", ["--checkpoint", "TINY", "--device", "bogus"], "--device"),
+])
+def test_settings_that_do_not_apply_are_one_line_before_any_work(tmp_path, h36m_file, tiny_bundle, capsys,
+                                                                  snapshot, dataset, extra, words):
+    data, _ = h36m_file
+    extra = [str(tiny_bundle) if e == "TINY" else e for e in extra]
+    what = [] if "--checkpoint" in extra else ["--predictions", str(tmp_path / "none.npz")]
+    before = snapshot(tmp_path)
+    code = main(["evaluate", *what, "--dataset", dataset, "--data-3d", str(data), "--out", str(tmp_path / "r.json"), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0], err
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "link"])
+def test_an_out_that_is_not_a_regular_file_is_refused_first(tmp_path, h36m_file, capsys, snapshot, kind):
+    import os
+    import stat
+
+    data, positions = h36m_file
+    out = tmp_path / "report.json"
+    if kind == "device":
+        os.mknod(out, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    elif kind == "fifo":
+        os.mkfifo(out)
+    elif kind == "folder":
+        out.mkdir()
+    else:
+        (tmp_path / "elsewhere.json").write_text("keep")
+        os.symlink(tmp_path / "elsewhere.json", out)
+    before = snapshot(tmp_path)
+    code = main(["evaluate", "--predictions", str(tmp_path / "missing.npz"), "--dataset", "h36m",
+                 "--data-3d", str(data), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(out) in err[0] and "refusing to replace it" in err[0]
+    assert snapshot(tmp_path) == before

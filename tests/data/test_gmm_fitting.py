@@ -85,3 +85,60 @@ def test_bad_input_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     np.savez(bad, positions_2d=np.array({"S1": {"a": [np.zeros((3, 15))]}}, dtype=object))
     assert main(_args(bad, tmp_path / "o.npz")) == 2
     assert "expected (T, J, 2)" in capsys.readouterr().err
+
+
+def test_an_unrelated_parts_folder_is_never_emptied(tmp_path: Path, capsys: pytest.CaptureFixture[str], snapshot) -> None:
+    src = tmp_path / "in.npz"
+    _write_2d(src)
+    parts = tmp_path / "keep.npz.parts"
+    parts.mkdir()
+    (parts / "thesis.tex").write_text("years of work")
+    (parts / "manifest.json").write_text("{}")
+    before = snapshot(tmp_path)
+    assert main(_args(src, tmp_path / "keep.npz")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fit-gmm did not write" in err[0] and "thesis.tex" in err[0]
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "link"])
+def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str, capsys, snapshot) -> None:
+    import os
+    import stat
+
+    src = tmp_path / "in.npz"
+    _write_2d(src)
+    out = tmp_path / "out.npz"
+    if kind == "device":
+        os.mknod(out, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    elif kind == "fifo":
+        os.mkfifo(out)
+    elif kind == "folder":
+        out.mkdir()
+    else:
+        (tmp_path / "elsewhere.npz").write_bytes(b"x")
+        os.symlink(tmp_path / "elsewhere.npz", out)
+    before = snapshot(tmp_path)
+    assert main(_args(src, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0]
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("threads", ["-1", "100000", "x"])
+def test_threads_are_bounded_by_the_machine(tmp_path: Path, threads: str, capsys) -> None:
+    src = tmp_path / "in.npz"
+    _write_2d(src)
+    assert main(_args(src, tmp_path / "o.npz", "--threads", threads)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threads" in err[0]
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_train_threads_are_clamped_to_the_machine() -> None:
+    import os
+
+    from diffpose3d.config_ranges import clamp_threads, max_threads
+
+    assert 1 <= max_threads() <= (os.cpu_count() or 1)
+    assert clamp_threads(100_000) == max_threads() and clamp_threads(1) == 1 and clamp_threads(0) == 0

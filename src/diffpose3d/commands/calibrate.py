@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from diffpose3d.commands.evaluate import FILTER_OPTIONS, add_block_argument, sequences_to_score
+from diffpose3d.commands.predict import device_name
 from diffpose3d.data.protocols import BENCHMARKS
 from diffpose3d.errors import ConfigError, InputFileError
 
@@ -28,7 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
     parser.add_argument("--evidence", choices=["keypoints", "synthetic"], default="keypoints")
     parser.add_argument("--level", type=float, default=0.9, help="coverage level (default 0.9)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+
+
+def check_level(level: float) -> None:
+    """A level whose Gaussian ball has a usable radius (a level such as 1e-320 gives a radius of
+    0, and the conformal scale, the quantile divided by it, would be infinite)."""
+    import math
+
+    from diffpose3d.evaluation.calibration import gaussian_ball_radius
+
+    radius = gaussian_ball_radius(level)
+    if not (math.isfinite(radius) and radius >= 1e-3):
+        raise ConfigError(f"--level {level}: too close to 0 or 1 for a usable conformal scale (its ball's radius is "
+                          f"{radius:.3g} standard deviations); choose e.g. 0.5 to 0.99")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.level < 1.0:
         raise ConfigError(f"--level must be in (0, 1), got {args.level}")
+    check_level(args.level)
     if args.stride < 1 or args.offset < 0:
         raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
     if not Path(args.checkpoint).is_dir():

@@ -72,6 +72,9 @@ def dataset_filters(args: argparse.Namespace) -> dict[str, Any]:
         if value is None:
             continue
         key = option
+        if option == "split" and args.dataset != "humaneva":
+            raise ConfigError(f"--split applies to humaneva only ({args.dataset} has no Train/Validate split; "
+                              "filter with --subjects)")
         if args.dataset == "3dhp":
             if option != "subjects":
                 raise ConfigError(f"--{option} does not apply to 3dhp (filter with --subjects TS1,TS2)")
@@ -118,7 +121,14 @@ def add_block_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffpose3d.io.atomic import save_json_atomic
+    from diffpose3d.commands.predict import check_steps
+    from diffpose3d.io.atomic import check_output_file, save_json_atomic
+
+    check_output_file(args.out)  # before any work: a folder, device, FIFO or link is refused
+    if args.predictions is None:
+        check_output_file(Path(args.out).with_suffix(".reliability.png"))
+        check_steps(args)
+    dataset_filters(args)
 
     for flag, value, low in (("--stride", args.stride, 1), ("--offset", args.offset, 0), ("--calibration-samples", args.calibration_samples, 0),
                              ("--calibration-frames", args.calibration_frames, 1)):

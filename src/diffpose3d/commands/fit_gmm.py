@@ -14,6 +14,20 @@ from diffpose3d.config import SyntheticDetectorConfig
 SYNTHETIC_FLAGS = ("noise_px", "swap_prob", "occlusion_prob", "occlusion_scale", "secondary_weight", "min_std_px")
 
 
+def thread_count(text: str) -> int:
+    """An argparse type: 0 (torch's default) or 1 to this machine's CPU count."""
+    from diffpose3d.config_ranges import max_threads
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= max_threads():
+        raise argparse.ArgumentTypeError(f"must be 0 (torch's default) or 1 to {max_threads()} (this machine's CPUs), "
+                                         f"got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from diffpose3d.data.gmm_fitting import DATASETS, GmmFitSettings
 
@@ -31,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=d.top_k, help="heatmap pixels kept per joint for EM")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--chunk-frames", type=int, default=d.chunk_frames, help="frames per resumable chunk")
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--threads", type=thread_count, default=0,
                         help="torch CPU threads (0 = torch default; 1 is fastest on a busy, shared CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", required=True, help="output .npz (authors' GMM layout)")

@@ -118,10 +118,15 @@ def check_steps(args: argparse.Namespace) -> None:
     import yaml
 
     from diffpose3d.checkpoint import CONFIG, resolve_checkpoint
-    from diffpose3d.errors import ConfigError
+    from diffpose3d.errors import ConfigError, InputFileError
+    from diffpose3d.io.limits import read_bytes_bounded
 
     try:
-        values = yaml.safe_load((resolve_checkpoint(args.checkpoint) / CONFIG).read_text()) or {}
+        text = read_bytes_bounded(resolve_checkpoint(args.checkpoint) / CONFIG).decode("utf-8")
+    except (InputFileError, UnicodeDecodeError):
+        return  # loading the bundle names the problem with its file
+    try:
+        values = yaml.safe_load(text) or {}
         k = int(values.get("model", {}).get("diffusion", {}).get("num_steps", 50))
     except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
         return  # loading the bundle names the problem with its file

@@ -22,7 +22,9 @@ result is identical to an uninterrupted run.
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import re
+import stat
 import sys
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
@@ -40,7 +42,7 @@ from diffpose3d.errors import ConfigError, InputFileError, OutputFileError
 from diffpose3d.evidence.heatmaps import heatmaps_to_gmm
 from diffpose3d.evidence.mixture2d import mixture_to_pixels
 from diffpose3d.evidence.synthetic import draw_modes, synthetic_heatmaps
-from diffpose3d.io.atomic import save_json_atomic, save_npz_atomic
+from diffpose3d.io.atomic import check_output_file, file_kind, save_json_atomic, save_npz_atomic
 
 DATASETS = ("humaneva", "h36m", "custom")
 
@@ -195,6 +197,41 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
+# The only files fit-gmm writes in OUT.parts/ (and atomic_write's temporaries of them).
+_PART_FILE = re.compile(r"manifest\.json|chunk_\d{6}\.npz|\.(manifest\.json|chunk_\d{6}\.npz)\.[^/]*\.tmp")
+
+
+def own_parts(parts: Path) -> list[Path]:
+    """The files of a parts folder this tool wrote (none when it does not exist).
+
+    Refused in one line: a parts path that is not a real folder (a file, a link), or a folder
+    holding anything fit-gmm does not write, or chunks without their manifest: an unrelated
+    folder of that name is never emptied."""
+    try:
+        mode = os.lstat(parts).st_mode
+    except FileNotFoundError:
+        return []
+    if not stat.S_ISDIR(mode):
+        raise OutputFileError(parts, f"is {file_kind(mode)}, not fit-gmm's parts folder: remove it, or choose another --out")
+    entries = list(os.scandir(parts))
+    foreign = [e.name for e in entries if not (e.is_file(follow_symlinks=False) and _PART_FILE.fullmatch(e.name))]
+    if foreign or (entries and not any(e.name == "manifest.json" for e in entries)):
+        what = f"holds {foreign[0]!r}, which" if foreign else "holds chunks without a manifest.json, which"
+        raise OutputFileError(parts, f"{what} fit-gmm did not write: not fit-gmm's parts folder "
+                                     "(move it away, or choose another --out)")
+    return [Path(e.path) for e in entries]
+
+
+def remove_parts(parts: Path) -> None:
+    """Delete fit-gmm's own files in the parts folder, then the folder if that left it empty."""
+    for path in own_parts(parts):
+        path.unlink(missing_ok=True)
+    try:
+        parts.rmdir()
+    except FileNotFoundError:
+        pass
+
+
 def _manifest(settings: GmmFitSettings, detector: SyntheticDetectorConfig, total: int) -> dict:
     src = [Path(p) for p in (settings.data_2d, settings.heatmaps) if p]
     return {
@@ -223,8 +260,10 @@ def check_settings(settings: GmmFitSettings) -> None:
         if (allowed := check(value)) is not None:
             raise ConfigError(f"{flag} must be {allowed}, got {value}")
     out = Path(settings.out)
-    if not out.name or out.is_dir():
+    if not out.name:
         raise OutputFileError(out, "is a folder: --out names the .npz file to write")
+    check_output_file(out)  # a folder, device, FIFO or link is refused, never replaced
+    own_parts(parts_dir(out))
 
 
 def _read_chunk(path: Path, rows: int, joints: int, components: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -264,7 +303,7 @@ def _fit_dataset(settings: GmmFitSettings, progress: bool, stop_after_chunks: in
     out = Path(settings.out)
     parts = parts_dir(out)
     manifest = _manifest(settings, detector, total)
-    if parts.is_dir():
+    if own_parts(parts):
         try:
             old = json.loads((parts / "manifest.json").read_bytes().decode("utf-8"))
         except (OSError, ValueError, RecursionError):
@@ -272,7 +311,7 @@ def _fit_dataset(settings: GmmFitSettings, progress: bool, stop_after_chunks: in
         if old != json.loads(json.dumps(manifest)):  # other settings or inputs: finished chunks do not apply
             why = "other settings or inputs" if old is not None else "an unreadable manifest.json"
             print(f"diffpose3d: note: {parts}: {why}; fitting every chunk again", file=sys.stderr)
-            shutil.rmtree(parts)
+            remove_parts(parts)
     parts.mkdir(parents=True, exist_ok=True)
     save_json_atomic(parts / "manifest.json", manifest)
 
@@ -284,7 +323,7 @@ def _fit_dataset(settings: GmmFitSettings, progress: bool, stop_after_chunks: in
 
     todo = []
     for c in range(n_chunks):
-        if part(c).exists() and _read_chunk(part(c), rows(c), joints, settings.components) is None:
+        if part(c).is_file() and _read_chunk(part(c), rows(c), joints, settings.components) is None:
             print(f"diffpose3d: warning: {part(c)}: damaged or incomplete; fitting it again", file=sys.stderr)
             part(c).unlink()
         if not part(c).is_file():
@@ -322,5 +361,5 @@ def _fit_dataset(settings: GmmFitSettings, progress: bool, stop_after_chunks: in
     meta = dict(meta, gmm=info)
     save_npz_atomic(out, positions_2d=np.array(positions, dtype=object),
                     covariance_2d=np.array(covariances, dtype=object), metadata=np.array(meta, dtype=object))
-    shutil.rmtree(parts, ignore_errors=True)
+    remove_parts(parts)
     return True

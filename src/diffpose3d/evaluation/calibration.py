@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import stats
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 21)
@@ -78,6 +79,19 @@ def conformal_scale(scores: np.ndarray, level: float = CONFORMAL_LEVEL) -> np.nd
     rank = min(math.ceil((n + 1) * level), n)
     q = np.sort(scores, axis=0)[rank - 1]
     return q / gaussian_ball_radius(level)
+
+
+def usable_scale(scale: np.ndarray, dtype: torch.dtype, level: float) -> torch.Tensor:
+    """`scale` as the bundle stores it (`dtype`), refused (`ConfigError`) when a value is not a
+    positive finite number there: such a bundle could not be loaded or would predict no spread."""
+    from diffpose3d.errors import ConfigError
+
+    stored = torch.as_tensor(np.asarray(scale, np.float64), dtype=dtype)
+    bad = [float(v) for v in stored if not (bool(torch.isfinite(v)) and float(v) > 0)]
+    if bad:
+        raise ConfigError(f"--level {level}: the conformal scale would be {bad[0]} (not a positive finite number), "
+                          "which would make the bundle unusable; nothing was written")
+    return stored
 
 
 def ball_coverage(mean: np.ndarray, spread: np.ndarray, truth: np.ndarray, level: float = CONFORMAL_LEVEL) -> float:

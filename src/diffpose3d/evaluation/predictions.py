@@ -24,6 +24,8 @@ def _pose_array(value: Any, path: str | Path, where: str) -> np.ndarray:
         raise InputFileError(path, f"{where}: not a numeric array") from None
     if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
         raise InputFileError(path, f"{where}: expected (T, J, 3) or (T, N, J, 3), got {arr.shape}")
+    if arr.ndim == 4 and arr.shape[1] == 1:  # one hypothesis per frame is a point prediction
+        arr = arr[:, 0]
     return arr
 
 

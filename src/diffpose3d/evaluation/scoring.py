@@ -179,7 +179,7 @@ def calibrate_checkpoint(
     scores = cal.nonconformity(pred.pose[:, keep], pred.spread[:, keep], truth)
     scale = np.ones(model.skeleton.num_joints)
     scale[keep[1:]] = cal.conformal_scale(scores[:, 1:], level)  # the root is exact by construction
-    model.conformal_scale.copy_(torch.as_tensor(scale, dtype=model.conformal_scale.dtype))
+    model.conformal_scale.copy_(cal.usable_scale(scale, model.conformal_scale.dtype, level))
     radius = cal.gaussian_ball_radius(level)
     record = {
         "level": level, "frames": len(frames), "sequences": len(sequences), "evidence": evidence.source,

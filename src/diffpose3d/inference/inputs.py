@@ -338,11 +338,13 @@ def select_people(evidence: Evidence2D, person: str | int) -> Evidence2D:
     if person in ("all", None):
         return evidence
     if person == "largest":
+        from diffpose3d.cameras import image_coordinates
         from diffpose3d.detect.people import person_box, person_size
         from diffpose3d.evidence.mixture2d import top_mode
 
-        uv = top_mode(evidence.gmm).numpy()
-        size = np.array([person_size(person_box(uv[r], evidence.confidence[r])) for r in range(len(evidence))])
+        # in pixels: person_size clamps to at least one pixel, which normalised sizes all are below
+        px = image_coordinates(top_mode(evidence.gmm).numpy(), *evidence.image_size)
+        size = np.array([person_size(person_box(px[r], evidence.confidence[r])) for r in range(len(evidence))])
         person = max(evidence.people, key=lambda p: float(np.median(size[evidence.rows_of(p)])))
     person = int(person)
     if person not in evidence.people:

@@ -11,6 +11,13 @@
 - **Recovery**: a run that dies while staging leaves the previous result whole (the staging
   folder is deleted by the next run on the folder); one that dies during the moves is finished by
   the next run (roll forward), and until then `verify_result` refuses the mixed files.
+- **Nothing planted is trusted**: output folders are shared and downloaded, so what is in them may
+  be hostile. A result's files are only ever names the tool derives from the result's name
+  (`own_file`: `NAME.npz`, `NAME.json`, ... plain names in the folder); a manifest naming anything
+  else (`../x`, `/abs`, another result's file) is not followed. A leftover `.NAME.commit` folder is
+  rolled forward only when every file checks out against its manifest (`_verified_commit`),
+  otherwise it is left as it is with a warning. Nothing is written through or deleted behind a
+  link, and the lock file is never opened through a link or a FIFO.
 """
 
 from __future__ import annotations
@@ -19,25 +26,86 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import stat
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from diffpose3d.errors import InputFileError, OutputFileError
+from diffpose3d.io.atomic import check_output_file, file_kind
 
 LOCK_NAME = ".diffpose3d.lock"
 MANIFEST_SCHEMA = "diffpose3d.result-manifest/1"
+# The files a result NAME may have: NAME + one of these (what predict writes), nothing else.
+RESULT_SUFFIXES = (".npz", ".json", ".html", "_render.png", "_render.mp4")
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def plain_name(name: str) -> bool:
+    """True for a file name that stays in its folder: no separator, not '.', '..' or empty, no NUL."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name and os.sep not in name and (os.altsep is None or os.altsep not in name))
+
+
+def own_file(name: str, filename: object) -> bool:
+    """True when `filename` is one a result called `name` may have (derived from the name)."""
+    return (isinstance(filename, str) and plain_name(filename) and plain_name(name)
+            and any(filename == name + suffix for suffix in RESULT_SUFFIXES))
+
+
+def _lstat_mode(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return None
+
+
+def _is_regular(path: Path) -> bool:
+    mode = _lstat_mode(path)
+    return mode is not None and stat.S_ISREG(mode)
+
+
+def _is_real_dir(path: Path) -> bool:
+    mode = _lstat_mode(path)
+    return mode is not None and stat.S_ISDIR(mode)
+
+
+def read_regular_bytes(path: Path, max_bytes: int = MAX_MANIFEST_BYTES) -> bytes | None:
+    """The bytes of `path` if it is a regular file (not a link, FIFO or device) of at most
+    `max_bytes`; None otherwise. Never blocks on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            data = handle.read(max_bytes + 1)
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return data if len(data) <= max_bytes else None
 
 
 def manifest_path(folder: Path, name: str) -> Path:
     return folder / f"{name}.manifest.json"
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: Path, follow_links: bool = False) -> str:
+    """SHA-256 of a regular file (opened without blocking on a FIFO, and without following a link
+    unless `follow_links`)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    nofollow = 0 if follow_links else getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{path}: not a regular file")
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -64,6 +132,8 @@ class Staging:
         self.files: list[str] = []
 
     def path(self, filename: str) -> Path:
+        if not plain_name(filename):
+            raise ValueError(f"a result's file is a plain name in its folder, got {filename!r}")
         if filename not in self.files:
             self.files.append(filename)
         return self.folder / filename
@@ -99,10 +169,7 @@ class OutputFolder:
     def _acquire(self) -> None:
         lock = self.path / LOCK_NAME
         while True:
-            try:
-                handle = open(lock, "a+b")
-            except OSError as exc:
-                raise _os_error(self.path, exc) from None
+            handle = _open_lock(lock)
             if not _try_lock(handle):
                 handle.close()
                 raise OutputFileError(self.path, "another diffpose3d run is writing to this folder: "
@@ -118,7 +185,9 @@ class OutputFolder:
     def _release(self) -> None:
         if self._lock is not None:
             with contextlib.suppress(OSError):
-                (self.path / LOCK_NAME).unlink()
+                lock = self.path / LOCK_NAME
+                if os.lstat(lock).st_ino == os.fstat(self._lock.fileno()).st_ino:  # ours, not a replacement
+                    lock.unlink()
             self._lock.close()  # closing releases the lock
             self._lock = None
             if self._created:  # a run that wrote nothing leaves no folder behind
@@ -129,6 +198,8 @@ class OutputFolder:
     @contextlib.contextmanager
     def result(self, name: str) -> Iterator[Staging]:
         """Stage one result's files; on leaving the block without an error they are committed."""
+        if not plain_name(name):
+            raise OutputFileError(self.path / str(name), "not a plain file name for a result")
         try:
             folder = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=self.path))
         except OSError as exc:
@@ -136,23 +207,26 @@ class OutputFolder:
         stage = Staging(folder)
         try:
             yield stage
-            self._check_targets(stage)
+            self._check_targets(name, stage)
             self._write_manifest(name, stage)
             commit = self.path / f".{name}.commit"
+            if _lstat_mode(commit) is not None:
+                raise OutputFileError(commit, f"is in the way of this result's commit ({file_kind(_lstat_mode(commit))}, "
+                                              "not one this run can finish): remove it, or choose another --out")
             os.replace(folder, commit)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove_staging(folder)
             raise
         _fsync_dir(self.path)
         self._roll_forward(commit, name)
 
-    def _check_targets(self, stage: Staging) -> None:
+    def _check_targets(self, name: str, stage: Staging) -> None:
+        """Every file the commit will replace is a regular file (or absent), the staged ones were written."""
+        for filename in [*stage.files, manifest_path(self.path, name).name]:
+            check_output_file(self.path / filename)
         for filename in stage.files:
-            target = self.path / filename
-            if target.is_dir() and not target.is_symlink():
-                raise OutputFileError(target, "cannot write (Is a directory)")
-            if not (stage.folder / filename).is_file():
-                raise OutputFileError(target, "was not written")
+            if not _is_regular(stage.folder / filename):
+                raise OutputFileError(self.path / filename, "was not written")
         if not os.access(self.path, os.W_OK):
             raise OutputFileError(self.path, "cannot write (Permission denied)")
 
@@ -168,36 +242,136 @@ class OutputFolder:
         _fsync_dir(stage.folder)
 
     def _roll_forward(self, commit: Path, name: str) -> None:
-        """Move a complete commit folder's files into place, the manifest last; idempotent."""
+        """Move a verified commit folder's files into place, the manifest last; idempotent.
+
+        Only names derived from `name` are moved or deleted, each only when it is a regular file;
+        the previous manifest's other entries are not followed."""
+        files = _verified_commit(self.path, commit, name)
+        if files is None:
+            _warn(commit, "not a commit this tool can verify (its files do not match its manifest): left as it is")
+            return
         new_manifest = manifest_path(commit, name)
-        if new_manifest.is_file():
-            files = json.loads(new_manifest.read_text(encoding="utf-8"))["files"]
+        if _is_regular(new_manifest):
             old = _read_manifest(manifest_path(self.path, name)) or {}
+            filename = name
             try:
                 for filename in files:
-                    if (commit / filename).exists():
+                    if _is_regular(commit / filename):
+                        check_output_file(self.path / filename)
                         os.replace(commit / filename, self.path / filename)
-                for filename in set(old.get("files", {})) - set(files):
-                    with contextlib.suppress(FileNotFoundError):
+                for filename in sorted(set(old.get("files", {})) - set(files)):
+                    if own_file(name, filename) and _is_regular(self.path / filename):
                         (self.path / filename).unlink()
+                filename = new_manifest.name
+                check_output_file(manifest_path(self.path, name))
                 os.replace(new_manifest, manifest_path(self.path, name))
             except OSError as exc:
                 raise _os_error(self.path / filename, exc) from None
-        shutil.rmtree(commit, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            commit.rmdir()  # empty now; a folder with anything else in it is not ours to delete
         _fsync_dir(self.path)
 
     def recover(self) -> list[str]:
-        """Finish the commits a killed run left (roll forward) and delete its staging folders;
-        returns the names of the results recovered."""
+        """Finish the commits a killed run left (roll forward, after verifying them) and delete its
+        staging folders; returns the names of the results recovered."""
         recovered = []
         for entry in sorted(self.path.iterdir()):
-            if entry.name.startswith(".") and entry.name.endswith(".commit") and entry.is_dir():
+            if not _is_real_dir(entry) or not entry.name.startswith("."):
+                continue
+            if entry.name.endswith(".commit") and len(entry.name) > len("..commit"):
                 name = entry.name[1:-len(".commit")]
+                if not plain_name(name):
+                    continue
+                before = _is_real_dir(entry)
                 self._roll_forward(entry, name)
-                recovered.append(name)
-            elif entry.name.startswith(".") and ".staging-" in entry.name and entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
+                if before and not _is_real_dir(entry):
+                    recovered.append(name)
+            elif ".staging-" in entry.name:
+                _remove_staging(entry)
         return recovered
+
+
+def _warn(path: Path, problem: str) -> None:
+    from diffpose3d.io.limits import InputWarning
+
+    warnings.warn(InputWarning(path, problem), stacklevel=3)
+
+
+def _remove_staging(folder: Path) -> None:
+    """Delete a staging folder a run left: only when it is a real folder of regular files with
+    plain names (what `OutputFolder.result` writes); anything else is left alone."""
+    if not _is_real_dir(folder):
+        return
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    if not all(e.is_file(follow_symlinks=False) and plain_name(e.name) for e in entries):
+        return
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _verified_commit(folder: Path, commit: Path, name: str) -> list[str] | None:
+    """The files of a commit folder when everything in it checks out, else None.
+
+    A commit is this tool's when its manifest (a regular file, the schema, this name) lists only
+    names derived from `name`, the folder holds nothing but those files and the manifest, and
+    each listed file is a regular file with the listed size and SHA-256: in the commit folder, or
+    (already moved by the run that was killed) in `folder`. A commit folder whose manifest was
+    already moved is complete when it is empty."""
+    if not _is_real_dir(commit):
+        return None
+    try:
+        present = {e.name: e.is_file(follow_symlinks=False) for e in os.scandir(commit)}
+    except OSError:
+        return None
+    manifest_name = manifest_path(commit, name).name
+    if manifest_name not in present:
+        return [] if not present else None
+    manifest = _parse_manifest(read_regular_bytes(commit / manifest_name))
+    if manifest is None or manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("name") != name:
+        return None
+    files = manifest["files"]
+    if not all(own_file(name, f) and isinstance(e, dict) for f, e in files.items()):
+        return None
+    if not all(present.values()) or set(present) - set(files) - {manifest_name}:
+        return None
+    for filename, entry in files.items():
+        where = commit / filename if filename in present else folder / filename
+        if not _matches(where, entry):
+            return None
+    return list(files)
+
+
+def _matches(path: Path, entry: dict) -> bool:
+    """A regular file of the size and SHA-256 `entry` lists."""
+    try:
+        return (_is_regular(path) and os.lstat(path).st_size == entry.get("bytes")
+                and file_digest(path) == entry.get("sha256"))
+    except OSError:
+        return False
+
+
+def _open_lock(lock: Path):
+    """The lock file, opened without following a link and without blocking on a FIFO; refused in
+    one line when it is not a regular file."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(lock, flags, 0o666)
+    except OSError as exc:
+        mode = _lstat_mode(lock)
+        if mode is not None and not stat.S_ISREG(mode):
+            raise OutputFileError(lock, f"is {file_kind(mode)}, not a lock file: remove it") from None
+        raise _os_error(lock.parent, exc) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OutputFileError(lock, f"is {file_kind(mode)}, not a lock file: remove it")
+    return os.fdopen(fd, "a+b")
 
 
 def _try_lock(handle) -> bool:
@@ -218,12 +392,19 @@ def _try_lock(handle) -> bool:
         return False
 
 
-def _read_manifest(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def _parse_manifest(data: bytes | None) -> dict | None:
+    if data is None:
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("files"), dict) else None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("files"), dict) else None
+
+
+def _read_manifest(path: Path) -> dict | None:
+    """A manifest's content when it is a regular file holding one; else None (never blocks)."""
+    return _parse_manifest(read_regular_bytes(path))
 
 
 def verify_result(path: str | Path) -> None:
@@ -236,11 +417,16 @@ def verify_result(path: str | Path) -> None:
         manifest = _read_manifest(manifest_path(folder, name))
         if manifest is None or p.name not in manifest["files"]:
             continue
-        if (folder / f".{name}.commit").is_dir():
+        if _is_real_dir(folder / f".{name}.commit"):
             raise InputFileError(p, "an interrupted write of this result is pending: run predict on this "
                                     "folder again to finish it")
         entry = manifest["files"][p.name]
-        if p.stat().st_size != entry.get("bytes") or file_digest(p) != entry.get("sha256"):
+        try:
+            same = (isinstance(entry, dict) and p.stat().st_size == entry.get("bytes")
+                    and file_digest(p, follow_links=True) == entry.get("sha256"))
+        except OSError:
+            same = False
+        if not same:
             raise InputFileError(p, f"does not match {name}.manifest.json (written by another or an "
                                     "interrupted run): run predict again")
         return

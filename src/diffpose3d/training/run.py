@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from diffpose3d.checkpoint import resolve_device, save_bundle
+from diffpose3d.config_ranges import clamp_threads
+from diffpose3d.io.atomic import check_output_file, save_text_atomic
 from diffpose3d.config import Config, InferenceConfig, save_config
 from diffpose3d.data.frames import FrameSet, build_frames
 from diffpose3d.data.loading import load_sequences
@@ -114,8 +116,8 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     if dist_info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / "config.yaml")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    if cfg.threads > 0:  # a config may come from a bigger machine: at most this one's CPUs
+        torch.set_num_threads(clamp_threads(cfg.threads))
     torch.manual_seed(cfg.seed)
     device = dist_device or resolve_device(cfg.device)
     budget = Budget(cfg.max_minutes)
@@ -128,7 +130,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
 
     log_path = out_dir / "train_log.jsonl"
     if dist_info.is_main and not resume:
-        log_path.write_text("")
+        save_text_atomic(log_path, "")
     cpu_before = _logged_cpu_minutes(log_path) if resume else 0.0
 
     def log(record: dict) -> None:
@@ -136,7 +138,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
         # killed processes' included: the x axis of a learning curve in core-hours on a shared machine
         record = {**record, "minutes": round((time.monotonic() - budget.start) / 60, 2),
                   "cpu_minutes": round(cpu_before + time.process_time() / 60, 2)}
-        with log_path.open("a") as handle:
+        with check_output_file(log_path).open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     if resume and any(ckpt_dir.glob("denoiser*")) and not any(ckpt_dir.glob("encoder-e*.safetensors")):

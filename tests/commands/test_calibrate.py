@@ -1,0 +1,51 @@
+"""`diffpose3d calibrate`: a setting that would make the bundle unusable is refused before anything
+is written, and every bundle is loaded back before it replaces the previous one."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from diffpose3d.checkpoint import load_bundle, save_bundle
+from diffpose3d.cli import main
+from diffpose3d.errors import ConfigError, OutputFileError
+from diffpose3d.evaluation.calibration import usable_scale
+
+
+@pytest.mark.parametrize("extra", [["--level", "1e-320"], ["--level", "0.9999999999999999999"], ["--level", "nan"],
+                                   ["--device", "bogus"], ["--device", "cuda:99"]])
+def test_a_setting_that_would_spoil_the_bundle_is_refused_before_anything(tiny_bundle, tmp_path, capsys, snapshot, extra):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    before = snapshot(tmp_path)
+    code = main(["calibrate", "--checkpoint", str(bundle), "--dataset", "h36m", "--data-3d", str(tmp_path / "none.npz"),
+                 *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert extra[0] in err[0] and "Traceback" not in err[0]
+    assert snapshot(tmp_path) == before
+    load_bundle(bundle)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan, 0.0, -1.0, 1e300])
+def test_a_conformal_scale_that_is_not_positive_and_finite_as_stored_is_refused(bad):
+    with pytest.raises(ConfigError, match="not a positive finite number"):
+        usable_scale(np.array([1.0, bad, 2.0]), torch.float32, 1e-300)
+    assert usable_scale(np.array([1.0, 0.5]), torch.float32, 0.9).tolist() == [1.0, 0.5]
+
+
+def test_a_bundle_that_would_not_load_back_leaves_the_previous_one(tiny_bundle, tmp_path, snapshot):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    model, info = load_bundle(bundle)
+    before = snapshot(tmp_path)
+    model.conformal_scale.fill_(float("inf"))
+    with pytest.raises(OutputFileError, match="would not load back"):
+        save_bundle(model, model.config, bundle, {**info, "conformal": {"level": 1e-320}})
+    assert snapshot(tmp_path) == before  # no staging folder left, the old files untouched
+    model.conformal_scale.fill_(1.5)
+    save_bundle(model, model.config, bundle, info)
+    assert float(load_bundle(bundle)[0].conformal_scale[1]) == 1.5

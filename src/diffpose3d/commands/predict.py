@@ -144,13 +144,20 @@ def run(args: argparse.Namespace) -> int:
         from diffpose3d.inference.predict import predict_path
 
         model = DiffPose.load(args.checkpoint, device=args.device, **inference_overrides(args))
-        predict_path(
-            model, source, out, render=args.render, html=args.html, use_heatmaps=args.heatmaps,
-            progress=not args.quiet and sys.stderr.isatty(), source_layout=args.layout,
-            image_size=tuple(args.image_size) if args.image_size else None, max_people=args.max_people,
-            person=args.person, sequence=args.sequence, on_result=print_report,
-        )
+        predict_path(model, source, out, predict_settings(args), progress=not args.quiet and sys.stderr.isatty(),
+                     on_result=print_report)
     return 0
+
+
+def predict_settings(args: argparse.Namespace):
+    """The `PredictSettings` of the parsed options (shared with `batch`)."""
+    from diffpose3d.inference.predict import PredictSettings
+
+    return PredictSettings(
+        render=args.render, html=args.html, use_heatmaps=args.heatmaps, source_layout=args.layout,
+        image_size=tuple(args.image_size) if args.image_size else None, max_people=args.max_people,
+        person=args.person, sequence=getattr(args, "sequence", False),
+    )
 
 
 def print_report(report) -> None:

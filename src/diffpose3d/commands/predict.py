@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="also show the detector's own log lines (MediaPipe, TFLite)")
 
 
-def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+def add_inference_arguments(parser: argparse.ArgumentParser, device: bool = True) -> None:
     parser.add_argument("--hypotheses", type=int_in(1, MAX_HYPOTHESES), default=None, metavar="N",
                         help="N samples per frame (default: the model's, 5 for the bundled ones)")
     parser.add_argument("--steps", type=int_in(1, 10**6), default=None, metavar="S",
@@ -103,7 +103,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=None, help=f"0 to {MAX_SEED} (default 0)")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                         help='run g on PyTorch (default) or ONNX Runtime (CPU, needs "diffpose3d[onnx]")')
-    parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    if device:
+        parser.add_argument("--device", type=device_name, default="auto",
+                            help="cpu, cuda, cuda:1, ... (default: cuda if available)")
 
 
 def inference_overrides(args: argparse.Namespace) -> dict:

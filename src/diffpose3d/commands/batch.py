@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-failed", action="store_true",
                         help="run again the inputs that failed in the previous run on --out (default: an input "
                              "unchanged since it failed keeps its failed record)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar, no line per failed input")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="also show the workers' and Ray's own log lines")
 
 
@@ -75,9 +75,8 @@ def run(args: argparse.Namespace) -> int:
                    overrides=inference_overrides(args), verbose=args.verbose)
 
     def failed(record) -> None:
-        if not args.quiet:
-            error = record.error if record.error.startswith(record.input) else f"{record.input}: {record.error}"
-            print(f"diffpose3d batch: failed: {error}", file=sys.stderr)
+        error = record.error if record.error.startswith(record.input) else f"{record.input}: {record.error}"
+        print(f"diffpose3d batch: failed: {error}", file=sys.stderr, flush=True)
 
     outcome = run_batch(inputs, job, workers=args.workers, address=args.address,
                         gpus_per_worker=args.gpus_per_worker, progress=not args.quiet and sys.stderr.isatty(),

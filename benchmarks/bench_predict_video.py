@@ -20,7 +20,7 @@ from common import header
 from diffpose3d.inference.inputs import read_input
 from diffpose3d.io.video import VideoWriter
 from diffpose3d.inference.api import DiffPose
-from diffpose3d.inference.predict import detector_factory, predict_path
+from diffpose3d.inference.predict import PredictSettings, detector_factory, predict_path
 
 
 def make_clip(path: Path, frames: int) -> None:
@@ -51,7 +51,7 @@ def main() -> None:
         t1 = time.perf_counter()
         model.from_evidence(evidence)
         t2 = time.perf_counter()
-        predict_path(model, clip, Path(tmp) / "out", use_heatmaps=not args.no_heatmaps, progress=False)
+        predict_path(model, clip, Path(tmp) / "out", PredictSettings(use_heatmaps=not args.no_heatmaps), progress=False)
         t3 = time.perf_counter()
     n = args.frames
     print(f"detection {'+ heatmaps ' if not args.no_heatmaps else ''}: {n / (t1 - t0):7.1f} frames/s")

@@ -22,13 +22,14 @@ from diffpose3d.errors import DiffPoseError, one_line
 COMMANDS: list[tuple[str, str, str]] = [
     ("demo", "demo", "run the whole pipeline on an embedded real input and write outputs + renders"),
     ("predict", "predict", "3D poses with uncertainty of every person in an image, folder, video or keypoints file"),
+    ("batch", "batch", "predict over many photos, videos or keypoints files on Ray Data (resumable; diffpose3d[batch])"),
     ("evaluate", "evaluate", "score predictions or a checkpoint on a dataset split with the published protocols"),
     ("train", "train", "train the context encoder and the diffusion denoiser from a YAML config"),
     ("fit-gmm", "fit_gmm", "fit per-joint GMMs (H_K evidence) for a whole 2D dataset file, resumable"),
     ("calibrate", "calibrate", "fit a bundle's conformal spread scaling on a calibration split"),
 ]
 
-QUIET_THREADS = ("predict", "demo")  # commands run with OMP_WAIT_POLICY=PASSIVE (see main)
+QUIET_THREADS = ("predict", "demo", "batch")  # commands run with OMP_WAIT_POLICY=PASSIVE (see main)
 
 
 class OneLineParser(argparse.ArgumentParser):

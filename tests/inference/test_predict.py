@@ -297,3 +297,35 @@ def test_confidences_out_of_range_are_clamped_with_one_warning_and_the_output_is
     doc = _json_strict(out / "scores.json")
     jsonschema.validate(doc, prediction_schema())
     assert all(c == 1.0 for f in doc["frames"] for p in f["people"] for c in p["confidence"])
+
+
+@needs_detector
+def test_one_detector_kept_over_many_inputs_finds_what_a_fresh_one_does(tiny_bundle, tmp_path):
+    """`batch` workers keep their detector from input to input; `predict` makes one per input."""
+    from skimage import data
+
+    from diffpose3d.inference.api import DiffPose
+    from diffpose3d.inference.predict import KeptDetector, PredictSettings, predict_one, predict_path
+    from diffpose3d.io.results import OutputFolder
+    from diffpose3d.viz.render import save_image
+
+    clip = tmp_path / "clip.mp4"
+    _astronaut_clip(clip, frames=3)
+    photo = save_image(tmp_path / "photo.png", data.astronaut())
+    model = DiffPose.load(str(tiny_bundle))
+    settings = PredictSettings()
+    kept = KeptDetector(settings.heatmaps_for(model), settings.max_people)
+    try:
+        with OutputFolder(tmp_path / "kept") as out:
+            found = [predict_one(model, path, out, settings, name=f"{path.stem}{k}", detector=kept).result is not None
+                     for k, path in enumerate([clip, photo, clip, photo])]
+    finally:
+        kept.close()
+    assert all(found)
+    for path in (clip, photo):
+        predict_path(model, path, tmp_path / "fresh", settings, progress=False)
+        fresh = load_result_npz(tmp_path / "fresh" / f"{path.stem}.npz")
+        for k in (0, 2) if path == clip else (1, 3):
+            again = load_result_npz(tmp_path / "kept" / f"{path.stem}{k}.npz")
+            assert np.array_equal(again.keypoints_2d, fresh.keypoints_2d)
+            assert np.array_equal(again.hypotheses, fresh.hypotheses)

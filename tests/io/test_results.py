@@ -163,3 +163,29 @@ def test_a_file_from_another_run_is_refused_by_the_reader(tmp_path):
     with pytest.raises(InputFileError, match=r"a.npz: does not match a.manifest.json") as info:
         load_result_npz(out / "a.npz")
     assert isinstance(info.value, DiffPoseError) and len(str(info.value).splitlines()) == 1
+
+
+def test_complete_result_vouches_only_for_a_whole_untouched_result(tmp_path):
+    out = tmp_path / "out"
+    write_result(fake_result(3, 0), out, "clip")
+    assert set(results.complete_result(out, "clip")["files"]) == {"clip.npz", "clip.json"}
+    assert results.complete_result(out, "other") is None  # no manifest
+    data = bytearray((out / "clip.json").read_bytes())
+    data[-3] ^= 1  # same size, other bytes
+    (out / "clip.json").write_bytes(bytes(data))
+    assert results.complete_result(out, "clip") is None
+    write_result(fake_result(3, 0), out, "clip")
+    (out / "clip.npz").unlink()
+    assert results.complete_result(out, "clip") is None
+    write_result(fake_result(3, 0), out, "clip")
+    (out / ".clip.commit").mkdir()  # a commit of it is pending
+    assert results.complete_result(out, "clip") is None
+
+
+def test_a_joined_folder_commits_under_the_lock_holders_run(tmp_path):
+    with OutputFolder(tmp_path / "out") as owner:
+        worker = OutputFolder.joined(owner.path, owner.run_id)
+        with worker.result("clip") as stage:
+            stage.path("clip.npz").write_bytes(b"x")
+    manifest = json.loads((tmp_path / "out" / "clip.manifest.json").read_text())
+    assert manifest["run"] == owner.run_id and results.complete_result(tmp_path / "out", "clip") is not None

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     check_steps(args)
     with OutputFolder(args.out) as out:
         from diffpose3d.inference.api import DiffPose
-        from diffpose3d.inference.predict import predict_path, summary
+        from diffpose3d.inference.predict import PredictSettings, predict_path, summary
 
         has_detector = importlib.util.find_spec("mediapipe") is not None
         if has_detector and not args.no_detector:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             source = bundled_example()
             print(f"input: {source}")
         model = DiffPose.load(args.checkpoint, device=args.device, **inference_overrides(args))
-        reports = predict_path(model, source, out, render=True, html=True, progress=False)
+        reports = predict_path(model, source, out, PredictSettings(render=True, html=True), progress=False)
     for report in reports:
         print(report.summary())
         print(summary(report.result))

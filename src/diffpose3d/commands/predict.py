@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="also show the detector's own log lines (MediaPipe, TFLite)")
 
 
-def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+def add_inference_arguments(parser: argparse.ArgumentParser, device: bool = True) -> None:
     parser.add_argument("--hypotheses", type=int_in(1, MAX_HYPOTHESES), default=None, metavar="N",
                         help="N samples per frame (default: the model's, 5 for the bundled ones)")
     parser.add_argument("--steps", type=int_in(1, 10**6), default=None, metavar="S",
@@ -103,7 +103,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=None, help=f"0 to {MAX_SEED} (default 0)")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                         help='run g on PyTorch (default) or ONNX Runtime (CPU, needs "diffpose3d[onnx]")')
-    parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    if device:
+        parser.add_argument("--device", type=device_name, default="auto",
+                            help="cpu, cuda, cuda:1, ... (default: cuda if available)")
 
 
 def inference_overrides(args: argparse.Namespace) -> dict:
@@ -149,13 +151,20 @@ def run(args: argparse.Namespace) -> int:
         from diffpose3d.inference.predict import predict_path
 
         model = DiffPose.load(args.checkpoint, device=args.device, **inference_overrides(args))
-        predict_path(
-            model, source, out, render=args.render, html=args.html, use_heatmaps=args.heatmaps,
-            progress=not args.quiet and sys.stderr.isatty(), source_layout=args.layout,
-            image_size=tuple(args.image_size) if args.image_size else None, max_people=args.max_people,
-            person=args.person, sequence=args.sequence, on_result=print_report,
-        )
+        predict_path(model, source, out, predict_settings(args), progress=not args.quiet and sys.stderr.isatty(),
+                     on_result=print_report)
     return 0
+
+
+def predict_settings(args: argparse.Namespace):
+    """The `PredictSettings` of the parsed options (shared with `batch`)."""
+    from diffpose3d.inference.predict import PredictSettings
+
+    return PredictSettings(
+        render=args.render, html=args.html, use_heatmaps=args.heatmaps, source_layout=args.layout,
+        image_size=tuple(args.image_size) if args.image_size else None, max_people=args.max_people,
+        person=args.person, sequence=getattr(args, "sequence", False),
+    )
 
 
 def print_report(report) -> None:

@@ -1,4 +1,6 @@
-"""Predict for one input path: evidence -> lifting -> npz/json (+ renders), used by `predict` and `demo`.
+"""Predict for one input path: evidence -> lifting -> npz/json (+ renders), used by `predict`, `batch`
+and `demo`. `predict_one` is one result's whole work; `predict` and `batch` both call it, with the
+same `PredictSettings`, so they write the same files.
 
 Each result (a photo, a video, a keypoints file, a `sequence` of photos) is written as one unit
 into the output folder (`io.results`): `<name>.npz`, `<name>.json`, `<name>_render.png|mp4`,
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffpose3d.errors import InputFileError
 from diffpose3d.inference.api import DiffPose
 from diffpose3d.inference.inputs import Evidence2D, NoPersonFound, read_inputs, select_people
 from diffpose3d.inference.outputs import stage_result
@@ -22,6 +25,24 @@ from diffpose3d.inference.result import PoseResult
 from diffpose3d.io.results import OutputFolder
 
 MAX_PEOPLE = 10
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """What `predict` does with each input besides the lifting (the model's own settings, N,
+    steps, seed, ..., are in `DiffPose.inference`). `predict` and `batch` pass the same ones."""
+
+    render: bool = False  # also a picture (one frame) or an mp4
+    html: bool = False  # also the interactive page
+    use_heatmaps: bool | None = None  # None: what the model was trained for (`inference.heatmaps`)
+    source_layout: str | None = None  # a keypoints file's layout when it does not say
+    image_size: tuple[int, int] | None = None  # a keypoints file's image size when it does not say
+    max_people: int = MAX_PEOPLE
+    person: str | int = "all"  # all, largest, or an id
+    sequence: bool = False  # a folder of photos is one video
+
+    def heatmaps_for(self, model: DiffPose) -> bool:
+        return model.inference.heatmaps if self.use_heatmaps is None else self.use_heatmaps
 
 
 def detector_factory(use_heatmaps: bool = True, static: bool = True, max_people: int = MAX_PEOPLE):
@@ -33,6 +54,40 @@ def detector_factory(use_heatmaps: bool = True, static: bool = True, max_people:
         return get_detector("mediapipe", use_heatmaps=use_heatmaps, static_image_mode=static, max_people=max_people)
 
     return make
+
+
+class KeptDetector:
+    """A detector built on first use and kept for the next inputs (a batch worker's): calling it
+    hands the detector out as `read_inputs` wants a factory to, and the reader's `close()` leaves
+    it open; `close()` here ends it. Each input sets the detector's mode, which forgets the people
+    of the previous one, so a kept detector finds what a fresh one would."""
+
+    def __init__(self, use_heatmaps: bool, max_people: int = MAX_PEOPLE) -> None:
+        self._make = detector_factory(use_heatmaps, max_people=max_people)
+        self._detector = None
+
+    def __call__(self) -> "_Lent":
+        if self._detector is None:
+            self._detector = self._make()
+        return _Lent(self._detector)
+
+    def close(self) -> None:
+        if self._detector is not None:
+            self._detector.close()
+            self._detector = None
+
+
+class _Lent:
+    """A detector whose `close()` does nothing (its owner closes it)."""
+
+    def __init__(self, detector) -> None:
+        self._detector = detector
+
+    def __getattr__(self, name: str):
+        return getattr(self._detector, name)
+
+    def close(self) -> None:
+        pass
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
@@ -49,62 +104,108 @@ class ResultReport:
     seconds: float = 0.0
     problem: str = ""
 
+    @property
+    def frames(self) -> int:
+        """The input's frames (some may hold nobody); 0 without a result."""
+        return 0 if self.result is None else int(self.result.meta.get("num_input_frames", self.result.num_frames))
+
+    @property
+    def people(self) -> int:
+        return 0 if self.result is None else len(self.result.people)
+
     def summary(self) -> str:
         """One line: frames, people, median spread, seconds, files."""
         if self.result is None:
             return f"{self.input}: {self.problem}, nothing written"
         r = self.result
-        people = len(r.people)
         spread = r.uncertainty[:, 1:] * 1000.0  # joint 0, the root, is the origin: 0 by construction
         spread = spread[np.isfinite(spread)]
         median = f"median spread {np.median(spread):.0f} mm" if spread.size else "no joint seen"
-        frames = int(r.meta.get("num_input_frames", r.num_frames))
-        return (f"{self.input}: {_count(frames, 'frame')}, {_count(people, 'person', 'people')}, {median}, "
+        return (f"{self.input}: {_count(self.frames, 'frame')}, {_count(self.people, 'person', 'people')}, {median}, "
                 f"{self.seconds:.1f} s -> {', '.join(str(p) for p in self.files)}")
+
+
+def predict_one(
+    model: DiffPose,
+    input_path: str | Path,
+    out: OutputFolder,
+    settings: PredictSettings = PredictSettings(),
+    *,
+    name: str | None = None,
+    detector: Callable[[], object] | None = None,
+    progress: bool = False,
+) -> ResultReport:
+    """The whole of `predict` for an input that gives one result (a photo, a video, a keypoints
+    or heatmaps file; a folder of photos with `settings.sequence`): read, detect, lift, and write
+    result `name` (default: the input's stem) into `out` as one unit. `detector`: a factory for the
+    2D detector (default: a fresh one for this input; `KeptDetector`: one for many inputs).
+    Raises `InputFileError` (`NoPersonFound` among them) when the input gives no result."""
+    start = time.perf_counter()
+    input_path = Path(input_path)
+    if input_path.is_dir() and not settings.sequence:
+        raise InputFileError(input_path, "a folder of photos gives one result per photo (predict_path), or one "
+                                         "with sequence")
+    factory = detector or detector_factory(settings.heatmaps_for(model), max_people=settings.max_people)
+    with contextlib.closing(_read(model, input_path, factory, settings, progress)) as inputs:
+        evidence = next(inputs)
+    report = _one_result(model, out, select_people(evidence, settings.person), name or evidence.name,
+                         settings.render, settings.html)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _read(model: DiffPose, path: Path, factory, settings: PredictSettings, progress: bool):
+    return read_inputs(path, factory, layout=model.layout, source_layout=settings.source_layout,
+                       image_size=settings.image_size, progress=progress, max_people=settings.max_people,
+                       sequence=settings.sequence)
 
 
 def predict_path(
     model: DiffPose,
-    input_path: Path,
+    input_path: str | Path,
     out_dir: Path | OutputFolder,
+    settings: PredictSettings = PredictSettings(),
     *,
-    render: bool = False,
-    html: bool = False,
-    use_heatmaps: bool | None = None,
     progress: bool = True,
-    source_layout: str | None = None,
-    image_size: tuple[int, int] | None = None,
-    max_people: int = MAX_PEOPLE,
-    person: str | int = "all",
-    sequence: bool = False,
     on_result: Callable[[ResultReport], None] | None = None,
 ) -> list[ResultReport]:
-    """Write one result per input (per photo of a folder, unless `sequence`) into `out_dir` (a
-    path, or an `OutputFolder` already locked); `on_result` hears about each as it is written. Raises `NoPersonFound` when nothing at all
+    """Write one result per input (per photo of a folder, unless `settings.sequence`) into
+    `out_dir` (a path, or an `OutputFolder` already locked); `on_result` hears about each as it is
+    written. A single input goes through `predict_one`. Raises `NoPersonFound` when nothing at all
     was found."""
     input_path = Path(input_path)
-    reports: list[ResultReport] = []
-    used: set[str] = set()
     folder = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(out_dir)
     with contextlib.nullcontext(folder) if folder is out_dir else folder as out:
-        start = time.perf_counter()
-        use_heatmaps = model.inference.heatmaps if use_heatmaps is None else use_heatmaps
-        inputs = read_inputs(input_path, detector_factory(use_heatmaps, max_people=max_people), layout=model.layout,
-                             source_layout=source_layout, image_size=image_size, progress=progress,
-                             max_people=max_people, sequence=sequence)
-        for evidence in inputs:
-            if isinstance(evidence, NoPersonFound):
-                report = ResultReport(Path(evidence.path), None, problem=evidence.problem)
-            else:
-                report = _one_result(model, out, select_people(evidence, person), _unique(evidence.name, evidence, used),
-                                     render, html)
-            report.seconds = time.perf_counter() - start
-            start = time.perf_counter()
-            reports.append(report)
+        if not input_path.is_dir() or settings.sequence:
+            reports = [predict_one(model, input_path, out, settings, progress=progress)]
             if on_result is not None:
-                on_result(report)
+                on_result(reports[0])
+            return reports
+        reports = _predict_folder(model, input_path, out, settings, progress, on_result)
     if not any(r.result is not None for r in reports):
         raise NoPersonFound(input_path)
+    return reports
+
+
+def _predict_folder(model: DiffPose, folder: Path, out: OutputFolder, settings: PredictSettings, progress: bool,
+                    on_result: Callable[[ResultReport], None] | None) -> list[ResultReport]:
+    """One result per photo of `folder`, one detector for all; a photo without anybody is
+    reported and the others go on."""
+    reports: list[ResultReport] = []
+    used: set[str] = set()
+    start = time.perf_counter()
+    factory = detector_factory(settings.heatmaps_for(model), max_people=settings.max_people)
+    for evidence in _read(model, folder, factory, settings, progress):
+        if isinstance(evidence, NoPersonFound):
+            report = ResultReport(Path(evidence.path), None, problem=evidence.problem)
+        else:
+            report = _one_result(model, out, select_people(evidence, settings.person),
+                                 _unique(evidence.name, evidence, used), settings.render, settings.html)
+        report.seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        reports.append(report)
+        if on_result is not None:
+            on_result(report)
     return reports
 
 

@@ -165,6 +165,15 @@ class OutputFolder:
     def __exit__(self, *exc: object) -> None:
         self._release()
 
+    @classmethod
+    def joined(cls, path: str | Path, run_id: str) -> "OutputFolder":
+        """The folder of a run whose lock another process holds (a `batch`'s driver; its workers
+        write here): results are staged and committed as usual, under that run's id, and no lock
+        is taken. The folder must exist."""
+        folder = cls(path)
+        folder.run_id = run_id
+        return folder
+
     # -- the lock ---------------------------------------------------------------------------------
     def _acquire(self) -> None:
         lock = self.path / LOCK_NAME
@@ -405,6 +414,24 @@ def _parse_manifest(data: bytes | None) -> dict | None:
 def _read_manifest(path: Path) -> dict | None:
     """A manifest's content when it is a regular file holding one; else None (never blocks)."""
     return _parse_manifest(read_regular_bytes(path))
+
+
+def complete_result(folder: str | Path, name: str) -> dict | None:
+    """The manifest of result `name` in `folder` when the result is complete (every file it names
+    is there with its size and SHA-256, and no commit of it is pending), else None."""
+    folder = Path(folder)
+    manifest = _read_manifest(manifest_path(folder, name))
+    if manifest is None or manifest.get("name") != name or (folder / f".{name}.commit").exists():
+        return None
+    for filename, entry in manifest["files"].items():
+        path = folder / filename
+        try:
+            if (not isinstance(entry, dict) or path.parent != folder or not path.is_file()
+                    or path.stat().st_size != entry.get("bytes") or file_digest(path) != entry.get("sha256")):
+                return None
+        except OSError:
+            return None
+    return manifest
 
 
 def verify_result(path: str | Path) -> None:

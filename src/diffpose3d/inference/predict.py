@@ -78,10 +78,12 @@ def predict_path(
     person: str | int = "all",
     sequence: bool = False,
     on_result: Callable[[ResultReport], None] | None = None,
+    focal: float | None = None,
 ) -> list[ResultReport]:
     """Write one result per input (per photo of a folder, unless `sequence`) into `out_dir` (a
     path, or an `OutputFolder` already locked); `on_result` hears about each as it is written. Raises `NoPersonFound` when nothing at all
-    was found."""
+    was found. `focal`: the camera's focal length in pixels (default: EXIF, else the default field
+    of view), for the people's root positions."""
     input_path = Path(input_path)
     reports: list[ResultReport] = []
     used: set[str] = set()
@@ -97,7 +99,7 @@ def predict_path(
                 report = ResultReport(Path(evidence.path), None, problem=evidence.problem)
             else:
                 report = _one_result(model, out, select_people(evidence, person), _unique(evidence.name, evidence, used),
-                                     render, html)
+                                     render, html, focal)
             report.seconds = time.perf_counter() - start
             start = time.perf_counter()
             reports.append(report)
@@ -121,8 +123,8 @@ def _unique(name: str, evidence: Evidence2D, used: set[str]) -> str:
 
 
 def _one_result(model: DiffPose, out: OutputFolder, evidence: Evidence2D, name: str, render: bool,
-                html: bool) -> ResultReport:
-    result = model.from_evidence(evidence)
+                html: bool, focal: float | None = None) -> ResultReport:
+    result = model.from_evidence(evidence, focal=focal)
     with out.result(name) as stage:
         files = stage_result(result, stage, name, out.run_id)
         if render:

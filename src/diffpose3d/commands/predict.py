@@ -8,6 +8,7 @@ from its config alone, then the output folder's lock); a bad one ends with one l
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ MAX_HYPOTHESES = 1000
 MAX_SEED = 2**32 - 1  # the video path derives per-sequence seeds from it (seed * 1_000_003 + s < 2**64)
 MAX_PEOPLE = 100
 MAX_SIDE = 1 << 20
+MAX_FOCAL_PX = 1e7  # as scene.intrinsics.MAX_FOCAL_PX (not imported here: it brings torch)
 
 
 def int_in(low: int, high: int, what: str = "a whole number"):
@@ -58,6 +60,17 @@ def device_name(text: str) -> str:
     return text
 
 
+def focal_px(text: str) -> float:
+    """An argparse type: a focal length in pixels, positive and finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a focal length in pixels, got {text!r}") from None
+    if not (math.isfinite(value) and 0.0 < value <= MAX_FOCAL_PX):
+        raise argparse.ArgumentTypeError(f"must be a number of pixels in (0, {MAX_FOCAL_PX:.0e}], got {text}")
+    return value
+
+
 def person_choice(text: str) -> str | int:
     """An argparse type: all, largest, or a person id (0, 1, ...)."""
     if text in ("all", "largest"):
@@ -87,6 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="joint layout of a keypoints file that does not say (coco17, blazepose33, h36m17, ...)")
     parser.add_argument("--image-size", type=int_in(1, MAX_SIDE), nargs=2, metavar=("W", "H"), default=None,
                         help="image size of a keypoints file that does not say (COCO JSON)")
+    parser.add_argument("--focal", type=focal_px, default=None, metavar="PX",
+                        help="the camera's focal length in pixels, for the people's root positions (default: the "
+                             "photo's EXIF, else a field of view of 53.13 degrees across the longer side)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="also show the detector's own log lines (MediaPipe, TFLite)")
 
@@ -163,7 +179,7 @@ def predict_settings(args: argparse.Namespace):
     return PredictSettings(
         render=args.render, html=args.html, use_heatmaps=args.heatmaps, source_layout=args.layout,
         image_size=tuple(args.image_size) if args.image_size else None, max_people=args.max_people,
-        person=args.person, sequence=getattr(args, "sequence", False),
+        person=args.person, sequence=getattr(args, "sequence", False), focal=getattr(args, "focal", None),
     )
 
 

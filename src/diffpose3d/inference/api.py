@@ -28,6 +28,8 @@ from diffpose3d.inference.lifting import lift_batches
 from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.inference.result import PoseResult, concat_results
 from diffpose3d.mixtures.gmm import GaussianMixture
+from diffpose3d.scene.intrinsics import Intrinsics, camera_for
+from diffpose3d.scene.trajectory import add_trajectory
 
 
 DETECTED_KINDS = ("image", "images", "video")  # evidence from the 2D detector (not a keypoints file)
@@ -66,8 +68,11 @@ class DiffPose:
         *,
         image_size: tuple[int, int],
         layout: str | None = None,
+        focal: float | None = None,
     ) -> PoseResult:
-        """Keypoints (T, J, 2) or (T, J, 3 with confidence) in pixels of an image of `image_size`."""
+        """Keypoints (T, J, 2) or (T, J, 3 with confidence) in pixels of an image of `image_size`;
+        `focal`: the camera's focal length in pixels (default: `scene.intrinsics.DEFAULT_FOV_DEG`),
+        for the root positions (`result.root`) and told to the model."""
         from diffpose3d.data.keypoints import drop_far_outside
         from diffpose3d.evidence.heatmaps import keypoints_to_gmm
 
@@ -84,7 +89,7 @@ class DiffPose:
         keypoints = drop_far_outside(keypoints, image_size)  # then missing, as NaN / inf joints are
         confidence = np.where(np.isfinite(keypoints).all(-1), np.nan_to_num(confidence, nan=0.0), 0.0)
         gmm = keypoints_to_gmm(np.nan_to_num(keypoints), confidence.astype(np.float32), image_size)
-        return self._lift_gmm(gmm, confidence, image_size, layout)
+        return self._lift_gmm(gmm, confidence, image_size, layout, camera=camera_for(image_size, focal))
 
     def _check_layout(self, keypoints: np.ndarray, layout: str | None) -> str:
         """The keypoints' layout (default: the model's), checked against their (T, J, 2|3) shape."""
@@ -99,12 +104,13 @@ class DiffPose:
                               f"expected (T, {joints}, 2) or (T, {joints}, 3); pass layout= for another layout")
         return layout
 
-    def from_gmm(self, gmm_2d: np.ndarray, *, image_size: tuple[int, int], layout: str | None = None) -> PoseResult:
+    def from_gmm(self, gmm_2d: np.ndarray, *, image_size: tuple[int, int], layout: str | None = None,
+                 focal: float | None = None) -> PoseResult:
         """The authors' per-joint mixtures (T, J, K, 5) = [weight, mean u, mean v, var u, var v] in pixels."""
         w, h = image_size
         gmm = mixture_to_uv(authors_gmm_to_mixture(gmm_2d), w, h)
         confidence = np.ones(gmm.weights.shape[:2], np.float32)
-        return self._lift_gmm(gmm, confidence, image_size, layout or self.layout)
+        return self._lift_gmm(gmm, confidence, image_size, layout or self.layout, camera=camera_for(image_size, focal))
 
     def from_heatmaps(
         self,
@@ -113,6 +119,7 @@ class DiffPose:
         *,
         image_size: tuple[int, int],
         layout: str | None = None,
+        focal: float | None = None,
     ) -> PoseResult:
         """Per-joint heatmaps (T, J, H, W) with their (T, 2, 3) heatmap-to-image affine transforms."""
         from diffpose3d.evidence.heatmaps import heatmaps_to_gmm
@@ -120,21 +127,25 @@ class DiffPose:
         gmm = heatmaps_to_gmm(heatmaps, heatmap_to_image, image_size)
         mass = np.asarray(heatmaps, dtype=np.float64).reshape(*heatmaps.shape[:2], -1).max(-1)
         confidence = np.clip(mass / max(float(mass.max()), 1e-12), 0.0, 1.0).astype(np.float32)
-        return self._lift_gmm(gmm, confidence, image_size, layout or self.layout)
+        return self._lift_gmm(gmm, confidence, image_size, layout or self.layout, camera=camera_for(image_size, focal))
 
     # -- the lifting itself ---------------------------------------------------------------------
-    def from_evidence(self, evidence) -> PoseResult:
+    def from_evidence(self, evidence, focal: float | None = None) -> PoseResult:
         """An `inference.inputs.Evidence2D` (what `read_input` makes of an image, video or file):
         every person in it, each lifted as a sequence of their own, in one result (rows sorted by
-        frame, then person; `result.person(id)` is one person's)."""
+        frame, then person; `result.person(id)` is one person's). Each row gets a root position
+        (`result.root`) with the camera of `focal` pixels, else the photo's EXIF focal length,
+        else the default field of view; a person's roots are smoothed over the frames."""
         if not evidence.people:
             raise InputFileError(evidence.source.get("path", evidence.name), "no person found")
+        camera = camera_for(evidence.image_size, focal, evidence.source.get("exif_focal_px"),
+                            evidence.source.get("exif_focal_source", "exif"))
         parts = []
         for person in evidence.people:
             rows = evidence.rows_of(person)
             part = self._lift_gmm(evidence.gmm[torch.as_tensor(rows)], evidence.confidence[rows], evidence.image_size,
                                   evidence.layout, evidence.frame_indices[rows],
-                                  border=evidence.kind in DETECTED_KINDS)
+                                  border=evidence.kind in DETECTED_KINDS, camera=camera, fps=evidence.fps)
             part.person_ids = np.full(len(rows), person, np.int64)
             if "world_3d" in evidence.detector:
                 part.detector_world_3d = evidence.detector["world_3d"][rows]
@@ -147,11 +158,12 @@ class DiffPose:
 
     def _lift_gmm(
         self, gmm: GaussianMixture, confidence: np.ndarray, image_size, layout: str, frame_indices: np.ndarray | None = None,
-        border: bool = False,
+        border: bool = False, camera: Intrinsics | None = None, fps: float | None = None,
     ) -> PoseResult:
         """gmm: (T, J_layout, M, 2) in normalised coordinates. With `border` (a detector's result) a
         model joint whose 2D lies outside the image gets no evidence, as in training: the landmark
-        model extrapolates such joints, and their 3D must come from the rest of the body."""
+        model extrapolates such joints, and their 3D must come from the rest of the body. The
+        result's roots are fitted with `camera` (default: the default field of view)."""
         from diffpose3d.skeleton import map_keypoints
 
         w, h = image_size
@@ -166,7 +178,10 @@ class DiffPose:
             gmm = gmm.where(torch.as_tensor(outside), broad_mixture(tuple(conf.shape), h / w, gmm.weights.shape[-1]))
         missing = conf <= 0.0
         keypoints_uv = fill_missing(keypoints_uv, torch.as_tensor(missing), self.model.skeleton.parents)
-        return self.lift(keypoints_uv, gmm, image_size=(w, h), confidence=conf, missing=missing, frame_indices=frame_indices)
+        camera = camera or camera_for((w, h))
+        result = self.lift(keypoints_uv, gmm, image_size=(w, h), confidence=conf, missing=missing,
+                           frame_indices=frame_indices, focal=camera.focal_px)
+        return add_trajectory(result, camera, fps or None)
 
     def lift(
         self,
@@ -177,10 +192,13 @@ class DiffPose:
         confidence: np.ndarray | None = None,
         missing: np.ndarray | None = None,
         frame_indices: np.ndarray | None = None,
+        focal: float | None = None,
     ) -> PoseResult:
-        """Lift (T, J, 2) normalised keypoints with their (T, J, M, 2) mixtures."""
+        """Lift (T, J, 2) normalised keypoints with their (T, J, M, 2) mixtures (root-relative; no
+        root: `scene.trajectory.add_trajectory`). `focal`: the camera's, pixels (None: the guess)."""
         w, h = image_size
-        pred = lift_batches(self.model, keypoints_uv, uv_gmm, self.inference, image_size=(w, h))
+        told = None if focal is None else torch.full((keypoints_uv.shape[0],), 2.0 * float(focal) / w)
+        pred = lift_batches(self.model, keypoints_uv, uv_gmm, self.inference, image_size=(w, h), focal=told)
         t, j = keypoints_uv.shape[:2]
         return PoseResult(
             joint_names=self.joint_names,

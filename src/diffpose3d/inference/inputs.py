@@ -21,7 +21,7 @@ import torch
 
 from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.io.images import image_size as header_size
-from diffpose3d.io.images import is_image, list_images, read_image, read_image_info
+from diffpose3d.io.images import exif_focal, is_image, list_images, read_image, read_image_info
 from diffpose3d.io.limits import InputWarning
 from diffpose3d.io.video import VideoReader, is_video
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -235,6 +235,7 @@ def _from_images(path: Path, images: list[Path], detector, max_people: int, prog
     source = {"path": str(path), **info}
     if kind == "images":
         source["frame_names"] = [p.name for p in images]
+        source.update(exif_focal(images[0]))  # a sequence's frames come from one camera
     size = next(iter(table["sizes"]))
     return _evidence(path.stem, detector.layout, size, table, kind,
                      frames=frames, source=source)

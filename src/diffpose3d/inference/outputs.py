@@ -19,6 +19,7 @@ import numpy as np
 from diffpose3d.errors import InputFileError, OutputFileError
 from diffpose3d.inference.result import PoseResult
 from diffpose3d.io.results import OutputFolder, Staging, verify_result
+from diffpose3d.scene.trajectory import ROOT_FRAME, root_std
 
 SCHEMA_ID = "diffpose3d.prediction/2"
 COORDINATE_FRAME = "camera frame, root-relative (joint 0 at the origin): x right, y down, z forward"
@@ -70,6 +71,10 @@ def person_to_json(result: PoseResult, r: int) -> dict:
         "confidence": _round(np.clip(result.confidence[r], 0.0, 1.0), 3),
         "missing": [bool(m) for m in result.missing[r]],
     }
+    if result.root is not None:
+        entry["root"] = _round(result.root[r])
+        entry["root_std"] = _round(root_std(result.select([r]))[0])
+        entry["root_hypotheses"] = _round(result.root_hypotheses[r])
     if result.detector_world_3d is not None:
         world = result.detector_world_3d[r]
         entry["detector_world_3d"] = _round(world, 4) if np.isfinite(world).all() else None
@@ -98,6 +103,8 @@ def _header(result: PoseResult) -> dict:
     }
     if result.detector_world_3d is not None:
         head["detector_world_frame"] = DETECTOR_WORLD_FRAME
+    if result.root is not None:
+        head["root_frame"] = ROOT_FRAME
     return head
 
 
@@ -141,6 +148,9 @@ def _write_npz(result: PoseResult, npz_path: Path) -> None:
     if result.detector_world_3d is not None:
         arrays["detector_world_3d"] = result.detector_world_3d.astype(np.float32)
         arrays["detector_score"] = result.detector_score.astype(np.float32)
+    if result.root is not None:
+        arrays["root"] = result.root.astype(np.float32)
+        arrays["root_hypotheses"] = result.root_hypotheses.astype(np.float32)
     with open(npz_path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
 
@@ -178,6 +188,8 @@ def load_result_npz(path: str | Path) -> PoseResult:
             person_ids=f.get("person_ids"),
             detector_world_3d=f.get("detector_world_3d"),
             detector_score=f.get("detector_score"),
+            root=f.get("root"),
+            root_hypotheses=f.get("root_hypotheses"),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise InputFileError(path, f"not a diffpose3d prediction npz ({exc.__class__.__name__}: {exc})") from None

@@ -40,6 +40,7 @@ class PredictSettings:
     max_people: int = MAX_PEOPLE
     person: str | int = "all"  # all, largest, or an id
     sequence: bool = False  # a folder of photos is one video
+    focal: float | None = None  # the camera's focal length in pixels (default: EXIF, else the default field of view)
 
     def heatmaps_for(self, model: DiffPose) -> bool:
         return model.inference.heatmaps if self.use_heatmaps is None else self.use_heatmaps
@@ -148,8 +149,7 @@ def predict_one(
     factory = detector or detector_factory(settings.heatmaps_for(model), max_people=settings.max_people)
     with contextlib.closing(_read(model, input_path, factory, settings, progress)) as inputs:
         evidence = next(inputs)
-    report = _one_result(model, out, select_people(evidence, settings.person), name or evidence.name,
-                         settings.render, settings.html)
+    report = _one_result(model, out, select_people(evidence, settings.person), name or evidence.name, settings)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -200,7 +200,7 @@ def _predict_folder(model: DiffPose, folder: Path, out: OutputFolder, settings: 
             report = ResultReport(Path(evidence.path), None, problem=evidence.problem)
         else:
             report = _one_result(model, out, select_people(evidence, settings.person),
-                                 _unique(evidence.name, evidence, used), settings.render, settings.html)
+                                 _unique(evidence.name, evidence, used), settings)
         report.seconds = time.perf_counter() - start
         start = time.perf_counter()
         reports.append(report)
@@ -221,15 +221,15 @@ def _unique(name: str, evidence: Evidence2D, used: set[str]) -> str:
     return name
 
 
-def _one_result(model: DiffPose, out: OutputFolder, evidence: Evidence2D, name: str, render: bool,
-                html: bool) -> ResultReport:
-    result = model.from_evidence(evidence)
+def _one_result(model: DiffPose, out: OutputFolder, evidence: Evidence2D, name: str,
+                settings: PredictSettings) -> ResultReport:
+    result = model.from_evidence(evidence, focal=settings.focal)
     with out.result(name) as stage:
         files = stage_result(result, stage, name, out.run_id)
-        if render:
+        if settings.render:
             suffix = "png" if evidence.num_frames == 1 else "mp4"
             files.append(render_result(result, evidence, stage.path(f"{name}_render.{suffix}")).name)
-        if html:
+        if settings.html:
             files.append(html_result(result, evidence, stage.path(f"{name}.html"), evidence.name).name)
     return ResultReport(Path(evidence.source.get("path", evidence.name)), result, [out.path / f for f in files])
 

@@ -13,6 +13,7 @@ import numpy as np
 # Per-row arrays (the first axis is the row), in the order they are written.
 ROW_ARRAYS = ("pose_3d", "hypotheses", "covariance", "uncertainty", "keypoints_2d", "confidence", "missing",
               "lifter_3d", "frame_indices", "person_ids")
+OPTIONAL_ROW_ARRAYS = ("detector_world_3d", "detector_score", "root", "root_hypotheses")
 
 
 @dataclass
@@ -35,6 +36,8 @@ class PoseResult:
     person_ids: np.ndarray | None = None  # (R,); None: one person, id 0
     detector_world_3d: np.ndarray | None = None  # (R, 33, 3) the detector's own 3D landmarks (NaN: none)
     detector_score: np.ndarray | None = None  # (R,) the detector's confidence in the person
+    root: np.ndarray | None = None  # (R, 3) the root joint's camera-frame position, metres (scene.trajectory)
+    root_hypotheses: np.ndarray | None = None  # (R, N, 3) each hypothesis' root
 
     def __post_init__(self) -> None:
         if self.person_ids is None:
@@ -57,11 +60,18 @@ class PoseResult:
         """Frames that hold at least one person."""
         return int(len(np.unique(self.frame_indices)))
 
+    @property
+    def pose_in_scene(self) -> np.ndarray:
+        """(R, J, 3) every joint in the camera frame (`pose_3d + root`); NaN where there is no root."""
+        if self.root is None:
+            return np.full(self.pose_3d.shape, np.nan, np.float32)
+        return self.pose_3d + self.root[:, None, :]
+
     def select(self, rows: np.ndarray) -> "PoseResult":
         """The result restricted to `rows` (indices or a boolean mask)."""
         rows = np.asarray(rows)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in (*ROW_ARRAYS, "detector_world_3d", "detector_score"):
+        for name in (*ROW_ARRAYS, *OPTIONAL_ROW_ARRAYS):
             if values[name] is not None:
                 values[name] = values[name][rows]
         values["meta"] = dict(self.meta)
@@ -77,7 +87,7 @@ def concat_results(results: list[PoseResult]) -> PoseResult:
     person. Optional per-row arrays are kept when every part has them."""
     first = results[0]
     values = {f.name: getattr(first, f.name) for f in fields(first)}
-    for name in (*ROW_ARRAYS, "detector_world_3d", "detector_score"):
+    for name in (*ROW_ARRAYS, *OPTIONAL_ROW_ARRAYS):
         parts = [getattr(r, name) for r in results]
         values[name] = None if any(p is None for p in parts) else np.concatenate(parts)
     values["meta"] = dict(first.meta)

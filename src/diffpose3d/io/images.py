@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from diffpose3d.errors import InputFileError
+from diffpose3d.io.exif import focal_from_exif
 from diffpose3d.io.limits import MAX_IMAGE_PIXELS, check_image_dimensions, regular_file
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -90,6 +91,14 @@ def image_size(path: str | Path) -> tuple[int, int]:
         return (h, w) if _orientation(img) in _TRANSPOSED else (w, h)
 
 
+def exif_focal(path: str | Path) -> dict:
+    """`{"exif_focal_px": ..., "exif_focal_source": ...}` from the file's EXIF alone, or `{}`."""
+    p = regular_file(path)
+    with _open(p) as img:
+        focal = focal_from_exif(img)
+    return {} if focal is None else {"exif_focal_px": round(focal[0], 3), "exif_focal_source": focal[1]}
+
+
 def _pixels(img) -> np.ndarray:
     """A decoded Pillow image as an array `to_rgb_uint8` understands, any mode."""
     mode = img.mode
@@ -112,7 +121,8 @@ def _pixels(img) -> np.ndarray:
 
 def read_image_info(path: str | Path) -> tuple[np.ndarray, dict]:
     """An HxWx3 uint8 RGB array of the image as shown, and what was done to get it:
-    `{"exif_orientation": 1..8 (1: none), "mode": Pillow's mode of the file}`."""
+    `{"exif_orientation": 1..8 (1: none), "mode": Pillow's mode of the file}`, with
+    `exif_focal_px` and `exif_focal_source` when the EXIF gives a focal length (`io.exif`)."""
     from PIL import ImageOps
 
     p = regular_file(path)
@@ -120,6 +130,7 @@ def read_image_info(path: str | Path) -> tuple[np.ndarray, dict]:
         w, h = img.size
         check_image_dimensions(p, w, h)
         orientation = _orientation(img)
+        focal = focal_from_exif(img)
         try:
             img.seek(0)
             mode = img.mode
@@ -129,7 +140,10 @@ def read_image_info(path: str | Path) -> tuple[np.ndarray, dict]:
             raise
         except Exception as exc:  # truncated data, unsupported compression, ...
             raise InputFileError(p, f"cannot decode image ({type(exc).__name__}: {exc})") from None
-    return array, {"exif_orientation": orientation, "mode": mode}
+    info = {"exif_orientation": orientation, "mode": mode}
+    if focal is not None:
+        info["exif_focal_px"], info["exif_focal_source"] = round(focal[0], 3), focal[1]
+    return array, info
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -50,6 +50,10 @@ def test_predict_on_a_video_keeps_frames_and_writes_decodable_renders(tiny_bundl
     assert len(rendered) == 4 and rendered[0].shape[2] == 3 and rendered[0].std() > 5
     html = (out / "clip.html").read_text()
     assert "plotly" in html.lower() and "l_ankle" in html
+    from diffpose3d.viz.html import library_name
+
+    # plotly.js once in the output folder, the page loads it from there (not inlined)
+    assert (out / library_name()).is_file() and f'src="{library_name()}"' in html and "plotly.js v" not in html
 
 
 def test_predict_on_a_keypoints_file(tiny_bundle, tmp_path):

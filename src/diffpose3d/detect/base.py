@@ -8,7 +8,7 @@ into any image-space evidence (a Gaussian mixture, samples, ...) without knowing
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -39,6 +39,7 @@ class Detection:
         `pose_world_landmarks`): metres, origin mid-hip, x right, y down, z away from the camera.
     roi: (5,) float64 or None: the crop the landmark model saw, `(x_centre, y_centre, width,
         height, rotation)` in normalised image units and radians.
+    notes: what the one-body checks (`detect.plausibility`) changed, one line each.
     """
 
     keypoints: np.ndarray
@@ -50,6 +51,7 @@ class Detection:
     score: float = 1.0
     world_landmarks: np.ndarray | None = None
     roi: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_joints(self) -> int:

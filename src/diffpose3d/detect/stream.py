@@ -7,7 +7,7 @@ single photo's people are numbered 0, 1, ... by the detector's confidence.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,11 +17,13 @@ from diffpose3d.detect.people import PersonTracker
 
 @dataclass
 class FramePeople:
-    """The people of frame `index` (an image of `image_size` (w, h)), as (person id, Detection)."""
+    """The people of frame `index` (an image of `image_size` (w, h)), as (person id, Detection),
+    and the skeletons the detector refused there (one line each, `detect.plausibility`)."""
 
     index: int
     image_size: tuple[int, int]
     people: list[tuple[int, Detection]]
+    refused: list[str] = field(default_factory=list)
 
 
 def detect_stream(frames: Iterable[np.ndarray], detector, *, max_people: int, track: bool) -> Iterator[FramePeople]:
@@ -34,4 +36,5 @@ def detect_stream(frames: Iterable[np.ndarray], detector, *, max_people: int, tr
         else:
             ids = list(range(len(found)))
         size = (int(image.shape[1]), int(image.shape[0]))
-        yield FramePeople(t, size, sorted(zip(ids, found), key=lambda pd: pd[0]))
+        refused = list(getattr(detector, "last_refused", []))
+        yield FramePeople(t, size, sorted(zip(ids, found), key=lambda pd: pd[0]), refused)

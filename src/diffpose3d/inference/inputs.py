@@ -30,6 +30,7 @@ KEYPOINT_SUFFIXES = {".json", ".npz"}
 HEATMAP_KEYS = ("heatmaps", "heatmap_to_image", "image_size", "layout")
 NO_EVIDENCE = "holds no usable keypoints (every joint is NaN, out of range or of confidence 0)"
 WORLD_JOINTS = 33  # the detector's own 3D landmarks (BlazePose)
+MAX_CHECK_NOTES = 200  # one-body check notes kept in a result's meta (`source.body_checks`)
 
 
 class NoPersonFound(InputFileError):
@@ -180,9 +181,13 @@ def _rows_from_stream(stream, layout: str, track: bool, progress: bool, total: i
     rows: list[tuple] = []
     sizes: set[tuple[int, int]] = set()
     frames = 0
+    checks: list[dict] = []
     for fp in tqdm(stream, total=total, desc="detecting", disable=not progress, unit="frame"):
         frames += 1
         sizes.add(fp.image_size)
+        if len(checks) < MAX_CHECK_NOTES:
+            checks += [{"frame": fp.index, "refused": line} for line in fp.refused]
+            checks += [{"frame": fp.index, "person": pid, "note": note} for pid, det in fp.people for note in det.notes]
         for pid, det in fp.people:
             gmm, conf = detection_evidence(det, fp.image_size, joints)
             world = det.world_landmarks if det.world_landmarks is not None else np.full((WORLD_JOINTS, 3), np.nan)
@@ -190,7 +195,7 @@ def _rows_from_stream(stream, layout: str, track: bool, progress: bool, total: i
     if track:
         rows += _gap_rows(rows, next(iter(sizes), (1, 1)), joints)
     rows.sort(key=lambda r: (r[0], r[1]))
-    return {"rows": rows, "sizes": sizes, "frames": frames}
+    return {"rows": rows, "sizes": sizes, "frames": frames, "checks": checks[:MAX_CHECK_NOTES]}
 
 
 def _gap_rows(rows: list, size: tuple[int, int], joints: int) -> list:
@@ -232,7 +237,7 @@ def _from_images(path: Path, images: list[Path], detector, max_people: int, prog
         frames = lambda: (read_image(p) for p in images)  # noqa: E731
     table = _rows_from_stream(detect_stream(frames(), detector, max_people=max_people, track=len(images) > 1),
                               detector.layout, len(images) > 1, progress, len(images))
-    source = {"path": str(path), **info}
+    source = {"path": str(path), **info, **_checks(table)}
     if kind == "images":
         source["frame_names"] = [p.name for p in images]
         source.update(exif_focal(images[0]))  # a sequence's frames come from one camera
@@ -258,7 +263,12 @@ def _from_video(path: Path, detector, max_people: int, progress: bool) -> Eviden
             yield from again
 
     return _evidence(path.stem, detector.layout, size, table, "video", fps=fps, frames=frames,
-                     source={"path": str(path), "fps": fps, "rescaled_frames": rescaled})
+                     source={"path": str(path), "fps": fps, "rescaled_frames": rescaled, **_checks(table)})
+
+
+def _checks(table: dict) -> dict:
+    """What the one-body checks dropped or refused, for the result's meta (nothing when none)."""
+    return {"body_checks": table["checks"]} if table.get("checks") else {}
 
 
 def _from_file(path: Path, layout: str, source_layout: str | None, image_size: tuple[int, int] | None) -> Evidence2D:

@@ -230,19 +230,21 @@ def _one_result(model: DiffPose, out: OutputFolder, evidence: Evidence2D, name: 
             suffix = "png" if evidence.num_frames == 1 else "mp4"
             files.append(render_result(result, evidence, stage.path(f"{name}_render.{suffix}")).name)
         if settings.html:
-            files.append(html_result(result, evidence, stage.path(f"{name}.html"), evidence.name).name)
+            files.append(html_result(result, evidence, stage.path(f"{name}.html"), evidence.name, out.path).name)
     return ResultReport(Path(evidence.source.get("path", evidence.name)), result, [out.path / f for f in files])
 
 
-def _views(result: PoseResult, rows: np.ndarray, offsets: dict[int, np.ndarray]) -> list:
+def _views(result: PoseResult, rows: np.ndarray, offsets: dict[int, np.ndarray],
+           paths: dict[int, np.ndarray] | None = None) -> list:
     """The people of one frame's `rows` as `viz.layout.PersonView`s (a lone person of a result
-    keeps the left/right colours: no id)."""
+    keeps the left/right colours: no id); `paths`: each row's person's trajectory so far."""
     from diffpose3d.viz.layout import PersonView
 
     single = len(result.people) == 1
+    paths = paths or {}
     return [PersonView(result.keypoints_2d[r], np.where(result.missing[r], 0.0, result.confidence[r]),
                        result.pose_3d[r], result.hypotheses[r], result.covariance[r],
-                       None if single else int(result.person_ids[r]), offsets.get(int(r)))
+                       None if single else int(result.person_ids[r]), offsets.get(int(r)), paths.get(int(r)))
             for r in rows]
 
 
@@ -293,10 +295,37 @@ def render_result(result: PoseResult, evidence: Evidence2D, path: Path) -> Path:
     return path
 
 
-def html_result(result: PoseResult, evidence: Evidence2D | None, path: Path, title: str) -> Path:
-    """The interactive page: the photo (or the 2D) beside the 3D, all hypotheses, every person."""
+def _placed_by_root(result: PoseResult, frames: list) -> tuple[list, float] | None:
+    """`frames` with each row placed at its root (camera frame, relative to the mean of all
+    roots) and each person's path up to the frame, when the result has root positions (else None),
+    and the 3D view's half-width."""
+    from diffpose3d.viz.layout import view_box
+
+    root = getattr(result, "root", None)
+    if root is None or not np.isfinite(root).all(-1).any():
+        return None
+    root = np.asarray(root, np.float64)
+    centre = np.nanmean(root[np.isfinite(root).all(-1)], axis=0)
+    placed = []
+    for f, rows, _ in frames:
+        offsets = {int(r): root[r] - centre for r in rows if np.isfinite(root[r]).all()}
+        paths = {}
+        for r in rows:
+            mine = (result.person_ids == result.person_ids[r]) & (result.frame_indices <= f) & np.isfinite(root).all(-1)
+            paths[int(r)] = root[mine] - centre
+        placed.append((f, rows, offsets, paths))
+    reach = [result.pose_3d + (root - centre)[:, None], (root - centre)[:, None]]
+    return placed, view_box(np.concatenate([np.reshape(a, (-1, 3)) for a in reach]))
+
+
+def html_result(result: PoseResult, evidence: Evidence2D | None, path: Path, title: str,
+                library_dir: Path | None = None) -> Path:
+    """The interactive page: the photo (or the 2D) beside the 3D, all hypotheses, every person;
+    with root positions each person stands there and leaves a path over the frames (else the
+    root-relative people side by side). `library_dir`: plotly.js is written there once and the
+    page refers to it (None: inlined)."""
     from diffpose3d.skeleton import get_skeleton
-    from diffpose3d.viz.html import MAX_FRAMES, write_page
+    from diffpose3d.viz.html import MAX_FRAMES, write_library, write_page
     from diffpose3d.viz.layout import spread_scale
 
     skeleton = get_skeleton(result.meta.get("layout", "humaneva15"))
@@ -311,10 +340,16 @@ def html_result(result: PoseResult, evidence: Evidence2D | None, path: Path, tit
                 photos[t] = image
             if t >= max(wanted):
                 break
-    pages = [(f, _views(result, rows, offsets), photos.get(f)) for f, rows, offsets in frames]
+    by_root = _placed_by_root(result, frames)
+    if by_root is None:
+        pages = [(f, _views(result, rows, offsets), photos.get(f)) for f, rows, offsets in frames]
+    else:
+        placed, box = by_root
+        pages = [(f, _views(result, rows, offsets, paths), photos.get(f)) for f, rows, offsets, paths in placed]
+    library = None if library_dir is None else write_library(library_dir)
     return write_page(path, pages, result.parents, result.joint_names, title, image_size=result.image_size,
                       left=skeleton.left, right=skeleton.right, fps=(evidence.fps if evidence else 0) or 10.0,
-                      spread_range_mm=spread_scale(result.uncertainty), box=box)
+                      spread_range_mm=spread_scale(result.uncertainty), box=box, library=library)
 
 
 def summary(result: PoseResult) -> str:

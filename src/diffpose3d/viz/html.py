@@ -1,7 +1,12 @@
-"""A self-contained interactive page (plotly, inlined so it works offline): the photo (or the 2D
-keypoints) with every person's 2D skeleton beside a 3D view of their poses, all hypotheses (faint
-skeletons) and joints coloured by spread on the same fixed scale as the PNG/mp4 render
-(`layout.spread_scale`), animated over the frames with a slider."""
+"""An interactive offline page: the photo (or the 2D keypoints) with every person's 2D skeleton
+beside a 3D view of their poses, all hypotheses (faint skeletons) and joints coloured by spread on
+the same fixed scale as the PNG/mp4 render (`layout.spread_scale`), animated over the frames with a
+slider (play, pause, scrub), and each person's path so far (`PersonView.trajectory`).
+
+plotly.js (about 4.8 MB) ships inside the plotly package (no CDN). A page on its own inlines it;
+a folder of results shares one copy: `write_library(folder)` writes `plotly-<version>.min.js`
+into the folder once (atomically; left alone when already there) and each page, written with
+`library=` that name, loads it by a relative path."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from diffpose3d.metrics import hypothesis_covariance, joint_spread
 from diffpose3d.viz.layout import PersonView, bone_colours, spread_scale
 
 CENTRE_COLOUR = "#555555"
+TRAJECTORY_WIDTH = 4
 HYPOTHESIS_COLOUR = "rgba(90,110,160,0.28)"
 MAX_FRAMES = 300  # a longer video's page shows this many frames, evenly spaced
 PHOTO_WIDTH = 480  # embedded frames are downscaled to this width (JPEG)
@@ -50,9 +56,30 @@ def _photo_uri(image: np.ndarray) -> tuple[str, float]:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), image.shape[1] / img.width
 
 
+def library_name() -> str:
+    """The shared library's file name, versioned so that pages of another plotly never mix."""
+    import plotly
+
+    return f"plotly-{plotly.__version__}.min.js"
+
+
+def write_library(folder: str | Path) -> str:
+    """plotly.js, from the installed plotly package, as `folder/library_name()` (written once,
+    atomically; an existing copy of the same size is kept); returns the file name."""
+    from plotly.offline import get_plotlyjs
+
+    name = library_name()
+    target = Path(folder) / name
+    code = get_plotlyjs().encode("utf-8")
+    if not (target.is_file() and target.stat().st_size == len(code)):
+        with atomic_write(target, "wb") as handle:
+            handle.write(code)
+    return name
+
+
 def _person_traces(go, person: PersonView | None, parents, left, right, names, groups_of) -> list:
-    """The 2D skeleton, three bone groups, the hypotheses and the joints of one person (empty
-    traces when the person is not in this frame, so every frame has the same traces)."""
+    """The 2D skeleton, three bone groups, the hypotheses, the path so far and the joints of one
+    person (empty traces when the person is not in this frame, so every frame has the same traces)."""
     empty3 = {"x": [], "y": [], "z": []}
     pid = None if person is None else person.person_id
     groups = groups_of(pid)
@@ -78,6 +105,11 @@ def _person_traces(go, person: PersonView | None, parents, left, right, names, g
         data = dict(zip("xyz", _lines(person.placed(person.hypotheses) @ _TO_PLOT.T, all_bones)))
     traces.append(go.Scatter3d(**data, mode="lines", hoverinfo="skip", showlegend=False,
                                line={"color": HYPOTHESIS_COLOUR, "width": 2}))
+    path = empty3
+    if person is not None and person.trajectory is not None and len(person.trajectory) > 1:
+        path = dict(zip("xyz", (np.round(np.asarray(person.trajectory, float) @ _TO_PLOT.T, 4).T).tolist()))
+    traces.append(go.Scatter3d(**path, mode="lines", hoverinfo="skip", showlegend=False,
+                               line={"color": colour, "width": TRAJECTORY_WIDTH, "dash": "dot"}))
     if person is None:
         traces.append(go.Scatter3d(**empty3, mode="markers", showlegend=False, marker={"coloraxis": "coloraxis"}))
         return traces
@@ -107,9 +139,11 @@ def write_page(
     fps: float = 10.0,
     spread_range_mm: tuple[float, float] | None = None,
     box: float = 1.0,
+    library: str | None = None,
 ) -> Path:
     """An offline page of `frames`, each (frame index, its people, its photo or None). At most
-    `MAX_FRAMES` frames are shown (evenly spaced)."""
+    `MAX_FRAMES` frames are shown (evenly spaced). `library`: the relative path of plotly.js
+    beside the page (`write_library`); None inlines it."""
     import plotly.graph_objects as go
 
     if len(frames) > MAX_FRAMES:
@@ -148,7 +182,7 @@ def write_page(
     fig = go.Figure(data=figure_frames[0].data, layout=layout, frames=figure_frames if len(figure_frames) > 1 else None)
     path = Path(path)
     with atomic_write(path, "w", encoding="utf-8") as handle:
-        fig.write_html(handle, include_plotlyjs=True, full_html=True, auto_play=False,
+        fig.write_html(handle, include_plotlyjs=library or True, full_html=True, auto_play=False,
                        config={"responsive": True, "displaylogo": False})
     return path
 

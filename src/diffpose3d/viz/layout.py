@@ -95,7 +95,8 @@ class PersonView:
     """One person in one frame, as drawn: 2D keypoints (J, 2) px and confidence (J,) or None;
     root-relative 3D (J, 3), hypotheses (N, J, 3) and covariance (J, 3, 3) or None, in metres;
     `person_id` None for a lone person (left/right colours), else the id (its colour);
-    `offset` (3,) where the person stands in the 3D view (`place_people`)."""
+    `offset` (3,) where the person stands in the 3D view (`place_people`, or their root position);
+    `trajectory` (K, 3) where they stood in the frames so far, in the same view coordinates."""
 
     keypoints_2d: np.ndarray | None
     confidence: np.ndarray | None
@@ -104,6 +105,7 @@ class PersonView:
     covariance: np.ndarray | None = None
     person_id: int | None = None
     offset: np.ndarray | None = None
+    trajectory: np.ndarray | None = None
 
     def spread_mm(self) -> np.ndarray | None:
         if self.covariance is None:

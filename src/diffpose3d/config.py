@@ -105,22 +105,27 @@ class EvidenceConfig:
 
 @dataclass
 class EncoderConfig:
-    """The context encoder f_ST (stage 1): a frame lifter or a MixSTE-style video encoder."""
+    """The context encoder f_ST (stage 1): a frame lifter, a MixSTE-style video encoder or a
+    VideoPose3D-style temporal convolution."""
 
     # frame: GraFormer-like frame lifter | mlp: Martinez-style residual MLP frame lifter (learns
-    # fastest per CPU second) | video: MixSTE-style seq2seq lifter over windows
+    # fastest per CPU second) | video: MixSTE-style seq2seq lifter over windows | tcn: dilated
+    # temporal convolution over whole sequences (receptive field `frames`)
     kind: str = "frame"
     # image: the 2D as the field normalises it (by the image width) | person: centred on the person and
     # scaled by its size, with the centre, size and focal guess as explicit inputs (camera-robust)
     inputs: str = "image"
     width: int = 96  # channels of f_ST per joint
     blocks: int = 4  # video: pairs of spatial + temporal transformer blocks
-    hidden: int = 1024  # mlp: the hidden width
+    hidden: int = 1024  # mlp: the hidden width; tcn: the convolutions' channels
     heads: int = 4
     dropout: float = 0.1
-    frames: int = 27  # video: T, the window
+    frames: int = 27  # video: T, the window; tcn: the receptive field, a power of 3 (27, 81, 243)
     stride: int = 9  # video: sliding-window step over whole sequences (overlaps averaged)
-    flip: bool = True  # video: flip test-time augmentation of the context (training and inference)
+    flip: bool = True  # video, tcn: flip test-time augmentation of the context (training and inference)
+    # tcn: a frame's context from it and the frames - 1 before it (causal: usable live) instead of
+    # the (frames - 1) / 2 on each side (centred)
+    causal: bool = False
     tta: bool = False  # frame lifters: the same, in stage 2 and at inference (stage 1 trains one view)
 
 
@@ -174,7 +179,10 @@ class TrainConfig:
     max_minutes: float = 0.0  # 0 = no limit
     encoder_share: float = 0.35  # stage 1 stops at this share of max_minutes; stage 2 has the rest
     flip_augment: bool = True
-    window_batch_size: int = 16  # video stage 1: windows per batch (batch_size counts frames)
+    window_batch_size: int = 16  # video stage 1: windows (tcn: chunks) per batch (batch_size counts frames)
+    # tcn stage 1: consecutive output frames per training chunk (their convolution work is shared;
+    # each chunk's input holds model.encoder.frames - 1 more frames of context)
+    chunk_frames: int = 64
     video_frame_pretrain: float = 0.5  # video stage 1: share of its time spent on single frames first
     video_encoder_lr: float = 1e-3  # video stage 1 on windows (after the single-frame phase)
     velocity_weight: float = 0.0  # video stage 1: weight of the velocity (MPJVE) term of the loss

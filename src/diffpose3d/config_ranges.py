@@ -138,7 +138,7 @@ RANGES: dict[str, Check] = {
     "evidence.synthetic.crop_margin": NONNEGATIVE,
     "evidence.synthetic.min_crop_px": POSITIVE,
     "model.skeleton": _skeleton,
-    "model.encoder.kind": one_of("frame", "mlp", "video"),
+    "model.encoder.kind": one_of("frame", "mlp", "video", "tcn"),
     "model.encoder.inputs": one_of("image", "person"),
     "model.encoder.width": WIDTH,
     "model.encoder.hidden": WIDTH,
@@ -170,6 +170,7 @@ RANGES: dict[str, Check] = {
     "train.max_minutes": NONNEGATIVE,
     "train.encoder_share": SHARE,
     "train.window_batch_size": integer(1, 65_536),
+    "train.chunk_frames": integer(1, 65_536),
     "train.video_frame_pretrain": SHARE,
     "train.video_encoder_lr": LEARNING_RATE,
     "train.velocity_weight": NONNEGATIVE,
@@ -210,8 +211,18 @@ def _shares(config: Any) -> str | None:
     return f"evidence.exact_share + evidence.detection_share must be <= 1, got {total:g}" if total > 1 else None
 
 
+def _receptive_field(config: Any) -> str | None:
+    e = config.model.encoder
+    if e.kind != "tcn":
+        return None
+    field = 9
+    while field < e.frames:
+        field *= 3
+    return None if field == e.frames else f"model.encoder.frames of a tcn encoder must be a power of 3 (9, 27, 81, 243), got {e.frames}"
+
+
 _CROSS: list[Callable[[Any], str | None]] = [
-    lambda c: _divides(c, "encoder"), lambda c: _divides(c, "denoiser"),
+    lambda c: _divides(c, "encoder"), lambda c: _divides(c, "denoiser"), _receptive_field,
     lambda c: _within_k(c, "inference.steps"), lambda c: _within_k(c, "train.val_steps"), _shares,
 ]
 

@@ -1,10 +1,11 @@
-"""The context f_ST of many frames: the frame lifter in batches, the video encoder over whole sequences.
+"""The context f_ST of many frames: the frame lifter in batches, the video encoders over whole sequences.
 
 A frame's video context needs its neighbours, so it is computed over whole sequences, never per
-batch: `encode_sequences` runs the seq2seq encoder on overlapping windows and averages the
-overlaps, so every frame gets a pose and context features computed from a window of frames around
-it, whatever the sequence length (chunks shorter than the window are edge-padded), with flip
-test-time augmentation. `local_motion` gives g the anchor's motion around each frame.
+batch: the temporal convolution runs over each edge-padded sequence in one pass (`whole_sequences`);
+`encode_sequences` runs the transformer on overlapping windows and averages the overlaps, so
+every frame gets a pose and context features computed from a window of frames around it, whatever
+the sequence length (chunks shorter than the window are edge-padded), with flip test-time
+augmentation. `local_motion` gives g the anchor's motion around each frame.
 `run_encoder` is the one entry point, for the model's encoder or an EMA copy of it.
 """
 
@@ -87,6 +88,25 @@ def encode_sequences(
     return out
 
 
+def whole_sequences(
+    encoder: Encoder, keypoints_uv: torch.Tensor, rows: Sequence[np.ndarray] | None, flip_perm: Sequence[int] | None,
+    mirror: torch.Tensor | None, device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seq2seq encoder that pads a clip itself (the temporal convolution) over each sequence of
+    `rows` in one pass: `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU; with `flip_perm`, `two_views`."""
+    rows = [np.arange(keypoints_uv.shape[0])] if rows is None else list(rows)
+    xyz = torch.zeros(keypoints_uv.shape[:2] + (3,))
+    feats = torch.zeros(keypoints_uv.shape[:2] + (int(getattr(encoder, "width", 0)),))
+    for r in rows:
+        if len(r) == 0:
+            continue
+        r = torch.as_tensor(np.asarray(r), dtype=torch.long)
+        clip = keypoints_uv[r].unsqueeze(0).to(device, torch.float32)
+        x, f = encoder(clip) if flip_perm is None else two_views(encoder, clip, flip_perm, mirror)
+        xyz[r], feats[r] = x[0].float().cpu(), f[0].float().cpu()
+    return xyz, feats
+
+
 def two_views(encoder: Encoder, x: torch.Tensor, perm: Sequence[int], mirror: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip test-time augmentation: the encoder on `x (..., J, C)` and on its mirror (joints swapped,
@@ -128,12 +148,15 @@ def run_encoder(
     """The encoder's `(xyz (F, J, 3), f_ST (F, J, C))` on the CPU for (F, J, C_in) inputs: a frame
     lifter in batches (with `config.tta`: flip test-time augmentation, `two_views`), a video encoder
     over each sequence of `rows` (each sequence's rows in frame order; None means one sequence, in
-    row order; with `config.flip`). `mirror`: the inputs' channel signs under a mirror. The module
+    row order; with `config.flip`; a temporal convolution in one pass per sequence). `mirror`: the
+    inputs' channel signs under a mirror. The module
     runs in eval mode (restored after)."""
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
     try:
+        if config.kind == "tcn":
+            return whole_sequences(encoder, keypoints_uv, rows, flip_perm if config.flip else None, mirror, device)
         if config.kind != "video":
             parts = [frame_context(encoder, keypoints_uv[i : i + 4096].to(device), config, flip_perm, mirror)
                      for i in range(0, keypoints_uv.shape[0], 4096)]

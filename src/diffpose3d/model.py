@@ -39,13 +39,15 @@ from diffpose3d.evidence.summary import EVIDENCE_CHANNELS, evidence_summary
 from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.models.context_frame import FrameContextEncoder
 from diffpose3d.models.context_mlp import MLPContextEncoder
+from diffpose3d.models.context_tcn import TemporalConvEncoder, receptive_blocks
 from diffpose3d.models.context_video import VideoContextEncoder
 from diffpose3d.models.denoiser import Denoiser
 from diffpose3d.models.onnx_backend import BACKENDS, OnnxDenoiser, weight_versions
 from diffpose3d.skeleton import get_skeleton
 
 STATE_DIM = 5  # (u, v, x, y, z)
-CONTEXTS = ("frame", "mlp", "video")
+CONTEXTS = ("frame", "mlp", "video", "tcn")
+VIDEO_CONTEXTS = ("video", "tcn")  # a frame's context comes from its sequence
 INPUTS = ("image", "person")
 # Motion channels (`model.motion_radius`) in units of 1 cm and 1/100 of the image half-width: a frame
 # step's motion and 2D noise are then about 1, the scale of the encoder's LayerNorm-ed features.
@@ -86,17 +88,24 @@ class DiffPoseModel(nn.Module):
             raise ConfigError(f"model.encoder.inputs: unknown 2D normalisation '{e.inputs}' ({' | '.join(INPUTS)})")
         in_dim = pf.CHANNELS if e.inputs == "person" else 2
         self.encoder: nn.Module
+        if g.motion_radius < 0:
+            raise ConfigError(f"model.denoiser.motion_radius must be >= 0, got {g.motion_radius}")
         if e.kind == "video":
             if not 1 <= e.stride <= e.frames:
                 raise ConfigError(f"model.encoder.stride must be in 1..model.encoder.frames={e.frames}, got {e.stride}")
-            if g.motion_radius < 0:
-                raise ConfigError(f"model.denoiser.motion_radius must be >= 0, got {g.motion_radius}")
             self.encoder = VideoContextEncoder(
                 parents, in_dim=in_dim, frames=e.frames, width=e.width, depth=e.blocks, heads=e.heads, dropout=e.dropout,
             )
+        elif e.kind == "tcn":
+            try:
+                receptive_blocks(e.frames)
+            except ValueError as exc:
+                raise ConfigError(f"model.encoder.frames: {exc}") from None
+            self.encoder = TemporalConvEncoder(len(parents), in_dim, frames=e.frames, width=e.width, channels=e.hidden,
+                                               dropout=e.dropout, causal=e.causal)
         else:
             if g.motion_radius:
-                raise ConfigError("model.denoiser.motion_radius needs a video context (model.encoder.kind: video)")
+                raise ConfigError("model.denoiser.motion_radius needs a video context (model.encoder.kind: video or tcn)")
             if e.kind == "mlp":
                 self.encoder = MLPContextEncoder(len(parents), in_dim, width=e.width, hidden=e.hidden,
                                                  blocks=e.blocks, dropout=e.dropout)
@@ -156,7 +165,7 @@ class DiffPoseModel(nn.Module):
 
     @property
     def is_video(self) -> bool:
-        return self.config.model.encoder.kind == "video"
+        return self.config.model.encoder.kind in VIDEO_CONTEXTS
 
     @property
     def feature_dim(self) -> int:

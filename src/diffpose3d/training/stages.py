@@ -66,13 +66,15 @@ def encoder_loss(model: DiffPoseModel, source: Batches, perm: torch.Tensor, devi
 
 
 def video_encoder_loss(windows: TrainingWindows, perm: torch.Tensor, mirror: torch.Tensor, device: torch.device,
-                       velocity_weight: float):
+                       velocity_weight: float, padded: bool = False):
     """Stage 1 loss of a video model: MPJPE over the real frames of this rank's training windows
-    (plus `velocity_weight` x the velocity error), as a share of the global batch."""
+    (plus `velocity_weight` x the velocity error), as a share of the global batch. `padded`: the
+    windows' inputs hold the encoder's context frames (`net(uv, padded=True)`, a temporal convolution)."""
 
     def loss_fn(net: nn.Module, index: torch.Tensor, flip: bool, gen: torch.Generator, rows: torch.Tensor) -> torch.Tensor:
         uv, target, valid = windows.batch(index[rows], perm.tolist() if flip else None, mirror)
-        loss, _ = window_loss(net(uv.to(device))[0], target.to(device), valid.to(device), velocity_weight)
+        pred = net(uv.to(device), padded=True)[0] if padded else net(uv.to(device))[0]
+        loss, _ = window_loss(pred, target.to(device), valid.to(device), velocity_weight)
         return loss * len(rows) / len(index)
 
     return loss_fn
@@ -160,7 +162,9 @@ def train_encoder(
 
     A video encoder first trains on single frames for `train.video_frame_pretrain` of its time
     (cheap steps: it learns the per-frame lifting as fast as the frame lifter does), then on random
-    windows of `model.encoder.frames` frames (`TrainingWindows`), where it learns to use motion.
+    windows of `model.encoder.frames` frames (`TrainingWindows`), where it learns to use motion. A
+    temporal convolution trains on chunks of `train.chunk_frames` consecutive output frames, each with
+    its receptive field's context frames (`train.window_batch_size` chunks per batch).
     """
     cfg = config.train
     share = cfg.encoder_share if share is None else share
@@ -183,7 +187,11 @@ def train_encoder(
                                 lambda ema: lifter_mpjpe_mm(model, ema, val, single_frames=True)[0],
                                 len(train), cfg, on_epoch_start=train.new_epoch, **common)
     frames = train.frames
-    windows = TrainingWindows(frames, config.model.encoder.frames, seed=cfg.seed)
+    tcn = config.model.encoder.kind == "tcn"
+    if tcn:  # chunks of consecutive output frames with the receptive field's context around them
+        windows = TrainingWindows(frames, cfg.chunk_frames, seed=cfg.seed, context=model.encoder.context_frames)
+    else:
+        windows = TrainingWindows(frames, config.model.encoder.frames, seed=cfg.seed)
     windows.new_epoch(0, model.prepare(frames.keypoints_uv, frames.uv_gmm, frames.focal).encoder_input)
 
     def redraw_and_resample(epoch: int) -> None:
@@ -191,7 +199,8 @@ def train_encoder(
         windows.new_epoch(epoch, model.prepare(frames.keypoints_uv, frames.uv_gmm, frames.focal).encoder_input)
 
     spec = StageSpec("encoder", cfg.encoder_epochs, cfg.video_encoder_lr, cfg.seed, share)
-    info = run_stage(spec, model.encoder, video_encoder_loss(windows, perm, model.input_mirror, device, cfg.velocity_weight), validate,
+    loss = video_encoder_loss(windows, perm, model.input_mirror, device, cfg.velocity_weight, padded=tcn)
+    info = run_stage(spec, model.encoder, loss, validate,
                      windows.count, replace(cfg, batch_size=cfg.window_batch_size), on_epoch_start=redraw_and_resample,
                      **common)
     return {**info, "single_frames": frames_info}

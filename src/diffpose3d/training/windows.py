@@ -38,11 +38,15 @@ class TrainingWindows:
     Each epoch holds `count = ceil(2 * frames / window)` windows (`data.windows.sample_windows`:
     every frame equally likely to be covered, short chunks edge-padded); `batch(ids)` gathers
     windows of the encoder's per-frame inputs (given each epoch, so redrawn evidence is used) and
-    of the ground truth.
+    of the ground truth. `context = (before, after)`: each window's inputs also hold that many
+    frames before and after it (a temporal convolution's receptive field; edge-padded at a
+    sequence's ends, as the whole-sequence pass pads), its ground truth only the window's frames.
     """
 
-    def __init__(self, frames, window: int, seed: int = 0) -> None:
+    def __init__(self, frames, window: int, seed: int = 0, context: tuple[int, int] = (0, 0)) -> None:
         self.frames, self.window, self.seed = frames, int(window), int(seed)
+        self.before, self.after = (int(c) for c in context)
+        assert self.before >= 0 and self.after >= 0, f"context frames must be >= 0, got {context}"
         self.rows = [torch.as_tensor(r) for r in frames.sequence_rows()]
         self.lengths = [len(r) for r in self.rows]
         self.count = max(1, math.ceil(2 * sum(self.lengths) / self.window))
@@ -59,11 +63,13 @@ class TrainingWindows:
 
     def batch(self, ids: torch.Tensor, flip_perm: Sequence[int] | None = None,
               mirror: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`(inputs (B, T, J, C), xyz (B, T, J, 3), valid (B, T) bool)` of windows `ids`; mirrored with
-        `flip_perm` (the inputs' channels multiplied by `mirror (C,)`, default: the first negated)."""
+        """`(inputs (B, before + T + after, J, C), xyz (B, T, J, 3), valid (B, T) bool)` of windows `ids`;
+        mirrored with `flip_perm` (the inputs' channels multiplied by `mirror (C,)`, default: the first
+        negated)."""
         picked = [self.windows[int(i)] for i in ids]
         frames_xyz = self.frames.target_xyz
-        uv = torch.stack([self.inputs[gather_window(self.rows[s], start, self.window)] for s, start in picked])
+        span = self.before + self.window + self.after
+        uv = torch.stack([self.inputs[gather_window(self.rows[s], start - self.before, span)] for s, start in picked])
         xyz = torch.stack([frames_xyz[gather_window(self.rows[s], start, self.window)] for s, start in picked])
         valid = torch.stack([
             torch.as_tensor(window_index(self.lengths[s], start, self.window) == np.arange(start, start + self.window))

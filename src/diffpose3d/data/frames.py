@@ -35,7 +35,7 @@ from diffpose3d.evidence.mixture2d import (
     authors_gmm_to_mixture, fill_missing, map_gmm, mixture_to_uv, point_mixture, top_mode,
 )
 from diffpose3d.mixtures.gmm import GaussianMixture, merge_close_components
-from diffpose3d.skeleton import Skeleton, mapping_indices
+from diffpose3d.skeleton import Skeleton, get_skeleton, mapping_indices
 
 SOURCES = ("keypoints", "synthetic", "gmm_file", "confidence")
 
@@ -152,11 +152,6 @@ def evidence_for_sequence(
 ) -> tuple[torch.Tensor, GaussianMixture]:
     """(keypoints_uv (T, J, 2), uv mixture (T, J, M, 2)) for one sequence, in the model's layout."""
     w, h = seq.image_size
-    if seq.skeleton != skeleton.name and cfg.source == "synthetic":
-        raise ConfigError(
-            f"{seq.key}: the data's joint layout is {seq.skeleton}, the model's is {skeleton.name} "
-            "(use a model trained on this dataset's layout)"
-        )
     if cfg.source == "keypoints":
         kp = torch.as_tensor(normalize_screen_coordinates(seq.keypoints_2d, w, h), dtype=torch.float32)
         gmm = point_mixture(kp, cfg.keypoint_std_px * uv_per_pixel(w))
@@ -170,8 +165,14 @@ def evidence_for_sequence(
     if cfg.source == "synthetic":
         from diffpose3d.evidence.synthetic import synthetic_gmm
 
-        gmm_px = synthetic_gmm(seq.keypoints_2d, (skeleton.left, skeleton.right), cfg.synthetic, seed=seed)
+        # drawn in the data's own layout (its left/right pairs), then carried to the model's like keypoints
+        data_skeleton = get_skeleton(seq.skeleton)
+        gmm_px = synthetic_gmm(seq.keypoints_2d, (data_skeleton.left, data_skeleton.right), cfg.synthetic, seed=seed)
         gmm = mixture_to_uv(gmm_px, w, h)
+        if seq.skeleton != skeleton.name:
+            gmm = map_gmm(gmm, seq.skeleton, skeleton.name, h / w)
+            missing = torch.tensor([not sources for sources in mapping_indices(seq.skeleton, skeleton.name)])
+            return fill_missing(top_mode(gmm), missing.expand(len(seq), -1), skeleton.parents), gmm
     elif cfg.source == "gmm_file":
         if seq.gmm_2d is None:
             raise ConfigError(f"evidence.source is gmm_file but {seq.key} has no attached GMM (give the GMM file)")

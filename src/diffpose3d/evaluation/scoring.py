@@ -16,6 +16,8 @@ from diffpose3d.config import EvidenceConfig, InferenceConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.data.frames import FrameSet, build_frames
 from diffpose3d.evaluation import calibration as cal
+from diffpose3d.errors import ConfigError
+from diffpose3d.evaluation.joint_match import JointMatch, match_joints, restrict_sequence
 from diffpose3d.evaluation.tables import EvaluationReport, evaluate_sequences
 from diffpose3d.evidence.person_frame import joint_spread
 from diffpose3d.inference.lifting import attach_context, predict_frames
@@ -45,29 +47,47 @@ def score_model(
     conformal scaling and without) and, with `calibration_samples` > 0, the quantile calibration
     protocol on at most `calibration_frames` evenly spaced frames (`quantile_calibration`), its
     reliability diagram written to `diagram`."""
+    match = sequences_match(model, sequences)
     frames = build_frames(sequences, model.skeleton, evidence, seed_offset=seed_offset)
     pred = predict_frames(model, frames, inference)
-    hyps = frames.split_by_sequence(pred.hypotheses)
-    poses = frames.split_by_sequence(pred.pose)
-    lifter = frames.split_by_sequence(pred.lifter)
+    scored = sequences if match.identity else [restrict_sequence(s, match) for s in sequences]
+    keep = match.model_index
+
+    def per_sequence(values: np.ndarray) -> dict[tuple, np.ndarray]:
+        return frames.split_by_sequence(values if match.identity else values[..., keep, :])
+
+    hyps, poses, lifter = per_sequence(pred.hypotheses), per_sequence(pred.pose), per_sequence(pred.lifter)
     several = pred.hypotheses.shape[1] > 1
-    report = evaluate_sequences(sequences, hyps if several and inference.aggregate == "mean" else poses, protocol=protocol)
+    report = evaluate_sequences(scored, hyps if several and inference.aggregate == "mean" else poses, protocol=protocol)
     if several and inference.aggregate != "mean":
         # the protocol tables score the aggregated pose; keep best-of-N / calibration from the hypotheses
-        report.calibration = evaluate_sequences(sequences, hyps, protocol=protocol).calibration
+        report.calibration = evaluate_sequences(scored, hyps, protocol=protocol).calibration
     report.hypotheses = pred.hypotheses.shape[1]
+    report.joints = match.to_dict()
     if several and frames.target_xyz is not None:
-        truth = frames.target_xyz.numpy()
-        keep = scored_joints(pred.pose.shape[1], truth.shape[1])
+        truth = frames.target_xyz.numpy()[:, match.data_index]
         extra = {"conformal": conformal_coverage(model, pred.pose[:, keep], pred.spread[:, keep], truth, keep)}
         if calibration_samples > 0:
             extra["quantile_calibration"] = quantile_calibration(
-                model, frames, inference, calibration_samples, calibration_frames, diagram)
+                model, frames, inference, calibration_samples, calibration_frames, diagram, match)
         report.calibration = {**(report.calibration or {}), **extra}
+    lifter_report = evaluate_sequences(scored, lifter, protocol=protocol)
+    lifter_report.joints = report.joints
     return {
         inference.mode: report,
-        "lifter": evaluate_sequences(sequences, lifter, protocol=protocol),
+        "lifter": lifter_report,
     }
+
+
+def sequences_match(model: DiffPoseModel, sequences: list[PoseSequence]) -> JointMatch:
+    """The joints the model and the sequences' layout share (one layout for all sequences)."""
+    layouts = sorted({s.skeleton for s in sequences})
+    if len(layouts) != 1:
+        raise ConfigError(f"the sequences mix joint layouts {layouts}: score one layout at a time")
+    try:
+        return match_joints(model.skeleton.name, layouts[0])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def evaluate_checkpoint(
@@ -129,7 +149,7 @@ def uncertain_joints(frames: FrameSet) -> np.ndarray:
 
 def quantile_calibration(
     model: DiffPoseModel, frames: FrameSet, inference: InferenceConfig, samples: int, max_frames: int,
-    diagram: str | Path | None = None,
+    diagram: str | Path | None = None, match: JointMatch | None = None,
 ) -> dict[str, Any]:
     """The cGNF protocol (`evaluation.calibration`) with `samples` hypotheses per pose on at most
     `max_frames` evenly spaced frames: the curve and ECE over non-root joints and over the joints
@@ -139,7 +159,11 @@ def quantile_calibration(
         frames = frames.subset(torch.linspace(0, len(frames) - 1, max_frames).long())
     pred = predict_frames(model, frames, replace(inference, hypotheses=samples))
     truth = frames.target_xyz.numpy()
-    keep = scored_joints(pred.hypotheses.shape[2], truth.shape[1])
+    if match is None:
+        keep, data_keep = scored_joints(pred.hypotheses.shape[2], truth.shape[1]), slice(None)
+    else:
+        keep, data_keep = match.model_index, match.data_index
+    truth = truth[:, data_keep]
     hypotheses = pred.hypotheses[:, :, keep]
     per_joint = cal.quantile_frequencies(hypotheses[:, :, 1:], truth[:, 1:])  # (L, J - 1)
     curve = np.median(per_joint, axis=1)

@@ -83,6 +83,7 @@ class EvaluationReport:
     frames: int
     hypotheses: int | None = None
     calibration: dict[str, Any] | None = None
+    joints: dict[str, Any] | None = None  # the layouts and the joints scored, when they differ (`joint_match`)
     units: dict[str, str] = field(default_factory=lambda: dict(UNITS))
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +97,7 @@ class EvaluationReport:
             "summary": dict(self.summary),
             "tables": {name: table.to_dict() for name, table in self.tables.items()},
             "calibration": self.calibration,
+            "joints": self.joints,
         }
 
     def format_table(self) -> str:
@@ -103,6 +105,9 @@ class EvaluationReport:
         hyp = f", {self.hypotheses} hypotheses (scored pose = mean)" if self.hypotheses else ""
         parts = [f"protocol {self.protocol}: {self.sequences} sequences, {self.frames} frames{hyp}; "
                  "errors in mm, PCK/AUC in %"]
+        if self.joints and self.joints.get("model_layout") != self.joints.get("data_layout"):
+            parts.append(f"{self.joints['model_layout']} model on {self.joints['data_layout']} data: "
+                         f"{len(self.joints['joints'])} shared joints scored ({', '.join(self.joints['joints'])})")
         parts += [table.format() for table in self.tables.values()]
         summary = "  ".join(f"{METRIC_LABELS[k]} {v:.1f}" for k, v in self.summary.items())
         parts.append(f"headline: {summary}")

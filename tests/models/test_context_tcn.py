@@ -13,6 +13,7 @@ J, C = 5, 3
 def _net(frames: int, causal: bool) -> TemporalConvEncoder:
     torch.manual_seed(0)
     net = TemporalConvEncoder(J, C, frames=frames, width=8, channels=32, dropout=0.0, causal=causal)
+    torch.nn.init.normal_(net.xyz.weight, std=0.1)  # the pose head starts at zero
     for module in net.modules():  # non-trivial running statistics, so eval mode is not the identity BN
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -33,6 +34,7 @@ def test_receptive_field_is_a_power_of_three(frames, blocks):
 @pytest.mark.parametrize("frames", [9, 27])
 @pytest.mark.parametrize("causal", [False, True])
 def test_a_valid_pass_maps_T_plus_R_minus_1_frames_to_T(frames, causal):
+    assert not TemporalConvEncoder(J, C, frames=frames).xyz.weight.any()  # a fresh pose head is zero
     net = _net(frames, causal)
     xyz, feats = net(torch.randn(2, 10 + frames - 1, J, C), padded=True)
     assert xyz.shape == (2, 10, J, 3) and feats.shape == (2, 10, J, 8)

@@ -72,6 +72,10 @@ class TemporalConvEncoder(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(_Block(channels, 3 ** (i + 1), dropout, causal, momentum) for i in range(blocks))
         self.xyz = nn.Conv1d(channels, num_joints * 3, 1)
+        # The pose head starts at zero: a random head's metre-sized poses cost the first few hundred
+        # steps (measured on Human3.6M: training loss 0.27 m after 135 steps, 0.09 m from zero).
+        nn.init.zeros_(self.xyz.weight)
+        nn.init.zeros_(self.xyz.bias)
         self.features = nn.Conv1d(channels, num_joints * width, 1)
         self.norm_out = nn.LayerNorm(width)
 

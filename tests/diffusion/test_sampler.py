@@ -7,7 +7,7 @@ import torch
 from diffpose3d.diffusion.forward import gather_component, q_sample
 from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.diffusion.sampler import DDIMSampler, deterministic_refine
-from diffpose3d.diffusion.schedule import make_schedule
+from diffpose3d.diffusion.schedule import Schedule, make_schedule
 from diffpose3d.models.denoiser import Denoiser
 
 DATA = Path(__file__).parent / "data"
@@ -153,3 +153,18 @@ def test_deterministic_refine_authors_mode() -> None:
     out = deterministic_refine(model, init, None, [2, 1])
     assert calls == [2, 1]
     assert torch.allclose(out, init * 0.25)
+
+
+@pytest.mark.parametrize(("eta", "expected"), [(0.0, 0.890333209), (1.0, 1.175832692)])
+def test_one_ddim_step_against_hand_computed_values(eta: float, expected: float) -> None:
+    """alpha_bar[2] = 0.25, alpha_bar[1] = 0.64, h_2 = 1.0, mu = 0.2, predicted h_0 = 0.5, z = 1:
+    x_0 = 0.3, eps = (0.8 - 0.5 * 0.3) / sqrt(0.75) = 0.750555350;
+    eta 0: h_1 = 0.8 * 0.5 + 0.2 * 0.2 + sqrt(1 - 0.64) * eps = 0.890333209;
+    eta 1: sigma = sqrt(0.36 / 0.75 * (1 - 0.25 / 0.64)) = 0.540832691,
+    h_1 = 0.44 + sqrt(0.36 - sigma^2) * eps + sigma * z = 1.175832692."""
+    schedule = Schedule(K=2, alpha_bar=torch.tensor([1.0, 0.64, 0.25], dtype=torch.float64))
+    one = torch.ones(1, 1, 1, dtype=torch.float64)
+    h_prev, h0 = DDIMSampler(schedule, num_steps=2, eta=eta).step(
+        0.5 * one, 2, 1, 1.0 * one, 0.2 * one, one[..., None], z=one)
+    assert float(h0) == 0.5
+    assert float(h_prev) == pytest.approx(expected, abs=1e-9)

@@ -134,3 +134,30 @@ def test_resume_counts_the_killed_runs_time_against_the_budget(tmp_path):
     budget = Budget(10.0)
     run_stage(spec, torch.nn.Linear(3, 1), loss_fn, validate, 64, cfg, budget=budget, checkpoint_dir=tmp_path, resume=True)
     assert time.monotonic() - budget.start >= spent
+
+
+def test_the_ema_copy_averages_batchnorm_statistics():
+    """The validated EMA copy's BatchNorm statistics are averaged like its weights, not copied from
+    the live network (whose statistics belong to the live weights)."""
+    from diffpose3d.config import TrainConfig
+    from diffpose3d.training.loop import Budget, StageSpec, run_stage
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 3) * 4.0 + 10.0
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 1))
+    cfg = TrainConfig(batch_size=32, eval_every=1, progress=False, ema_decay=0.9)
+    live, seen = [], []
+
+    def loss_fn(module, index, flip, gen, rows):
+        out = module(x[index[rows]])
+        live.append(module[1].running_mean.clone())
+        return out.square().sum() / len(index)
+
+    def validate(module):
+        seen.append((module[1].running_mean.clone(), live[-1]))
+        return 1.0
+
+    run_stage(StageSpec("encoder", epochs=3, lr=1e-2, seed=0, budget_share=1.0), net, loss_fn, validate, 256, cfg,
+              budget=Budget(0.0))
+    averaged, last_live = seen[-1]
+    assert not torch.allclose(averaged, last_live)

@@ -301,7 +301,10 @@ def run_stage(
     `checkpoint_dir` the complete state is saved after every epoch (and removed once the stage ends,
     except the result); with `resume` a saved state is continued exactly where it stopped.
     """
-    ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+    # use_buffers: BatchNorm's running statistics are averaged with the weights they belong to.
+    # Copied from the live network instead, they do not fit the lagging EMA weights (the TCN
+    # validated at 222 instead of 87 mm after 2,000 steps).
+    ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=spec.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = cfg.epoch_steps or math.ceil(num_samples / cfg.batch_size)
     total_steps = max(spec.epochs * steps_per_epoch, 1)

@@ -89,9 +89,10 @@ def _records(**overrides) -> list[dict]:
     (_records(image_id=1.5), "record 0: the frame id must be an integer or a string"),
     (_records(image_id=True), "record 0: the frame id must be an integer or a string"),
     (_records(image_id=0) + _records(image_id="a.jpg"), "frame ids mix integers and strings"),
-    (_records(track_id=-1), "record 0: a track id must be an integer >= 0"),
+    (_records(track_id=-1), "record 0: a track id must be an integer from 0 to"),
     (_records(keypoints=[10**400] * 51), "record 0: 'keypoints' must be 51 numbers"),
-    (_records() + _records(image_id=10**12), "frame ids 0 to 1000000000000 span more than"),
+    (_records() + _records(image_id=2**31 - 1), "frame ids 0 to 2147483647 span more than"),
+    (_records() + _records(image_id=10**12), "record 1: frame id 1000000000000 is larger than 2147483647"),
 ])
 def test_hostile_json_records_give_one_line_errors(tmp_path: Path, records: list, message: str) -> None:
     path = tmp_path / "k.json"
@@ -240,3 +241,25 @@ def test_a_file_without_any_evidence_has_no_people(tmp_path: Path) -> None:
     np.savez(four, keypoints=kp, image_size=np.array([640, 480]))
     people, _ = load_keypoint_people(four, layout="coco17")
     assert [pid for pid, _ in people] == [1] and list(people[0][1].frame_indices) == [2, 3]
+
+
+@pytest.mark.parametrize("key", ["image_id", "frame", "track_id", "person_id"])
+@pytest.mark.parametrize("value", [1e30, 2**63, 2**31, 10**400, -(2**63) - 1])
+def test_huge_ids_are_range_checked_where_they_are_read(tmp_path: Path, key: str, value) -> None:
+    from diffpose3d.data.keypoints import load_keypoint_people
+
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(_records(**{key: value})))
+    for load in (load_keypoints, lambda p, **kw: load_keypoint_people(p, layout="h36m17", **kw)):
+        with pytest.raises(InputFileError, match="record 0") as info:
+            load(path, image_size=(640, 480))
+        assert len(str(info.value).splitlines()) == 1
+
+
+def test_ids_up_to_the_bound_are_read(tmp_path: Path) -> None:
+    from diffpose3d.data.keypoints import MAX_ID, load_keypoint_people
+
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(_records(image_id=float(MAX_ID), track_id=MAX_ID)))
+    people, _ = load_keypoint_people(path, layout="h36m17", image_size=(640, 480))
+    assert [pid for pid, _ in people] == [0] or len(people) == 1

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from diffpose3d.errors import InputFileError
-from diffpose3d.io.images import is_image, list_images, read_image
+from diffpose3d.io.images import image_size, is_image, list_images, read_image
 
 
 def test_grey_and_rgba_become_rgb_uint8(tmp_path):
@@ -102,7 +102,7 @@ def test_sizes_the_pipeline_cannot_handle_are_refused_from_the_header(tmp_path):
 
     Image.new("L", (40000, 2)).save(tmp_path / "wide.png")  # a few hundred bytes, 40000 px wide
     assert (tmp_path / "wide.png").stat().st_size < 2000
-    with pytest.raises(InputFileError, match=r"wide.png: image too large: 40000x2 pixels \(at most 32767 a side\)"):
+    with pytest.raises(InputFileError, match=r"wide.png: image too large: 40000x2 pixels \(at most 32766 a side\)"):
         read_image(tmp_path / "wide.png")
     _tiff_claiming(tmp_path / "bomb.tif", 30000, 30000)
     assert (tmp_path / "bomb.tif").stat().st_size < 100_000
@@ -112,3 +112,64 @@ def test_sizes_the_pipeline_cannot_handle_are_refused_from_the_header(tmp_path):
     (tmp_path / "dev.png").symlink_to("/dev/zero")
     with pytest.raises(InputFileError, match="dev.png: is not a regular file"):
         read_image(tmp_path / "dev.png")
+
+
+def _tiled_tiff(path, width: int, height: int, tile: int, tile_height: int | None = None) -> None:
+    """A small uncompressed RGB TIFF of `width` x `height` whose tiles all share one tile's bytes."""
+    import struct
+
+    th = tile_height or tile
+    n = -(-width // tile) * -(-height // th)
+    tile_bytes = min(tile * th * 3, 1 << 16)
+    tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 2),
+            (277, 3, 1, 3), (284, 3, 1, 1), (322, 4, 1, tile), (323, 4, 1, th)]
+    ifd_size = 2 + (len(tags) + 2) * 12 + 4
+    offsets_at = 8 + ifd_size
+    counts_at = offsets_at + 4 * n
+    data_at = counts_at + 4 * n
+    tags += [(324, 4, n, offsets_at if n > 1 else data_at), (325, 4, n, counts_at if n > 1 else tile_bytes)]
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags)))
+    for tag, kind, count, value in sorted(tags):
+        out += struct.pack("<HHIHH", tag, kind, count, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, count, value)
+    out += struct.pack("<I", 0) + struct.pack(f"<{n}I", *[data_at] * n) + struct.pack(f"<{n}I", *[tile_bytes] * n)
+    path.write_bytes(bytes(out) + bytes(tile_bytes))
+
+
+@pytest.mark.parametrize("make", ["png-wide", "png-tall", "tiled-tiff", "huge-tile"])
+def test_what_would_abort_opencv_is_refused_from_the_header(tmp_path, make):
+    from PIL import Image
+
+    path = tmp_path / ("x.png" if make.startswith("png") else "x.tif")
+    if make == "png-wide":
+        Image.new("L", (32767, 2)).save(path)
+    elif make == "png-tall":
+        Image.new("L", (2, 32767)).save(path)
+    elif make == "tiled-tiff":
+        _tiled_tiff(path, 32767, 64, 64)
+    else:
+        _tiled_tiff(path, 64, 64, 65536, 65536)
+    assert path.stat().st_size < 200_000
+    for read in (read_image, image_size):
+        with pytest.raises(InputFileError, match="x.(png|tif): (image too large|TIFF tiles)") as info:
+            read(path)
+        assert len(str(info.value).splitlines()) == 1
+
+
+def test_a_small_tiled_tiff_inside_the_limits_reads(tmp_path):
+    _tiled_tiff(tmp_path / "ok.tif", 300, 200, 64)
+    assert read_image(tmp_path / "ok.tif").shape == (200, 300, 3)
+
+
+def test_predict_refuses_an_image_opencv_would_abort_on_in_one_line_and_leaves_no_lock(tmp_path, tiny_bundle, capsys):
+    from PIL import Image
+
+    from diffpose3d.cli import main
+
+    Image.new("L", (32767, 2)).save(tmp_path / "wide.png")
+    _tiled_tiff(tmp_path / "tiles.tif", 32767, 64, 64)
+    out = tmp_path / "out"
+    for name in ("wide.png", "tiles.tif"):
+        code = main(["predict", str(tmp_path / name), "--out", str(out), "--checkpoint", str(tiny_bundle), "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "image too large" in err[0] and name in err[0], err
+        assert not out.exists()  # no lock file, no folder: nothing was written

@@ -39,6 +39,7 @@ FAR_OUTSIDE = 100  # a coordinate beyond this many image sizes is garbage: the j
 NO_IMAGE_SIZE = "carries no image size: give it (--image-size W H; in Python image_size=(w, h))"
 _FRAME_KEYS = ("frame", "image_id", "frame_id")
 _TRACK_KEYS = ("track_id", "person_id")
+MAX_ID = 2**31 - 1  # frame and track ids: what every integer array downstream holds without overflow
 
 
 def _known_layout(name: str, path: Path) -> str:
@@ -143,12 +144,14 @@ def _frame_id(rec: dict, path: Path, i: int) -> int | str:
     if key is None:
         raise InputFileError(path, f"record {i} has no 'frame' or 'image_id'")
     frame = rec[key]
-    if isinstance(frame, float) and frame.is_integer():
+    if isinstance(frame, float) and frame.is_integer() and abs(frame) <= MAX_ID:
         frame = int(frame)
     if isinstance(frame, bool) or not isinstance(frame, (int, str)):
         raise InputFileError(path, f"record {i}: the frame id must be an integer or a string, got {frame!r:.40}")
     if isinstance(frame, int) and frame < 0:
         raise InputFileError(path, f"record {i}: frame id {frame} is negative")
+    if isinstance(frame, int) and frame > MAX_ID:
+        raise InputFileError(path, f"record {i}: frame id {str(frame)[:20]} is larger than {MAX_ID}")
     return frame
 
 
@@ -180,8 +183,8 @@ def _json_records(p: Path, src_layout: str, image_size) -> tuple[dict[Any, list[
         except (TypeError, ValueError, OverflowError):
             raise InputFileError(p, f"record {i}: 'score' must be a number, got {rec['score']!r:.40}") from None
         track = next((rec[k] for k in _TRACK_KEYS if k in rec), None)
-        if track is not None and (isinstance(track, bool) or not isinstance(track, int) or track < 0):
-            raise InputFileError(p, f"record {i}: a track id must be an integer >= 0, got {track!r:.40}")
+        if track is not None and (isinstance(track, bool) or not isinstance(track, int) or not 0 <= track <= MAX_ID):
+            raise InputFileError(p, f"record {i}: a track id must be an integer from 0 to {MAX_ID}, got {track!r:.40}")
         frames.setdefault(_frame_id(rec, p, i), []).append((score if np.isfinite(score) else -np.inf, kp, track))
     kinds = {type(f) for f in frames}
     if len(kinds) > 1:

@@ -16,8 +16,8 @@ import numpy as np
 from diffpose3d.errors import DiffPoseError
 
 # Sides the pipeline can handle: MediaPipe's crops go through OpenCV, whose warps abort the
-# process (not an exception) on images with a side of 32768 px or more.
-MAX_IMAGE_SIDE = 32767
+# process (not an exception) from 32767 px a side on (`io.limits`, checked from every header).
+from diffpose3d.io.limits import MAX_IMAGE_SIDE  # noqa: E402
 
 
 @dataclass

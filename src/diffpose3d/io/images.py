@@ -16,7 +16,7 @@ import numpy as np
 
 from diffpose3d.errors import InputFileError
 from diffpose3d.io.exif import focal_from_exif
-from diffpose3d.io.limits import MAX_IMAGE_PIXELS, check_image_dimensions, regular_file
+from diffpose3d.io.limits import MAX_IMAGE_PIXELS, check_image_dimensions, check_tiles, regular_file
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 EXIF_ORIENTATION = 0x0112
@@ -74,6 +74,19 @@ def _open(path: Path):
         raise InputFileError(path, f"cannot read image ({type(exc).__name__}: {exc})") from None
 
 
+def _check_header(path: Path, img) -> None:
+    """The header's size (and a TIFF's tile size) against what the decoders and OpenCV accept."""
+    w, h = img.size
+    check_image_dimensions(path, w, h)
+    tags = getattr(img, "tag_v2", None)
+    if tags is not None:
+        try:
+            tile = tags.get(322), tags.get(323)  # TileWidth, TileLength
+        except Exception:  # a damaged tag: the decoder names it
+            return
+        check_tiles(path, *tile)
+
+
 def _orientation(img) -> int:
     try:
         value = int(img.getexif().get(EXIF_ORIENTATION, 1))
@@ -86,8 +99,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) as shown (EXIF orientation applied), from the header alone; checked."""
     p = regular_file(path)
     with _open(p) as img:
+        _check_header(p, img)
         w, h = img.size
-        check_image_dimensions(p, w, h)
         return (h, w) if _orientation(img) in _TRANSPOSED else (w, h)
 
 
@@ -127,8 +140,7 @@ def read_image_info(path: str | Path) -> tuple[np.ndarray, dict]:
 
     p = regular_file(path)
     with _open(p) as img:
-        w, h = img.size
-        check_image_dimensions(p, w, h)
+        _check_header(p, img)
         orientation = _orientation(img)
         focal = focal_from_exif(img)
         try:

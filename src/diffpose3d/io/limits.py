@@ -12,7 +12,9 @@ from diffpose3d.errors import InputFileError
 
 MAX_TEXT_BYTES = 64 << 20  # a keypoints JSON file (parsed, about 30 times its size in memory)
 MAX_ARRAY_BYTES = 256 << 20  # the arrays of one npz, as stored (uncompressed)
-MAX_IMAGE_SIDE = 32767  # OpenCV (inside the detector) aborts the process from 32768 px on
+# OpenCV's warps (inside MediaPipe, the detector) take coordinates below SHRT_MAX = 32767: an image
+# of 32767 px a side aborts the process (signal 134, measured with mediapipe 0.10.21); 32766 runs.
+MAX_IMAGE_SIDE = 32766
 MAX_IMAGE_PIXELS = 100_000_000  # 300 MB as RGB; checked from the header, before decoding
 MIN_IMAGE_SIDE = 2
 
@@ -58,7 +60,8 @@ def read_bytes_bounded(path: str | Path, max_bytes: int | None = None) -> bytes:
 
 
 def check_image_dimensions(path: str | Path, width: int, height: int) -> None:
-    """Refuse, from the header's size alone, images the pipeline cannot handle."""
+    """Refuse, from the header's size alone, images the pipeline cannot handle (every format, and
+    every frame of a video: the decoders and OpenCV see the same sizes)."""
     if min(width, height) < MIN_IMAGE_SIDE:
         raise InputFileError(path, f"image too small: {width}x{height} pixels")
     if max(width, height) > MAX_IMAGE_SIDE:
@@ -66,3 +69,13 @@ def check_image_dimensions(path: str | Path, width: int, height: int) -> None:
     if width * height > MAX_IMAGE_PIXELS:
         raise InputFileError(path, f"image too large: {width}x{height} = {width * height / 1e6:.0f} megapixels "
                              f"(at most {MAX_IMAGE_PIXELS // 1_000_000})")
+
+
+def check_tiles(path: str | Path, tile_width: int | None, tile_height: int | None) -> None:
+    """Refuse, from a TIFF header, tiles larger than an image may be (the decoder allocates a
+    whole tile whatever the image's size)."""
+    if tile_width is None and tile_height is None:
+        return
+    tw, th = int(tile_width or 0), int(tile_height or 0)
+    if not (1 <= tw <= MAX_IMAGE_SIDE + 1 and 1 <= th <= MAX_IMAGE_SIDE + 1) or tw * th > MAX_IMAGE_PIXELS:
+        raise InputFileError(path, f"TIFF tiles of {tw}x{th} pixels: not readable (at most {MAX_IMAGE_SIDE} a side)")

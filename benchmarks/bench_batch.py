@@ -66,12 +66,15 @@ def run_loop(videos: Path, out: Path, checkpoint: str) -> dict:
             "peak_mb": [figures["peak_mb"]]}
 
 
-def run_batch(videos: Path, out: Path, checkpoint: str, workers: int) -> dict:
+def run_batch(videos: Path, out: Path, checkpoint: str, workers: int) -> dict | None:
     cmd = [sys.executable, "-m", "diffpose3d", "batch", str(videos), "--out", str(out), "--workers", str(workers),
            "--quiet"] + (["--checkpoint", checkpoint] if checkpoint else [])
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    if done.returncode != 0:  # e.g. Ray could not start on a starved machine: say so, go on
+        print(f"batch --workers {workers}: exit {done.returncode}: {done.stderr.strip()[-400:]}")
+        return None
     records = json.loads((out / "batch-summary.json").read_text())["inputs"]
     if any(r["status"] != "ok" for r in records):
         raise SystemExit(f"batch failed on some inputs: {[r['error'] for r in records if r['error']]}")
@@ -103,6 +106,9 @@ def main() -> None:
           "| peak MB per worker |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for name, r in rows:
+        if r is None:
+            print(f"| {name} | did not run | | | | | | |")
+            continue
         n, f = args.videos, r["frames"]
         print(f"| {name} | {r['wall_s']:.1f} | {60 * n / r['wall_s']:.1f} | {f / r['wall_s']:.1f} | {r['inputs_s']:.1f} "
               f"| {60 * n / r['inputs_s']:.1f} | {f / r['inputs_s']:.1f} | {', '.join(f'{m:.0f}' for m in r['peak_mb'])} |")

@@ -46,7 +46,7 @@ def expand_inputs(named: Iterable[str]) -> list[BatchInput]:
     found: dict[Path, BatchInput] = {}
     for text in named:
         is_list = text.startswith("@") or text.lower().endswith(LIST_SUFFIX)
-        path = Path(text[1:] if text.startswith("@") else text)
+        path = Path(text.removeprefix("@"))
         if not path.exists():
             raise InputFileError(path, "no such file or folder")
         if is_list:

@@ -25,8 +25,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from diffpose3d.batch.inputs import BatchInput, assign_names
-from diffpose3d.batch.records import (BatchRecord, Totals, input_stamp, previous_failures, summary_paths, totals,
-                                      write_summary)
+from diffpose3d.batch.records import (
+    BatchRecord,
+    Totals,
+    input_stamp,
+    previous_failures,
+    summary_paths,
+    totals,
+    write_summary,
+)
 from diffpose3d.batch.resume import Expected, OutputIndex
 from diffpose3d.batch.worker import BatchJob, BatchWorker
 from diffpose3d.errors import DiffPoseError, one_line
@@ -171,8 +178,7 @@ def _on_ray(ray, todo: list[BatchRecord], job: BatchJob, workers: int | None, ad
             raise DiffPoseError(f"cannot start or join {where} ({type(exc).__name__}: {one_line(str(exc))})") from None
     try:
         run.workers = pool_size(workers, int(ray.cluster_resources().get("CPU", 1)), len(todo))
-        for record in _stream(todo, job, run.workers, gpus_per_worker, progress):
-            yield record
+        yield from _stream(todo, job, run.workers, gpus_per_worker, progress)
     finally:
         if started:
             ray.shutdown()

@@ -40,7 +40,7 @@ class BatchRecord:
     stamp: str = ""  # the input file's size and modification time when it was run ("bytes:mtime_ns")
 
     @classmethod
-    def from_row(cls, row: dict) -> "BatchRecord":
+    def from_row(cls, row: dict) -> BatchRecord:
         """A record from a Ray Data row (numpy scalars -> Python values)."""
         values = {}
         for f in fields(cls):

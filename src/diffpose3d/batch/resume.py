@@ -91,6 +91,6 @@ def _npz_meta(path: Path) -> dict | None:
 def _npz_people(path: Path) -> int:
     try:
         with np.load(path, allow_pickle=False) as f:
-            return int(len(np.unique(f["person_ids"]))) if "person_ids" in f else 1
+            return len(np.unique(f["person_ids"])) if "person_ids" in f else 1
     except UNREADABLE:
         return 0

@@ -12,7 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from diffpose3d.commands.predict import MAX_PEOPLE, MAX_SIDE, add_inference_arguments, check_steps, int_in, person_choice
+from diffpose3d.commands.predict import (
+    MAX_PEOPLE,
+    MAX_SIDE,
+    add_inference_arguments,
+    check_steps,
+    int_in,
+    person_choice,
+)
 
 MAX_WORKERS = 4096
 

@@ -79,11 +79,13 @@ def predict_path(
     sequence: bool = False,
     on_result: Callable[[ResultReport], None] | None = None,
     focal: float | None = None,
+    export: tuple[str, ...] = (),
 ) -> list[ResultReport]:
     """Write one result per input (per photo of a folder, unless `sequence`) into `out_dir` (a
     path, or an `OutputFolder` already locked); `on_result` hears about each as it is written. Raises `NoPersonFound` when nothing at all
     was found. `focal`: the camera's focal length in pixels (default: EXIF, else the default field
-    of view), for the people's root positions."""
+    of view), for the people's root positions. `export`: formats of `export.files` ("bvh", "gltf")
+    written beside each result."""
     input_path = Path(input_path)
     reports: list[ResultReport] = []
     used: set[str] = set()
@@ -99,7 +101,7 @@ def predict_path(
                 report = ResultReport(Path(evidence.path), None, problem=evidence.problem)
             else:
                 report = _one_result(model, out, select_people(evidence, person), _unique(evidence.name, evidence, used),
-                                     render, html, focal)
+                                     render, html, focal, export)
             report.seconds = time.perf_counter() - start
             start = time.perf_counter()
             reports.append(report)
@@ -123,7 +125,7 @@ def _unique(name: str, evidence: Evidence2D, used: set[str]) -> str:
 
 
 def _one_result(model: DiffPose, out: OutputFolder, evidence: Evidence2D, name: str, render: bool,
-                html: bool, focal: float | None = None) -> ResultReport:
+                html: bool, focal: float | None = None, export: tuple[str, ...] = ()) -> ResultReport:
     result = model.from_evidence(evidence, focal=focal)
     with out.result(name) as stage:
         files = stage_result(result, stage, name, out.run_id)
@@ -132,6 +134,10 @@ def _one_result(model: DiffPose, out: OutputFolder, evidence: Evidence2D, name: 
             files.append(render_result(result, evidence, stage.path(f"{name}_render.{suffix}")).name)
         if html:
             files.append(html_result(result, evidence, stage.path(f"{name}.html"), evidence.name).name)
+        if export:
+            from diffpose3d.export.files import export_result
+
+            files += [p.name for p in export_result(result, export, name=name, path_of=stage.path)]
     return ResultReport(Path(evidence.source.get("path", evidence.name)), result, [out.path / f for f in files])
 
 

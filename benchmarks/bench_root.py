@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> dict:
         result, raw = lift(model, parts, focal, known)
         rows["raw"].append(raw)
         rows["smooth"].append(result.root.copy())
-        rows["std"].append(root_std(result)[:, 2])
+        rows["std"].append(root_std(result.root_hypotheses)[:, 2])
         guess = Intrinsics(camera_for(cam.image_size).focal_px, known.center, "default")
         rows["default"].append(lift(model, parts, None, guess)[0].root.copy())
         rows["truth"].append(truth[:, 0])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,9 @@ def _person(doc: dict, buf: _Buffer, motion: Motion, channels: list, samplers: l
                   "spread": "per frame, per joint: the hypotheses' RMS standard deviation sqrt(trace(cov) / 3)",
                   "root_std": "per frame: the hypotheses' root standard deviation along x, y, z (export axes)"}}}
     nodes.append(person)
-    median = np.nanmedian(np.where(np.isfinite(motion.spread), motion.spread, np.nan), 0) \
-        if np.isfinite(motion.spread).any() else np.full(len(motion.parents), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a joint without any finite spread: NaN, written null
+        median = np.nanmedian(np.where(np.isfinite(motion.spread), motion.spread, np.nan), 0)
     for k, name in enumerate(motion.joint_names):
         rest = solved.translations[0, k] if motion.parents[k] < 0 else solved.offsets[k]
         nodes.append({"name": f"person{motion.person_id}_{name}", "translation": [float(v) for v in rest],

@@ -74,7 +74,7 @@ def person_motion(result: PoseResult, person_id: int, fps: float | None = None) 
     placed = bool(np.isfinite(root).all(1).any())
     root = _fill(frames, root, span) if placed else np.zeros((len(span), 3))
     positions = _fill(frames, pose, span) + root[:, None]
-    std = root_std(result.select(rows)) if result.root is not None else np.full((len(rows), 3), np.nan)
+    std = root_std(result.root_hypotheses[rows]) if result.root is not None else np.full((len(rows), 3), np.nan)
     return Motion(
         person_id=int(person_id), joint_names=list(result.joint_names), parents=[int(p) for p in result.parents],
         positions=positions @ CAMERA_TO_EXPORT.T, spread=_fill(frames, result.uncertainty[rows].astype(np.float64), span),

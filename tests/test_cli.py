@@ -37,6 +37,9 @@ HOSTILE = [
     (["--image-size", "0", "480"], "argument --image-size: must be between 1 and 1048576, got 0"),
     (["--aggregate", "mode"], "argument --aggregate: invalid choice: 'mode'"),
     (["--checkpoint", "no/such/model"], "no/such/model: checkpoint not found"),
+    (["--focal", "0"], "argument --focal: must be a number of pixels in (0, 1e+07], got 0"),
+    (["--focal", "wide"], "argument --focal: expected a focal length in pixels, got 'wide'"),
+    (["--export", "fbx"], "argument --export: export format fbx: choose from bvh, gltf (comma-separated)"),
 ]
 
 

@@ -41,7 +41,8 @@ def test_roots_follow_the_person_and_hypotheses_of_other_sizes_sit_deeper_or_nea
     np.testing.assert_allclose(result.root, roots, atol=2e-3)  # a straight walk survives smoothing
     z = result.root_hypotheses[..., 2] / result.root[:, None, 2]
     np.testing.assert_allclose(z[:, 1:], np.broadcast_to([1.0, 1.1], z[:, 1:].shape), atol=1e-3)
-    assert (root_std(result)[:, 2] > root_std(result)[:, 0]).all()  # the uncertainty is in depth
+    std = root_std(result.root_hypotheses)
+    assert (std[:, 2] > std[:, 0]).all()  # the uncertainty is in depth
     np.testing.assert_allclose(result.pose_in_scene[:, 0], result.root, atol=1e-6)
     assert result.meta["camera"]["focal_px"] == FOCAL and result.meta["camera"]["focal_source"] == "given"
 

@@ -71,6 +71,17 @@ def focal_px(text: str) -> float:
     return value
 
 
+def export_formats(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated export formats (bvh, gltf; glb is gltf)."""
+    from diffpose3d.errors import ConfigError
+    from diffpose3d.export.formats import parse_formats
+
+    try:
+        return parse_formats(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def person_choice(text: str) -> str | int:
     """An argparse type: all, largest, or a person id (0, 1, ...)."""
     if text in ("all", "largest"):
@@ -103,6 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--focal", type=focal_px, default=None, metavar="PX",
                         help="the camera's focal length in pixels, for the people's root positions (default: the "
                              "photo's EXIF, else a field of view of 53.13 degrees across the longer side)")
+    parser.add_argument("--export", type=export_formats, default=(), metavar="FORMATS",
+                        help="also write the motion for 3D tools: bvh (<name>_person<ID>.bvh, one per person), gltf "
+                             "(<name>.glb, a skeleton per person); comma-separated, e.g. bvh,gltf")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="also show the detector's own log lines (MediaPipe, TFLite)")
 
@@ -180,6 +194,7 @@ def predict_settings(args: argparse.Namespace):
         render=args.render, html=args.html, use_heatmaps=args.heatmaps, source_layout=args.layout,
         image_size=tuple(args.image_size) if args.image_size else None, max_people=args.max_people,
         person=args.person, sequence=getattr(args, "sequence", False), focal=getattr(args, "focal", None),
+        export=tuple(getattr(args, "export", None) or ()),
     )
 
 

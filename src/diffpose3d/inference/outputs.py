@@ -73,7 +73,7 @@ def person_to_json(result: PoseResult, r: int) -> dict:
     }
     if result.root is not None:
         entry["root"] = _round(result.root[r])
-        entry["root_std"] = _round(root_std(result.select([r]))[0])
+        entry["root_std"] = _round(root_std(result.root_hypotheses[r]))
         entry["root_hypotheses"] = _round(result.root_hypotheses[r])
     if result.detector_world_3d is not None:
         world = result.detector_world_3d[r]

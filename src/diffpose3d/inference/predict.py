@@ -41,6 +41,7 @@ class PredictSettings:
     person: str | int = "all"  # all, largest, or an id
     sequence: bool = False  # a folder of photos is one video
     focal: float | None = None  # the camera's focal length in pixels (default: EXIF, else the default field of view)
+    export: tuple[str, ...] = ()  # formats of `export.files` ("bvh", "gltf") written beside each result
 
     def heatmaps_for(self, model: DiffPose) -> bool:
         return model.inference.heatmaps if self.use_heatmaps is None else self.use_heatmaps
@@ -231,6 +232,10 @@ def _one_result(model: DiffPose, out: OutputFolder, evidence: Evidence2D, name: 
             files.append(render_result(result, evidence, stage.path(f"{name}_render.{suffix}")).name)
         if settings.html:
             files.append(html_result(result, evidence, stage.path(f"{name}.html"), evidence.name, out.path).name)
+        if settings.export:
+            from diffpose3d.export.files import export_result
+
+            files += [p.name for p in export_result(result, settings.export, name=name, path_of=stage.path)]
     return ResultReport(Path(evidence.source.get("path", evidence.name)), result, [out.path / f for f in files])
 
 

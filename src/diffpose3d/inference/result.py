@@ -6,7 +6,9 @@ A result is a table of rows, one per person per frame, sorted by frame then pers
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -66,6 +68,15 @@ class PoseResult:
         if self.root is None:
             return np.full(self.pose_3d.shape, np.nan, np.float32)
         return self.pose_3d + self.root[:, None, :]
+
+    def export(self, folder: str | Path, formats: str | Iterable[str] = ("bvh", "gltf"), *, name: str = "result",
+               fps: float | None = None) -> list[Path]:
+        """Write the people's motion as BVH (`<name>_person<ID>.bvh`) and/or glTF 2.0 binary
+        (`<name>.glb`) into `folder`; returns the paths (`export.files.export_result`)."""
+        from diffpose3d.export.files import export_result
+        from diffpose3d.export.formats import parse_formats
+
+        return export_result(self, parse_formats(formats), name=name, folder=folder, fps=fps)
 
     def select(self, rows: np.ndarray) -> "PoseResult":
         """The result restricted to `rows` (indices or a boolean mask)."""

@@ -40,9 +40,9 @@ def add_trajectory(result: PoseResult, camera: Intrinsics, fps: float | None = N
     return result
 
 
-def root_std(result: PoseResult) -> np.ndarray:
-    """(R, 3) the hypotheses' per-axis standard deviation of the root (metres)."""
-    return _nanstd(result.root_hypotheses, axis=1)
+def root_std(root_hypotheses: np.ndarray) -> np.ndarray:
+    """(..., 3) the per-axis standard deviation of the roots of `root_hypotheses (..., N, 3)` (metres)."""
+    return _nanstd(root_hypotheses, axis=-2)
 
 
 def _nanstd(a: np.ndarray, axis: int) -> np.ndarray:

@@ -35,6 +35,22 @@ def int_in(low: int, high: int, what: str = "a whole number"):
     return parse
 
 
+def float_in(low: float, high: float):
+    """An argparse type: a number in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
 def device_name(text: str) -> str:
     """An argparse type: "auto", or a device this machine has (cpu, cuda, cuda:1, mps)."""
     if text in ("auto", "cpu"):
@@ -90,8 +106,9 @@ def person_choice(text: str) -> str | int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="an image, a folder of images, a video, a keypoints .json/.npz or a heatmaps .npz "
-                                      "(formats: docs/INPUTS.md)")
+    parser.add_argument("input", nargs="?", default=None,
+                        help="an image, a folder of images, a video, a keypoints .json/.npz or a heatmaps .npz "
+                             "(formats: docs/INPUTS.md); or a stream URL (rtsp://, http://, ...): lifted live")
     parser.add_argument("--out", required=True, help="output folder (gets <name>.npz, <name>.json, ... per result)")
     parser.add_argument("--checkpoint", default=None, help="model folder, or a bundled model's name (default: h36m_frame)")
     add_inference_arguments(parser)
@@ -117,6 +134,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", type=export_formats, default=(), metavar="FORMATS",
                         help="also write the motion for 3D tools: bvh (<name>_person<ID>.bvh, one per person), gltf "
                              "(<name>.glb, a skeleton per person); comma-separated, e.g. bvh,gltf")
+    parser.add_argument("--camera", type=int_in(0, 63), default=None, metavar="N",
+                        help="live from capture device N (/dev/videoN): frames lifted as they come, written to "
+                             "DIR/camera<N>_live.mp4 with frames/s and latency on them")
+    parser.add_argument("--realtime", action="store_true",
+                        help="a video file played at its own frame rate through the live path (frames dropped "
+                             "when lifting is slower; latency and frames/s reported)")
+    parser.add_argument("--show", action="store_true", help="live: also show the frames in a window (needs a display)")
+    parser.add_argument("--max-seconds", type=float_in(0.1, 1e7), default=None, metavar="S",
+                        help="live: stop after S seconds (default: when the stream ends, or Ctrl-C)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="also show the detector's own log lines (MediaPipe, TFLite)")
 
@@ -172,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
     from diffpose3d.io.results import OutputFolder
 
     set_verbose(args.verbose)
+    if is_live(args):
+        return run_live(args)
+    if args.input is None:
+        from diffpose3d.errors import ConfigError
+
+        raise ConfigError("predict needs an INPUT (or --camera N for a live camera)")
     source = Path(args.input)
     if not source.exists():
         raise InputFileError(source, "no such file or folder")
@@ -196,6 +228,44 @@ def predict_settings(args: argparse.Namespace):
         person=args.person, sequence=getattr(args, "sequence", False), focal=getattr(args, "focal", None),
         export=tuple(getattr(args, "export", None) or ()),
     )
+
+
+def is_live(args: argparse.Namespace) -> bool:
+    from diffpose3d.io.live import is_stream_url
+
+    return args.camera is not None or args.realtime or (args.input is not None and is_stream_url(args.input))
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """`--camera N`, a stream URL, or a video file `--realtime`: lifted as the frames come."""
+    from diffpose3d.errors import ConfigError
+    from diffpose3d.inference.live_sinks import live_name, window
+    from diffpose3d.io.live import is_stream_url, open_live
+    from diffpose3d.io.results import OutputFolder
+    from diffpose3d.io.video import is_video
+
+    if args.camera is not None and args.input is not None:
+        raise ConfigError(f"give an INPUT ({args.input}) or --camera {args.camera}, not both")
+    if args.camera is None and not is_stream_url(args.input) and not is_video(args.input):
+        raise ConfigError(f"--realtime plays a video file at its frame rate; {args.input} is not a video")
+    unused = [flag for flag, on in (("--render", args.render), ("--html", args.html), ("--sequence", args.sequence))
+              if on]
+    if unused:
+        raise ConfigError(f"{', '.join(unused)}: not for a live source (it writes its own video with the overlay)")
+    check_steps(args)
+    target = args.camera if args.camera is not None else args.input
+    name = f"camera{args.camera}" if args.camera is not None else live_name(args.input)
+    show = window() if args.show else None
+    with open_live(target, realtime=args.realtime) as source, OutputFolder(args.out) as out:
+        from diffpose3d.inference.api import DiffPose
+        from diffpose3d.inference.live import run_live as lift_live
+
+        model = DiffPose.load(args.checkpoint, device=args.device, **inference_overrides(args))
+        report = lift_live(model, source, out, name, max_people=args.max_people, use_heatmaps=args.heatmaps,
+                           show=show, max_seconds=args.max_seconds,
+                           log=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True))
+    print(report.summary(), flush=True)
+    return 0
 
 
 def print_report(report) -> None:

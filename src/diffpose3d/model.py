@@ -20,7 +20,6 @@ parametrisation open; this one was chosen by measurement.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -323,7 +322,7 @@ class DiffPoseModel(nn.Module):
         """The reverse-process network as the sampler calls it: predicted h_0 (B, J, 5)."""
         network: Callable[..., torch.Tensor] = self.denoiser
         if self._bf16 and not self.training and self._onnx_denoiser is None:
-            network = functools.partial(self.denoiser, bf16_blocks=True)
+            network = self.denoiser.forward_bf16
         if self._onnx_denoiser is not None and not self.training:
             if self._onnx_denoiser.versions != weight_versions(self.denoiser):  # weights changed since export
                 self._onnx_denoiser = OnnxDenoiser(self.denoiser)

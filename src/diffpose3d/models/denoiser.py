@@ -51,10 +51,15 @@ class Denoiser(nn.Module):
         self.norm_out = nn.LayerNorm(width)
         self.head = ChebConv(width, state_dim, adjacency)
 
-    def forward(self, h_k: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None = None, *,
-                bf16_blocks: bool = False) -> torch.Tensor:
-        """`bf16_blocks`: the transformer blocks under bfloat16 autocast (inference); the embedding of
+    def forward(self, h_k: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self._forward(h_k, k, context, bf16_blocks=False)
+
+    def forward_bf16(self, h_k: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward` with the transformer blocks under bfloat16 autocast (inference); the embedding of
         h_k and the head stay float32, so coordinates are not rounded to bfloat16."""
+        return self._forward(h_k, k, context, bf16_blocks=True)
+
+    def _forward(self, h_k: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None, bf16_blocks: bool) -> torch.Tensor:
         B, J, D = h_k.shape
         assert (J, D) == (len(self.parents), self.state_dim), (
             f"h_k must be (B, {len(self.parents)}, {self.state_dim}), got {tuple(h_k.shape)}"

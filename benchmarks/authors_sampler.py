@@ -158,8 +158,8 @@ class AuthorsFrameSampler:
         self.hypotheses = hypotheses
         betas = torch.linspace(1e-4, 1e-3, diffusion_steps)
         self.alpha_bar = torch.cat([torch.ones(1), (1 - betas).cumprod(0)])  # index t + 1, as compute_alpha
-        skip = (5 * steps) // steps
-        self.seq = list(range(0, 5 * steps, skip))  # `steps` passes (uniform skip over 5 x steps)
+        # the release's "uniform" skip: range(0, T, T // steps) with T = 5 x steps test steps: `steps` passes
+        self.seq = list(range(0, 5 * steps, 5))
 
     @torch.no_grad()
     def __call__(self, uv: torch.Tensor) -> torch.Tensor:

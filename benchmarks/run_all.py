@@ -25,6 +25,7 @@ def main() -> None:
         ["bench_sampler.py"] + (["--frames", "256"] if args.quick else []),
         ["bench_predict_video.py"] + (["--frames", "20"] if args.quick else []),
         ["bench_predict_memory.py"],
+        ["bench_predict_speed.py"] + (["--frames", "500", "--authors-frames", "128"] if args.quick else []),
         ["bench_train.py"] + (["--steps", "5"] if args.quick else []),
         ["bench_startup.py"],
     ]

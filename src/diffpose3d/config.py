@@ -210,6 +210,9 @@ class InferenceConfig:
     seed: int = 0
     batch_frames: int = 2048
     backend: str = "torch"  # torch | onnxruntime (g's network on ONNX Runtime, CPU; diffpose3d[onnx])
+    # g's transformer blocks in bfloat16 (bf16), float32 (fp32), or bf16 where the hardware has it
+    # natively (auto); the coordinates stay float32 (inference/precision.py)
+    precision: str = "auto"
     # Images and videos: H_K from the detector's heatmaps (True) or from its keypoints + visibility
     # (False). A bundle says which evidence it was trained for; `predict --heatmaps/--no-heatmaps` overrides.
     heatmaps: bool = True

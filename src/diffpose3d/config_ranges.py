@@ -189,6 +189,7 @@ RANGES: dict[str, Check] = {
     "inference.seed": SEED,
     "inference.batch_frames": COUNT,
     "inference.backend": one_of("torch", "onnxruntime"),
+    "inference.precision": one_of("auto", "fp32", "bf16"),
 }
 
 

@@ -140,6 +140,7 @@ class DiffPoseModel(nn.Module):
             self.register_buffer("depth_means", torch.zeros(j, mz, 1))
             self.register_buffer("depth_covariances", torch.full((j, mz, 1, 1), 0.3**2))
         self._onnx_denoiser: OnnxDenoiser | None = None
+        self._bf16 = False  # g's blocks in bfloat16 at inference (`use_precision`)
 
     @property
     def backend(self) -> str:
@@ -158,6 +159,20 @@ class DiffPoseModel(nn.Module):
             self._onnx_denoiser = OnnxDenoiser(self.denoiser)
         else:
             self._onnx_denoiser = None
+
+    def use_precision(self, precision: str) -> None:
+        """Run g's transformer blocks in "fp32", "bf16", or ("auto") bf16 where this device has it
+        natively (`inference.precision`, `inference/precision.py`); inference only, torch backend only."""
+        from diffpose3d.inference.precision import PRECISIONS, use_bf16
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown inference precision '{precision}' ({' | '.join(PRECISIONS)})")
+        self._bf16 = use_bf16(precision, self.device)
+
+    @property
+    def precision(self) -> str:
+        """"bf16" or "fp32": what g's blocks run in at inference (`use_precision`)."""
+        return "bf16" if self._bf16 else "fp32"
 
     @property
     def device(self) -> torch.device:
@@ -315,6 +330,8 @@ class DiffPoseModel(nn.Module):
     def g(self, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         """The reverse-process network as the sampler calls it: predicted h_0 (B, J, 5)."""
         network: Callable[..., torch.Tensor] = self.denoiser
+        if self._bf16 and not self.training and self._onnx_denoiser is None:
+            network = self.denoiser.forward_bf16
         if self._onnx_denoiser is not None and not self.training:
             if self._onnx_denoiser.versions != weight_versions(self.denoiser):  # weights changed since export
                 self._onnx_denoiser = OnnxDenoiser(self.denoiser)

@@ -61,6 +61,7 @@ def lift_batches(
     device = model.device
     if model.backend != cfg.backend:
         model.use_backend(cfg.backend)
+    model.use_precision(cfg.precision)
     n = keypoints_uv.shape[0]
     sequences = [np.arange(n)] if sequences is None else sequences
     if focal is None:

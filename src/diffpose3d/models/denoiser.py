@@ -52,6 +52,14 @@ class Denoiser(nn.Module):
         self.head = ChebConv(width, state_dim, adjacency)
 
     def forward(self, h_k: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self._forward(h_k, k, context, bf16_blocks=False)
+
+    def forward_bf16(self, h_k: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward` with the transformer blocks under bfloat16 autocast (inference); the embedding of
+        h_k and the head stay float32, so coordinates are not rounded to bfloat16."""
+        return self._forward(h_k, k, context, bf16_blocks=True)
+
+    def _forward(self, h_k: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None, bf16_blocks: bool) -> torch.Tensor:
         B, J, D = h_k.shape
         assert (J, D) == (len(self.parents), self.state_dim), (
             f"h_k must be (B, {len(self.parents)}, {self.state_dim}), got {tuple(h_k.shape)}"
@@ -67,12 +75,13 @@ class Denoiser(nn.Module):
             x = self.embed(h_k)
         t = sinusoidal_embedding(k.to(h_k.device) * (1000.0 / self.num_steps), self.width).to(h_k.dtype)
         t = self.step_mlp(t)
-        for i, block in enumerate(self.blocks):
-            cond = self.step_proj[i](t).unsqueeze(1)
-            if self.context_proj is not None:
-                cond = cond + self.context_proj[i](context.to(h_k.dtype))
-            x = block(x, cond)
-        return self.head(self.norm_out(x))
+        with torch.autocast(h_k.device.type, dtype=torch.bfloat16, enabled=bf16_blocks):
+            for i, block in enumerate(self.blocks):
+                cond = self.step_proj[i](t).unsqueeze(1)
+                if self.context_proj is not None:
+                    cond = cond + self.context_proj[i](context.to(h_k.dtype))
+                x = block(x, cond)
+        return self.head(self.norm_out(x.to(h_k.dtype)))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -45,7 +45,8 @@ def fit_spread_scale(model: DiffPoseModel, val: FrameSet, config: Config) -> flo
     if cap and len(val) > cap:
         val = val.subset(torch.linspace(0, len(val) - 1, cap).long())
     model.spread_scale.fill_(1.0)
-    cfg = InferenceConfig(hypotheses=max(config.train.val_hypotheses, 2), steps=config.train.val_steps, seed=config.train.seed)
+    cfg = InferenceConfig(hypotheses=max(config.train.val_hypotheses, 2), steps=config.train.val_steps, seed=config.train.seed,
+                          precision="fp32")
     pred = predict_frames(model, val, cfg)
     err2 = np.square(pred.pose - val.target_xyz.numpy()).sum(-1)[:, 1:]
     var = np.trace(pred.covariance, axis1=-2, axis2=-1)[:, 1:]

@@ -135,7 +135,8 @@ def diffpose_val_mm(model: DiffPoseModel, val: FrameSet, config: Config) -> floa
     attach_context(model, val)
     if cap and len(val) > cap:
         val = val.subset(torch.linspace(0, len(val) - 1, cap).long())
-    cfg = InferenceConfig(hypotheses=config.train.val_hypotheses, steps=config.train.val_steps, seed=config.train.seed)
+    cfg = InferenceConfig(hypotheses=config.train.val_hypotheses, steps=config.train.val_steps, seed=config.train.seed,
+                          precision="fp32")
     pred = predict_frames(model, val, cfg)
     return float(np.linalg.norm(pred.pose - val.target_xyz.numpy(), axis=-1).mean() * 1000.0)
 

@@ -71,6 +71,9 @@ def save_bundle(
     save_file(tensors, str(tmp))
     tmp.replace(folder / WEIGHTS)
     save_config(config, folder / CONFIG)
+    ood = getattr(model, "out_of_domain", None)
+    if ood is not None:
+        ood.save(folder)
     if info is not None:
         with atomic_write(folder / INFO, "w") as handle:
             json.dump(info, handle, indent=2)
@@ -135,5 +138,20 @@ def load_bundle(folder: str | Path | None = None, device: str | torch.device = "
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             info = {}
         info = info if isinstance(info, dict) else {}
+    model.out_of_domain = _load_out_of_domain(folder)
     model.to(device).eval()
     return model, info
+
+
+def _load_out_of_domain(folder: Path):
+    """The bundle's out-of-domain model (`uncertainty.ood`), or None where it has none."""
+    from diffpose3d.uncertainty.ood import FILE, OutOfDomain
+
+    path = folder / FILE
+    if not path.is_file():
+        return None
+    try:
+        ood = OutOfDomain.load(path)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc).removeprefix(f"{path}: ")) from None
+    return ood

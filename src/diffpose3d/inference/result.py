@@ -35,6 +35,9 @@ class PoseResult:
     person_ids: np.ndarray | None = None  # (R,); None: one person, id 0
     detector_world_3d: np.ndarray | None = None  # (R, 33, 3) the detector's own 3D landmarks (NaN: none)
     detector_score: np.ndarray | None = None  # (R,) the detector's confidence in the person
+    # (R,) how unlike the bundle's training input each row is (`uncertainty.ood`; 0 = a typical
+    # held-out frame, `meta["out_of_domain_warn_at"]` = the 1 % most unusual); None: the bundle has none
+    out_of_domain: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.person_ids is None:
@@ -61,7 +64,7 @@ class PoseResult:
         """The result restricted to `rows` (indices or a boolean mask)."""
         rows = np.asarray(rows)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in (*ROW_ARRAYS, "detector_world_3d", "detector_score"):
+        for name in (*ROW_ARRAYS, "detector_world_3d", "detector_score", "out_of_domain"):
             if values[name] is not None:
                 values[name] = values[name][rows]
         values["meta"] = dict(self.meta)
@@ -77,7 +80,7 @@ def concat_results(results: list[PoseResult]) -> PoseResult:
     person. Optional per-row arrays are kept when every part has them."""
     first = results[0]
     values = {f.name: getattr(first, f.name) for f in fields(first)}
-    for name in (*ROW_ARRAYS, "detector_world_3d", "detector_score"):
+    for name in (*ROW_ARRAYS, "detector_world_3d", "detector_score", "out_of_domain"):
         parts = [getattr(r, name) for r in results]
         values[name] = None if any(p is None for p in parts) else np.concatenate(parts)
     values["meta"] = dict(first.meta)

@@ -51,7 +51,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
 # Batched EM is many small kernels: on a shared, oversubscribed CPU every multi-threaded kernel
 # launch can wait a scheduler tick (~8 ms), so these folders' tests run single-threaded.
-ONE_THREAD_FOLDERS = ("mixtures", "evidence", "diffusion")
+ONE_THREAD_FOLDERS = ("mixtures", "evidence", "diffusion", "uncertainty")
 
 
 @pytest.fixture(autouse=True)

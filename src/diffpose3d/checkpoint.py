@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from diffpose3d.config import Config, config_from_dict, read_yaml_file, save_config
 from diffpose3d.errors import ConfigError, InputFileError, OutputFileError
 from diffpose3d.io.atomic import atomic_write, check_output_file
+from diffpose3d.uncertainty.ood import FILE as OOD_FILE
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -77,7 +78,8 @@ def save_bundle(
         staging = Path(tempfile.mkdtemp(prefix=".bundle.staging-", dir=folder))
     except OSError as exc:
         raise OutputFileError(folder, f"cannot write ({exc.strerror or exc})") from None
-    names = [WEIGHTS, CONFIG] + ([INFO] if info is not None else [])
+    ood = getattr(model, "out_of_domain", None)
+    names = [WEIGHTS, CONFIG] + ([INFO] if info is not None else []) + ([OOD_FILE] if ood is not None else [])
     try:
         for name in names:
             check_output_file(folder / name)
@@ -87,6 +89,8 @@ def save_bundle(
         }
         save_file(tensors, str(staging / WEIGHTS))
         save_config(config, staging / CONFIG)
+        if ood is not None:
+            ood.save(staging)
         if info is not None:
             with atomic_write(staging / INFO, "w") as handle:
                 json.dump(info, handle, indent=2)
@@ -167,5 +171,20 @@ def load_bundle(folder: str | Path | None = None, device: str | torch.device = "
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             info = {}
         info = info if isinstance(info, dict) else {}
+    model.out_of_domain = _load_out_of_domain(folder)
     model.to(device).eval()
     return model, info
+
+
+def _load_out_of_domain(folder: Path):
+    """The bundle's out-of-domain model (`uncertainty.ood`), or None where it has none."""
+    from diffpose3d.uncertainty.ood import FILE, OutOfDomain
+
+    path = folder / FILE
+    if not path.is_file():
+        return None
+    try:
+        ood = OutOfDomain.load(path)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc).removeprefix(f"{path}: ")) from None
+    return ood

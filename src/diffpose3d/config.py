@@ -216,6 +216,9 @@ class InferenceConfig:
     # Images and videos: H_K from the detector's heatmaps (True) or from its keypoints + visibility
     # (False). A bundle says which evidence it was trained for; `predict --heatmaps/--no-heatmaps` overrides.
     heatmaps: bool = True
+    # With the bundle's out-of-domain model (`uncertainty.ood`): scale each frame's hypotheses by the
+    # factor its out_of_domain score calls for (False: report the score, widen nothing).
+    widen_off_domain: bool = True
 
 
 @dataclass

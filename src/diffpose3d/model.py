@@ -130,6 +130,9 @@ class DiffPoseModel(nn.Module):
         # Split-conformal factor per joint (`evaluation.calibration.conformal_scale`, fitted on a
         # calibration split by `diffpose3d calibrate`): ones until then.
         self.register_buffer("conformal_scale", torch.ones(j))
+        # The bundle's out-of-domain model (`uncertainty.ood`, its `out_of_domain.npz`): None where the
+        # bundle has none; then predictions carry no out_of_domain score and nothing is widened.
+        self.out_of_domain = None
         if d.depth_prior not in hk.DEPTH_PRIORS:
             raise ConfigError(f"model.diffusion.depth_prior: unknown prior '{d.depth_prior}' ({' | '.join(hk.DEPTH_PRIORS)})")
         if d.depth_prior == "dataset":

@@ -277,3 +277,6 @@ def print_report(report) -> None:
         print(f"diffpose3d predict: warning: {report.summary()}", file=sys.stderr)
     else:
         print(report.summary(), flush=True)
+        warning = report.warning()
+        if warning:
+            print(f"diffpose3d predict: warning: {report.input}: {warning}", file=sys.stderr)

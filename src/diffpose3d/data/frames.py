@@ -21,13 +21,13 @@ would report).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from diffpose3d.cameras import normalize_screen_coordinates, uv_per_pixel
-from diffpose3d.config import EvidenceConfig
+from diffpose3d.config import EvidenceConfig, SyntheticDetectorConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence.person_frame import focal_guess
@@ -147,6 +147,17 @@ def build_frames(
     )
 
 
+def synthetic_for_layout(cfg: SyntheticDetectorConfig, model: Skeleton, data: Skeleton) -> SyntheticDetectorConfig:
+    """The synthetic detector's settings for data of another layout: its per-joint relative noise
+    (given for the model's joints) carried over by joint name, the mean for joints the model lacks."""
+    rel = list(cfg.relative_noise)
+    if not rel or len(rel) == data.num_joints or len(rel) != model.num_joints:
+        return cfg
+    mean = float(np.mean(rel))
+    names = model.joint_names
+    return replace(cfg, relative_noise=[rel[names.index(n)] if n in names else mean for n in data.joint_names])
+
+
 def evidence_for_sequence(
     seq: PoseSequence, skeleton: Skeleton, cfg: EvidenceConfig, *, seed: int = 0
 ) -> tuple[torch.Tensor, GaussianMixture]:
@@ -167,7 +178,8 @@ def evidence_for_sequence(
 
         # drawn in the data's own layout (its left/right pairs), then carried to the model's like keypoints
         data_skeleton = get_skeleton(seq.skeleton)
-        gmm_px = synthetic_gmm(seq.keypoints_2d, (data_skeleton.left, data_skeleton.right), cfg.synthetic, seed=seed)
+        gmm_px = synthetic_gmm(seq.keypoints_2d, (data_skeleton.left, data_skeleton.right),
+                               synthetic_for_layout(cfg.synthetic, skeleton, data_skeleton), seed=seed)
         gmm = mixture_to_uv(gmm_px, w, h)
         if seq.skeleton != skeleton.name:
             gmm = map_gmm(gmm, seq.skeleton, skeleton.name, h / w)

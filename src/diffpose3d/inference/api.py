@@ -213,5 +213,13 @@ class DiffPose:
             lifter_3d=pred.lifter,
             image_size=(int(w), int(h)),
             frame_indices=np.arange(t) if frame_indices is None else frame_indices,
-            meta={"model": self.model.config.name, "layout": self.layout, "inference": vars(self.inference).copy()},
+            meta=self._meta(),
+            out_of_domain=pred.out_of_domain,
         )
+
+    def _meta(self) -> dict:
+        meta = {"model": self.model.config.name, "layout": self.layout, "inference": vars(self.inference).copy()}
+        ood = getattr(self.model, "out_of_domain", None)
+        if ood is not None:
+            meta["out_of_domain_warn_at"] = round(float(ood.warn_at), 4)
+        return meta

@@ -26,6 +26,11 @@ class FramePredictions:
     covariance: np.ndarray  # (F, J, 3, 3)
     spread: np.ndarray  # (F, J) RMS standard deviation
     lifter: np.ndarray  # (F, J, 3) the context encoder's own 3D guess
+    # With the bundle's out-of-domain model (`uncertainty.ood`): per frame the score, the
+    # standardised signals (F, S) and the factor the hypotheses were scaled by around their mean.
+    out_of_domain: np.ndarray | None = None
+    ood_signals: np.ndarray | None = None
+    widening: np.ndarray | None = None
 
 
 def sequence_draws(num_sequences: int, cfg: InferenceConfig, joints: int) -> NoiseDraws:
@@ -50,6 +55,7 @@ def lift_batches(
     sequences: list[np.ndarray] | None = None,
     focal: torch.Tensor | None = None,
     image_size: tuple[int, int] | None = None,
+    widen: bool = True,
 ) -> FramePredictions:
     """Run the model over (F, J, 2) keypoints and their (F, J, M, 2) mixtures in batches.
 
@@ -93,8 +99,26 @@ def lift_batches(
         outs["lifter"].append(lifter.cpu().numpy())
     pose, hypotheses, lifter = (np.concatenate(outs[k]) for k in ("pose", "hyp", "lifter"))
     cov = hypothesis_covariance(hypotheses)
-    return FramePredictions(pose=pose, hypotheses=hypotheses, covariance=cov, spread=spread_from_covariance(cov),
+    pred = FramePredictions(pose=pose, hypotheses=hypotheses, covariance=cov, spread=spread_from_covariance(cov),
                             lifter=lifter)
+    ood = getattr(model, "out_of_domain", None)
+    if ood is not None and cfg.mode == "diffpose" and n:
+        z = ood.standardise(ood.raw_signals(keypoints_uv, uv_gmm, pose, lifter, pred.spread))
+        pred.out_of_domain, pred.ood_signals = ood.score(z), z
+        if widen and cfg.widen_off_domain and hypotheses.shape[1] > 1:
+            pred = widened(pred, ood.factor(pred.out_of_domain))
+    return pred
+
+
+def widened(pred: FramePredictions, factor: np.ndarray) -> FramePredictions:
+    """`pred` with each frame's hypotheses scaled around their mean by `factor (F,)` (spread x factor,
+    covariance x factor^2; the aggregated pose is kept)."""
+    f = factor.astype(pred.hypotheses.dtype)
+    centre = pred.hypotheses.mean(1, keepdims=True)
+    hyps = centre + f[:, None, None, None] * (pred.hypotheses - centre)
+    return FramePredictions(pose=pred.pose, hypotheses=hyps, covariance=pred.covariance * (f**2)[:, None, None, None],
+                            spread=pred.spread * f[:, None], lifter=pred.lifter, out_of_domain=pred.out_of_domain,
+                            ood_signals=pred.ood_signals, widening=factor)
 
 
 def attach_context(model: DiffPoseModel, frames: FrameSet) -> FrameSet:

@@ -79,6 +79,8 @@ def person_to_json(result: PoseResult, r: int) -> dict:
         world = result.detector_world_3d[r]
         entry["detector_world_3d"] = _round(world, 4) if np.isfinite(world).all() else None
         entry["detector_score"] = round(float(result.detector_score[r]), 4)
+    if result.out_of_domain is not None:
+        entry["out_of_domain"] = round(float(result.out_of_domain[r]), 4)
     return entry
 
 
@@ -151,6 +153,8 @@ def _write_npz(result: PoseResult, npz_path: Path) -> None:
     if result.root is not None:
         arrays["root"] = result.root.astype(np.float32)
         arrays["root_hypotheses"] = result.root_hypotheses.astype(np.float32)
+    if result.out_of_domain is not None:
+        arrays["out_of_domain"] = result.out_of_domain.astype(np.float32)
     with open(npz_path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
 
@@ -190,6 +194,7 @@ def load_result_npz(path: str | Path) -> PoseResult:
             detector_score=f.get("detector_score"),
             root=f.get("root"),
             root_hypotheses=f.get("root_hypotheses"),
+            out_of_domain=f.get("out_of_domain"),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise InputFileError(path, f"not a diffpose3d prediction npz ({exc.__class__.__name__}: {exc})") from None

@@ -126,6 +126,34 @@ class ResultReport:
         return (f"{self.input}: {_count(self.frames, 'frame')}, {_count(self.people, 'person', 'people')}, {median}, "
                 f"{self.seconds:.1f} s -> {', '.join(str(p) for p in self.files)}")
 
+    def warning(self) -> str:
+        """One line when the input is unlike the model's training input (`ood_warning`), else ''."""
+        return "" if self.result is None else ood_warning(self.result)
+
+
+def ood_warning(result: PoseResult) -> str:
+    """'' or one line: how many rows score above the bundle's out-of-domain warning level (the 1 %
+    most unusual held-out frames), and that their spread was widened for it."""
+    warn_at = result.meta.get("out_of_domain_warn_at")
+    if result.out_of_domain is None or warn_at is None:
+        return ""
+    score = np.nan_to_num(np.asarray(result.out_of_domain, float), nan=0.0)
+    high = score > float(warn_at)
+    if not high.any():
+        return ""
+    return (f"{int(high.sum())} of {len(score)} poses look unlike the model's training input (out_of_domain up to "
+            f"{score.max():.1f}, warning above {float(warn_at):.1f}): their spread is widened, trust them less")
+
+
+def ood_note(result: PoseResult, rows: np.ndarray) -> str:
+    """A short annotation of the highest out_of_domain score of `rows` ('' without one)."""
+    if result.out_of_domain is None or len(rows) == 0:
+        return ""
+    score = float(np.nanmax(np.asarray(result.out_of_domain, float)[rows]))
+    warn_at = result.meta.get("out_of_domain_warn_at")
+    flag = "  UNUSUAL INPUT" if warn_at is not None and score > float(warn_at) else ""
+    return f"  out-of-domain {score:.1f}{flag}"
+
 
 def predict_one(
     model: DiffPose,
@@ -291,7 +319,8 @@ def render_result(result: PoseResult, evidence: Evidence2D, path: Path) -> Path:
             yield render_people(
                 next(images, None), _views(result, rows, offsets), result.parents, left=skeleton.left,
                 right=skeleton.right, joint_names=result.joint_names, spread_range_mm=scale, box=box,
-                title=f"{evidence.name}  frame {f}  {n} {'person' if n == 1 else 'people'}  (N={result.num_hypotheses})",
+                title=f"{evidence.name}  frame {f}  {n} {'person' if n == 1 else 'people'}  (N={result.num_hypotheses})"
+                      + ood_note(result, rows),
             )
 
     if path.suffix == ".png":
@@ -352,6 +381,8 @@ def html_result(result: PoseResult, evidence: Evidence2D | None, path: Path, tit
         placed, box = by_root
         pages = [(f, _views(result, rows, offsets, paths), photos.get(f)) for f, rows, offsets, paths in placed]
     library = None if library_dir is None else write_library(library_dir)
+    if result.out_of_domain is not None:
+        title += ood_note(result, np.arange(len(result)))
     return write_page(path, pages, result.parents, result.joint_names, title, image_size=result.image_size,
                       left=skeleton.left, right=skeleton.right, fps=(evidence.fps if evidence else 0) or 10.0,
                       spread_range_mm=spread_scale(result.uncertainty), box=box, library=library)

@@ -15,7 +15,7 @@ import numpy as np
 # Per-row arrays (the first axis is the row), in the order they are written.
 ROW_ARRAYS = ("pose_3d", "hypotheses", "covariance", "uncertainty", "keypoints_2d", "confidence", "missing",
               "lifter_3d", "frame_indices", "person_ids")
-OPTIONAL_ROW_ARRAYS = ("detector_world_3d", "detector_score", "root", "root_hypotheses")
+OPTIONAL_ROW_ARRAYS = ("detector_world_3d", "detector_score", "root", "root_hypotheses", "out_of_domain")
 
 
 @dataclass
@@ -40,6 +40,9 @@ class PoseResult:
     detector_score: np.ndarray | None = None  # (R,) the detector's confidence in the person
     root: np.ndarray | None = None  # (R, 3) the root joint's camera-frame position, metres (scene.trajectory)
     root_hypotheses: np.ndarray | None = None  # (R, N, 3) each hypothesis' root
+    # (R,) how unlike the bundle's training input each row is (`uncertainty.ood`; 0 = a typical
+    # held-out frame, `meta["out_of_domain_warn_at"]` = the 1 % most unusual); None: the bundle has none
+    out_of_domain: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.person_ids is None:

@@ -65,3 +65,14 @@ def test_live_arguments_that_do_not_go_together(tmp_path, capsys, args, message)
     assert main(["predict", *args, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_status_of_a_slow_stream_still_says_its_rate():
+    from diffpose3d.inference.live import LiveStats
+
+    stats = LiveStats()
+    assert "--" in stats.status(0)
+    for k in range(4):  # one frame every 3 s, each 2.5 s late
+        stats.add(3.0 * k, 2.5)
+    assert stats.frames_per_second() == pytest.approx(1 / 3) and stats.latency_ms() == pytest.approx(2500)
+    assert stats.status(2).startswith(" 0.3 frames/s  latency 2500 ms  2 people")

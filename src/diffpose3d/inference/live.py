@@ -29,7 +29,7 @@ from diffpose3d.inference.api import DiffPose
 from diffpose3d.io.live import LiveSource
 from diffpose3d.io.results import OutputFolder
 
-WINDOW_S = 1.0  # the status' frames/s and latency are over this last stretch
+WINDOW_S = 1.0  # the status' frames/s and latency: over this last stretch (at least two frames)
 
 
 @dataclass
@@ -63,8 +63,8 @@ class LiveStats:
     def add(self, finished: float, latency_s: float) -> None:
         self._recent.append((finished, latency_s))
         self.latencies.append(latency_s)
-        while self._recent and self._recent[0][0] < finished - WINDOW_S:
-            self._recent.popleft()
+        while len(self._recent) > 2 and self._recent[0][0] < finished - WINDOW_S:
+            self._recent.popleft()  # the last second, but never fewer than the last two frames
 
     def frames_per_second(self) -> float:
         if len(self._recent) < 2:

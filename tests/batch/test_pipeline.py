@@ -66,7 +66,7 @@ def same_result(a, b):
                         mx, my = json.loads(str(x[key])), json.loads(str(y[key]))
                         assert mx.pop("run") != my.pop("run") and mx == my
                     else:
-                        assert np.array_equal(x[key], y[key]), key
+                        assert np.array_equal(x[key], y[key], equal_nan=x[key].dtype.kind == "f"), key
         else:
             jx, jy = (json.loads(p.with_suffix(".json").read_text()) for p in (a, b))
             jx["meta"].pop("run"), jy["meta"].pop("run")

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import uuid
@@ -38,8 +39,10 @@ from diffpose3d.io.atomic import check_output_file, file_kind
 
 LOCK_NAME = ".diffpose3d.lock"
 MANIFEST_SCHEMA = "diffpose3d.result-manifest/1"
-# The files a result NAME may have: NAME + one of these (what predict writes), nothing else.
-RESULT_SUFFIXES = (".npz", ".json", ".html", "_render.png", "_render.mp4")
+# The files a result NAME may have: NAME + one of these (what predict writes: the arrays, the page,
+# the render, the exports; a live run's video and per-frame lines), or NAME_person<ID>.bvh; nothing else.
+RESULT_SUFFIXES = (".npz", ".json", ".html", "_render.png", "_render.mp4", ".glb", ".mp4", ".jsonl")
+_PERSON_BVH = re.compile(r"_person\d{1,10}\.bvh")
 MAX_MANIFEST_BYTES = 1 << 20
 
 
@@ -51,8 +54,10 @@ def plain_name(name: str) -> bool:
 
 def own_file(name: str, filename: object) -> bool:
     """True when `filename` is one a result called `name` may have (derived from the name)."""
-    return (isinstance(filename, str) and plain_name(filename) and plain_name(name)
-            and any(filename == name + suffix for suffix in RESULT_SUFFIXES))
+    if not (isinstance(filename, str) and plain_name(filename) and plain_name(name) and filename.startswith(name)):
+        return False
+    rest = filename[len(name):]
+    return rest in RESULT_SUFFIXES or _PERSON_BVH.fullmatch(rest) is not None
 
 
 def _lstat_mode(path: Path) -> int | None:

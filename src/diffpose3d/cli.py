@@ -89,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a bad argument (one line printed)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except Exception as exc:  # noqa: BLE001 - an argument type that failed otherwise: still one line
+        print(f"diffpose3d: error: {one_line(f'{type(exc).__name__}: {exc}')[:300]}", file=sys.stderr)
+        return 2
     if not hasattr(args, "_run"):
         parser.print_help()
         return 1
@@ -97,17 +100,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", InputWarning)
         warnings.showwarning = _show_warning
-        try:
-            return int(args._run(args) or 0)
-        except DiffPoseError as exc:
-            print(f"diffpose3d {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
-            return 2
-        except MemoryError:
-            print(f"diffpose3d {args.command}: error: out of memory", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"diffpose3d {args.command}: interrupted", file=sys.stderr)
-            return 130
+        return run_command(args.command, lambda: args._run(args))
+
+
+def run_command(command: str, run) -> int:
+    """The one error handler every command runs under: each failure is one line on stderr.
+
+    Refusals (`DiffPoseError`), files the system would not open or write (`OSError`) and memory
+    exhaustion exit 2; anything else is a bug, reported in one line with exit 1
+    (`DIFFPOSE3D_TRACEBACK=1` shows where)."""
+    prefix = f"diffpose3d {command}"
+    try:
+        return int(run() or 0)
+    except DiffPoseError as exc:
+        print(f"{prefix}: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{prefix}: error: out of memory", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{prefix}: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback reaches the user
+        if os.environ.get("DIFFPOSE3D_TRACEBACK"):
+            raise
+        print(f"{prefix}: error: unexpected {type(exc).__name__}: {one_line(str(exc))[:300]} "
+              "(a bug: please report it; DIFFPOSE3D_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,3 +33,7 @@ def test_local_motion_is_the_neighbours_offset_clamped_at_each_sequence_end() ->
     # frame 5 (sequence 2, position 1: its order is 36, 25, 16): neighbours 36, 36, 16, 16 (clamped)
     assert motion[5, 0].tolist() == [11.0, 11.0, -9.0, -9.0]
     assert torch.equal(local_motion(values, [np.arange(7)], radius=1)[3, 0], torch.tensor([-5.0, 7.0]))
+    # scaled and written into a slice of a larger tensor (the model's context), in place
+    context = torch.full((7, 1, 5), -1.0)
+    local_motion(values, rows, radius=2, scale=100.0, out=context[..., 1:])
+    assert torch.equal(context[..., 1:], 100.0 * motion) and torch.all(context[..., 0] == -1.0)

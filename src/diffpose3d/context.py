@@ -120,17 +120,23 @@ def two_views(encoder: Encoder, x: torch.Tensor, perm: Sequence[int], mirror: to
     return 0.5 * (xyz_both[:n] + flip_pose(xyz_both[n:], perm)), 0.5 * (feats_both[:n] + feats_both[n:][..., index, :])
 
 
-def local_motion(values: torch.Tensor, rows: Sequence[np.ndarray], radius: int) -> torch.Tensor:
+def local_motion(values: torch.Tensor, rows: Sequence[np.ndarray], radius: int, scale: float = 1.0,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
     """`(F, J, C)` per-frame values -> `(F, J, 2 * radius * C)`: for offsets -radius..-1, 1..radius
-    (in that order), the value `offset` frames away in the frame's own sequence minus its own
-    (edge-clamped at the sequence's ends, so a missing neighbour reads as no motion)."""
-    out = values.new_zeros(values.shape[:2] + (2 * radius * values.shape[2],))
+    (in that order), `scale` x the value `offset` frames away in the frame's own sequence minus its own
+    (edge-clamped at the sequence's ends, so a missing neighbour reads as no motion). `out`: written
+    in place (e.g. a slice of the context tensor: no full-size temporaries for a large frame set);
+    frames in no sequence are left alone there."""
+    shape = values.shape[:2] + (2 * radius * values.shape[2],)
+    if out is None:
+        out = values.new_zeros(shape)
+    assert out.shape == shape, f"out must be {tuple(shape)}, got {tuple(out.shape)}"
     offsets = [o for o in range(-radius, radius + 1) if o != 0]
     for r in rows:
         r = torch.as_tensor(np.asarray(r), dtype=torch.long)
         seq = values[r]
         position = torch.arange(len(r))
-        out[r] = torch.cat([seq[(position + o).clamp(0, len(r) - 1)] - seq for o in offsets], dim=-1)
+        out[r] = scale * torch.cat([seq[(position + o).clamp(0, len(r) - 1)] - seq for o in offsets], dim=-1)
     return out
 
 

@@ -239,7 +239,13 @@ class DiffPoseModel(nn.Module):
         if radius:
             rows = [np.arange(xyz.shape[0])] if rows is None else rows
             anchor = torch.cat([prepared.keypoints.to(xyz), xyz], dim=-1)
-            feats = torch.cat([feats, MOTION_SCALE * local_motion(anchor, rows, radius)], dim=-1)
+            width = feats.shape[-1]
+            # filled in place: a Human3.6M training set's context is gigabytes
+            context = torch.zeros(feats.shape[:2] + (width + 2 * radius * STATE_DIM,), dtype=feats.dtype)
+            context[..., :width] = feats
+            del feats
+            local_motion(anchor, rows, radius, MOTION_SCALE, out=context[..., width:])
+            feats = context
         return xyz, feats
 
     def flip_context(self, xyz: torch.Tensor, feats: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

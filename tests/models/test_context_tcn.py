@@ -90,3 +90,14 @@ def test_a_clip_shorter_than_the_field_is_edge_padded():
     one = torch.randn(1, 1, J, C)
     xyz, _ = net(one)
     torch.testing.assert_close(xyz, net(one.expand(1, 27, J, C).contiguous(), padded=True)[0])
+
+
+def test_a_config_with_another_receptive_field_is_refused_in_one_line():
+    from diffpose3d.config import load_config
+    from diffpose3d.errors import ConfigError
+
+    assert load_config(None, ["model.encoder.kind=tcn", "model.encoder.frames=81"]).model.encoder.frames == 81
+    with pytest.raises(ConfigError, match="model.encoder.frames .*power of 3.*got 30"):
+        load_config(None, ["model.encoder.kind=tcn", "model.encoder.frames=30"])
+    with pytest.raises(ConfigError, match="train.chunk_frames"):
+        load_config(None, ["train.chunk_frames=0"])

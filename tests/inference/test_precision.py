@@ -60,3 +60,14 @@ def test_precision_is_a_checked_setting():
     assert load_config(None).inference.precision == "auto"
     with pytest.raises(ConfigError, match="inference.precision"):
         load_config(None, ["inference.precision=half"])
+
+
+def test_g_under_a_callers_autocast_still_trains():
+    """train.precision bf16 wraps g in autocast: forward (bf16 blocks off) must stay inside it."""
+    from diffpose3d.training.loop import Autocast
+
+    model = DiffPoseModel(load_config(None, ["model.denoiser.width=16", "model.denoiser.blocks=1"]))
+    j, c = model.skeleton.num_joints, model.conditioning_dim
+    out = Autocast(model.denoiser)(torch.randn(3, j, 5), torch.tensor([1, 2, 3]), torch.randn(3, j, c))
+    out.sum().backward()
+    assert out.dtype == torch.float32 and model.denoiser.blocks[0].mlp[0].weight.grad is not None

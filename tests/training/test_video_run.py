@@ -89,7 +89,7 @@ def test_coherent_hypotheses_are_motions_not_jitter(video_run):
     out, _, cfg = video_run
     model, _ = load_bundle(out)
     frames = build_frames(training_splits(cfg)["test"], model.skeleton, cfg.evidence)
-    coherent = replace(cfg.inference, coherent=True)
+    coherent = replace(cfg.inference, coherent=True, precision="fp32")  # bf16 rounding depends on the batch
     pred = predict_frames(model, frames, coherent)
     # however the frames are batched, every frame of a sequence gets the same noise
     again = predict_frames(model, frames, replace(coherent, batch_frames=7))

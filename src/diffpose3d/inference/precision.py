@@ -6,6 +6,8 @@ to bfloat16's 8 bits (measured on the default bundle: poses within 0.5 mm of flo
 "auto" picks bf16 where the hardware does it natively (a CPU with AVX-512 BF16 or AMX, a CUDA GPU
 with bfloat16), where it is about 2.4x the float32 throughput of g on a 2-core AVX-512 BF16 CPU
 (`benchmarks/bench_predict_speed.py`), and float32 elsewhere (emulated bfloat16 is no faster).
+In bf16 a frame's result also depends, within that tolerance, on the frames batched with it (the
+kernels' rounding changes with the batch's shape); float32 results do not.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Sequence
 
 import torch
@@ -77,9 +76,8 @@ class Denoiser(nn.Module):
             x = self.embed(h_k)
         t = sinusoidal_embedding(k.to(h_k.device) * (1000.0 / self.num_steps), self.width).to(h_k.dtype)
         t = self.step_mlp(t)
-        # Without bf16_blocks no context is entered: an enclosing autocast (bf16 training) stays in force.
-        blocks_precision = torch.autocast(h_k.device.type, dtype=torch.bfloat16) if bf16_blocks else contextlib.nullcontext()
-        with blocks_precision:
+        # Only ever switches autocast on: a caller's own autocast (train.precision bf16) stays in force.
+        with torch.autocast(h_k.device.type, dtype=torch.bfloat16) if bf16_blocks else contextlib.nullcontext():
             for i, block in enumerate(self.blocks):
                 cond = self.step_proj[i](t).unsqueeze(1)
                 if self.context_proj is not None:

@@ -124,8 +124,9 @@ def fit_from_frames(density, sets: list[CalibrationFrames], bins: int = 24) -> t
     weights = weights / weights.sum() if weights.sum() > 0 else np.eye(len(SIGNALS))[0]
     score = z @ weights
     knots, needed = _binned(score, ratio, bins, lambda r: float(np.quantile(r, cal.CONFORMAL_LEVEL)))
-    factors = np.clip(_monotone(needed, np.ones(len(needed))), MIN_FACTOR, None)
+    factors = _monotone(needed, np.ones(len(needed)))
     home_score = score[: len(home.ratio)]
+    factors = np.clip(factors / _home_neutral(home.ratio, home_score, knots, factors), MIN_FACTOR, None)
     ood = OutOfDomain(density, noise_knots, noise_scores, centre, scale, weights, knots, factors,
                       float(np.quantile(home_score, 0.99)))
     radius_ok = lambda s, f: float(np.mean(s.ratio <= f[:, None]))  # noqa: E731
@@ -140,6 +141,24 @@ def fit_from_frames(density, sets: list[CalibrationFrames], bins: int = 24) -> t
                                   "coverage_90_before": round(radius_ok(s, np.ones(len(sc))), 3),
                                   "coverage_90_after": round(radius_ok(s, ood.factor(sc)), 3)}
     return ood, record
+
+
+def _home_neutral(ratio: np.ndarray, score: np.ndarray, knots: np.ndarray, factors: np.ndarray) -> float:
+    """The divisor c >= 1 of the factors that brings the in-domain frames' 90 % coverage down to
+    max(their coverage without widening, 90 %): the pooled map may not over-cover at home."""
+    def coverage(c: float) -> float:
+        return float(np.mean(ratio <= np.interp(score, knots, factors / c)[:, None]))
+
+    target = max(float(np.mean(ratio <= 1.0)), cal.CONFORMAL_LEVEL)
+    if coverage(1.0) <= target:
+        return 1.0
+    lo, hi = 1.0, 2.0
+    while coverage(hi) > target and hi < 1e3:
+        hi *= 2.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if coverage(mid) > target else (lo, mid)
+    return hi
 
 
 def attach(model: DiffPoseModel, ood: OutOfDomain | None) -> DiffPoseModel:

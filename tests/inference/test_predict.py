@@ -151,7 +151,7 @@ def test_unwritable_output_gives_one_line_error_and_no_partial_pair(tiny_bundle,
     (out / "people.json").mkdir(parents=True)  # the JSON cannot be written: the npz must not stay behind
     assert main(["predict", str(src), "--out", str(out), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"{out / 'people.json'}: cannot write" in err[0]
+    assert len(err) == 1 and f"{out / 'people.json'}: exists and is a folder: refusing to replace it" in err[0]
     assert sorted(p.name for p in out.iterdir()) == ["people.json"]
 
 

@@ -204,7 +204,7 @@ class DiffPoseModel(nn.Module):
         image) as explicit encoder inputs (`person`, `evidence/person_frame.py`)."""
         if self.config.model.encoder.inputs != "person":
             return Prepared(keypoints_uv, uv_gmm, keypoints_uv, None)
-        spread = pf.joint_spread(uv_gmm)
+        spread = uv_gmm.spread()
         frame = pf.person_frame(keypoints_uv, spread)
         if focal is None:
             focal = torch.full(keypoints_uv.shape[:1], pf.focal_guess((1, 1)))

@@ -7,7 +7,8 @@ RMS distance of its present joints from their centre), and what depth needs is g
 frame: the centre's image position, the log of the size and the log of the focal length (a guess
 where the camera is unknown). A joint counts as present when its evidence is tighter than
 `PRESENT_STD` (uv units); a broad joint (confidence 0, out of frame) neither places nor sizes the
-person. Per joint the encoder also gets the log of its 2D spread relative to the size.
+person. Per joint the encoder also gets the log of its 2D spread (`GaussianMixture.spread`) relative
+to the size.
 """
 
 from __future__ import annotations
@@ -48,11 +49,6 @@ class PersonFrame:
         """Per-joint mixtures `(B, J, M, 2)` in image uv -> person frame."""
         s = self.size.reshape(-1, 1, 1, 1)
         return GaussianMixture(gmm.weights, self.points(gmm.means), gmm.covariances / s[..., None] ** 2)
-
-
-def joint_spread(gmm: GaussianMixture) -> torch.Tensor:
-    """Each joint's 2D evidence spread `(B, J)`: sqrt(trace(mixture covariance) / 2)."""
-    return (gmm.covariance().diagonal(dim1=-2, dim2=-1).sum(-1) / 2).clamp_min(1e-12).sqrt()
 
 
 def person_frame(keypoints_uv: torch.Tensor, spread: torch.Tensor) -> PersonFrame:

@@ -204,12 +204,12 @@ class DiffPoseModel(nn.Module):
         image) as explicit encoder inputs (`person`, `evidence/person_frame.py`)."""
         if self.config.model.encoder.inputs != "person":
             return Prepared(keypoints_uv, uv_gmm, keypoints_uv, None)
-        spread = uv_gmm.spread()
-        frame = pf.person_frame(keypoints_uv, spread)
+        evidence_spread = uv_gmm.spread()
+        frame = pf.person_frame(keypoints_uv, evidence_spread)
         if focal is None:
             focal = torch.full(keypoints_uv.shape[:1], pf.focal_guess((1, 1)))
         keypoints = frame.points(keypoints_uv)
-        return Prepared(keypoints, frame.mixture(uv_gmm), pf.encoder_input(keypoints, spread, frame, focal), frame)
+        return Prepared(keypoints, frame.mixture(uv_gmm), pf.encoder_input(keypoints, evidence_spread, frame, focal), frame)
 
     @property
     def input_mirror(self) -> torch.Tensor:

@@ -142,8 +142,8 @@ def conformal_coverage(model: DiffPoseModel, pose: np.ndarray, spread: np.ndarra
 def uncertain_joints(frames: FrameSet) -> np.ndarray:
     """(F, J) joints whose 2D evidence is more than twice as broad as their frame's median joint
     (occluded, out of frame, no detection): where the calibration matters most."""
-    spread = frames.uv_gmm.spread().numpy()
-    return spread > 2.0 * np.median(spread, axis=1, keepdims=True)
+    evidence_spread = frames.uv_gmm.spread().numpy()
+    return evidence_spread > 2.0 * np.median(evidence_spread, axis=1, keepdims=True)
 
 
 def quantile_calibration(

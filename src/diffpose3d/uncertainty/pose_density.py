@@ -46,11 +46,11 @@ class PoseFeatures:
 
 def pose_features(keypoints_uv: torch.Tensor, uv_gmm: GaussianMixture) -> PoseFeatures:
     """The features of `(F, J, 2)` keypoints and their `(F, J, M, 2)` mixtures."""
-    spread = uv_gmm.spread()
-    frame = person_frame(keypoints_uv, spread)
+    evidence_spread = uv_gmm.spread()
+    frame = person_frame(keypoints_uv, evidence_spread)
     points = frame.points(keypoints_uv)
-    noise = (spread / frame.size[:, :, 0]).square()
-    return PoseFeatures(points.reshape(len(points), -1).double().numpy(), (spread < PRESENT_STD).numpy(),
+    noise = (evidence_spread / frame.size[:, :, 0]).square()
+    return PoseFeatures(points.reshape(len(points), -1).double().numpy(), (evidence_spread < PRESENT_STD).numpy(),
                         noise.double().numpy())
 
 

@@ -23,13 +23,6 @@ from diffpose3d.mixtures.gmm import pick_components
 Model = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
-def _abar(schedule: Schedule, k: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """`alpha_bar[k]` broadcastable to `like (B, J, D)`; `k` is an int or a `(B,)` tensor."""
-    k_t = torch.as_tensor(k, dtype=torch.long, device=like.device)
-    a = schedule.alpha_bar.to(like.device)[k_t].to(like.dtype)
-    return a.reshape(a.shape + (1,) * (like.dim() - a.dim())) if a.dim() else a
-
-
 class DDIMSampler:
     """DDIM sampler over a `Schedule`; `eta = 0` is deterministic given the H_K draw, `eta = 1` is
     DDPM-like. `num_steps` reverse steps are evenly spaced over `0..K`."""
@@ -78,8 +71,8 @@ class DDIMSampler:
         if isinstance(k, int) and isinstance(k_prev, int):
             assert 0 <= k_prev < k <= self.schedule.K, f"need 0 <= k_prev < k <= K, got k={k}, k_prev={k_prev}"
         eta = self.eta if eta is None else float(eta)
-        a_k = _abar(self.schedule, k, sample)
-        a_prev = _abar(self.schedule, k_prev, sample)
+        a_k = self.schedule.at(k, sample)
+        a_prev = self.schedule.at(k_prev, sample)
         x0 = pred_h0 - mu
         # Implied (coloured) noise of the current sample; alpha_bar[k] < 1 for every k >= 1.
         eps = (sample - mu - a_k.sqrt() * x0) / (1.0 - a_k).sqrt()

@@ -74,7 +74,7 @@ class DiffPose:
         `focal`: the camera's focal length in pixels (default: `scene.intrinsics.DEFAULT_FOV_DEG`),
         for the root positions (`result.root`) and told to the model."""
         from diffpose3d.data.keypoints import drop_far_outside
-        from diffpose3d.evidence.heatmaps import keypoints_to_gmm
+        from diffpose3d.evidence.mixture2d import keypoints_to_gmm
 
         with np.errstate(over="ignore"):  # too large for float32: inf, then missing
             keypoints = np.asarray(keypoints, dtype=np.float32)

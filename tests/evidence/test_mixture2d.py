@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, broad_mixture, map_gmm, mixture_to_pixels, mixture_to_uv, top_mode
+from diffpose3d.data.gmm_files import decode_gmm
+from diffpose3d.evidence.mixture2d import broad_mixture, map_gmm, mixture_to_pixels, mixture_to_uv, top_mode
 from diffpose3d.cameras import normalize_screen_coordinates
 from diffpose3d.skeleton import get_skeleton, map_keypoints
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -71,7 +72,7 @@ def test_authors_layout_to_mixture():
     arr[..., 2] = 50.0
     arr[..., 3] = 4.0
     arr[..., 4] = 9.0
-    g = authors_gmm_to_mixture(arr)
+    g = decode_gmm(arr)
     assert torch.allclose(g.weights[0, 0], torch.tensor([1.0, 0.0, 0.0]))
     assert torch.allclose(g.covariances[0, 0, 0], torch.diag(torch.tensor([4.0, 9.0])))
 

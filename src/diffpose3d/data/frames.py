@@ -29,10 +29,11 @@ import torch
 from diffpose3d.cameras import normalize_screen_coordinates, uv_per_pixel
 from diffpose3d.config import EvidenceConfig, SyntheticDetectorConfig
 from diffpose3d.data.base import PoseSequence
+from diffpose3d.data.gmm_files import decode_gmm
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence.person_frame import focal_guess
 from diffpose3d.evidence.mixture2d import (
-    authors_gmm_to_mixture, fill_missing, map_gmm, mixture_to_uv, point_mixture, top_mode,
+    fill_missing, map_gmm, mixture_to_uv, point_mixture, top_mode,
 )
 from diffpose3d.mixtures.gmm import GaussianMixture, merge_close_components
 from diffpose3d.skeleton import Skeleton, get_skeleton, mapping_indices
@@ -188,7 +189,7 @@ def evidence_for_sequence(
     elif cfg.source == "gmm_file":
         if seq.gmm_2d is None:
             raise ConfigError(f"evidence.source is gmm_file but {seq.key} has no attached GMM (give the GMM file)")
-        gmm = mixture_to_uv(authors_gmm_to_mixture(seq.gmm_2d), w, h)
+        gmm = mixture_to_uv(decode_gmm(seq.gmm_2d), w, h)
         gmm = map_gmm(merge_close_components(gmm), seq.skeleton, skeleton.name, h / w)
     elif cfg.source == "confidence":
         from diffpose3d.evidence.mixture2d import keypoints_to_gmm

@@ -5,7 +5,6 @@
   whole image;
 - `point_mixture`: the one keypoint-to-Gaussian (an isotropic component at each keypoint);
   `keypoints_to_gmm`: a detector's keypoints + confidence as such mixtures;
-- `authors_gmm_to_mixture`: the authors' `(T, J, K, 5)` file rows as a mixture;
 - `mixture_to_uv` / `mixture_to_pixels`: means and covariances between pixels and the normalised
   screen frame (`cameras.normalize_screen_coordinates`);
 - `map_gmm`: carry mixtures to another joint layout; `top_mode`: the detector's keypoint (the mean
@@ -118,14 +117,6 @@ def keypoints_to_gmm(
     point = point_mixture(normalize_screen_coordinates(torch.nan_to_num(kp), *image_size), std_uv, num_components)
     capped = torch.minimum(point.covariances, broad.covariances[..., :1, :1, :1])  # cap at the broad u-variance
     return GaussianMixture(point.weights, point.means, capped).where(missing, broad)
-
-
-def authors_gmm_to_mixture(gmm_2d: np.ndarray) -> GaussianMixture:
-    """The authors' (T, J, K, 5) = [weight, mean u, mean v, var u, var v] (pixels) as a mixture."""
-    g = torch.as_tensor(np.asarray(gmm_2d, dtype=np.float32))
-    weights = g[..., 0] / g[..., 0].sum(-1, keepdim=True).clamp_min(1e-12)
-    var = g[..., 3:5].clamp_min(1e-6)
-    return GaussianMixture(weights, g[..., 1:3].clone(), torch.diag_embed(var))
 
 
 def map_gmm(gmm: GaussianMixture, src: str, dst: str, aspect: float, max_components: int | None = None) -> GaussianMixture:

@@ -321,7 +321,7 @@ class DiffPoseModel(nn.Module):
         if cfg.mode != "diffpose":
             raise ValueError(f"unknown mode '{cfg.mode}' (diffpose | authors)")
         hk_mixture = self.initial_distribution(prep.gmm, xyz)
-        sampler = DDIMSampler(self.schedule, num_steps=cfg.steps, eta=cfg.eta)
+        sampler = DDIMSampler(self.schedule, ddim_steps=cfg.steps, eta=cfg.eta)
         weights, means, chol = hk_mixture.weights, hk_mixture.means, hk_mixture.cholesky()
         # Frames go through the sampler in blocks of about POSES_PER_PASS poses: the denoiser's
         # activations then stay cache-sized, about 1.5x the throughput of one huge batch on a CPU.

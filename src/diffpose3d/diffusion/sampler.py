@@ -25,22 +25,24 @@ Model = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tens
 
 class DDIMSampler:
     """DDIM sampler over a `Schedule`; `eta = 0` is deterministic given the H_K draw, `eta = 1` is
-    DDPM-like. `num_steps` reverse steps are evenly spaced over `0..K`."""
+    DDPM-like. `ddim_steps` reverse steps are evenly spaced over `0..K` (K is the schedule's length,
+    the config's `diffusion.num_steps`)."""
 
-    def __init__(self, schedule: Schedule, num_steps: int = 5, eta: float = 0.0) -> None:
+    def __init__(self, schedule: Schedule, ddim_steps: int = 5, eta: float = 0.0) -> None:
         if not eta >= 0.0:
             raise ValueError(f"eta must be non-negative, got {eta}")
         self.schedule = schedule
         self.eta = float(eta)
         self.timesteps = torch.empty(0, dtype=torch.long)
-        self.set_timesteps(num_steps)
+        self.set_timesteps(ddim_steps)
 
-    def set_timesteps(self, n: int) -> torch.Tensor:
-        """Use `n` reverse steps: `n + 1` evenly spaced, strictly descending steps from K to 0."""
+    def set_timesteps(self, ddim_steps: int) -> torch.Tensor:
+        """Use `ddim_steps` reverse steps: `ddim_steps + 1` evenly spaced, strictly descending steps
+        from K to 0."""
         K = self.schedule.K
-        if not 1 <= n <= K:
-            raise ValueError(f"the number of reverse steps must be in 1..K={K}, got {n}")
-        self.timesteps = torch.linspace(K, 0, n + 1, dtype=torch.float64).round().long()
+        if not 1 <= ddim_steps <= K:
+            raise ValueError(f"the number of reverse steps must be in 1..K={K}, got {ddim_steps}")
+        self.timesteps = torch.linspace(K, 0, ddim_steps + 1, dtype=torch.float64).round().long()
         return self.timesteps
 
     @property

@@ -239,8 +239,9 @@ def spread_from_covariance(covariance: ArrayLike) -> np.ndarray:
     return np.sqrt(np.clip(trace, 0.0, None))
 
 
-def joint_spread(hypotheses: ArrayLike) -> np.ndarray:
-    """Predicted spread `(T, J)` of hypotheses `(T, N, J, 3)` (see `spread_from_covariance`)."""
+def hypothesis_spread(hypotheses: ArrayLike) -> np.ndarray:
+    """The 3D spread `(T, J)` of hypotheses `(T, N, J, 3)` (see `spread_from_covariance`); the 2D
+    spread of the evidence is `GaussianMixture.spread`."""
     h = np.asarray(hypotheses, dtype=np.float64)
     if h.ndim != 4 or h.shape[-1] != 3:
         raise ValueError(f"hypotheses must have shape (T, N, J, 3), got {h.shape}")
@@ -266,4 +267,4 @@ def spread_error_correlation(hypotheses: ArrayLike, truth: ArrayLike) -> float:
     Pairs are taken over every (frame, joint); positive values mean the model knows where it errs.
     """
     mean, _, t = _hypothesis_moments(hypotheses, truth)
-    return rank_correlation(joint_spread(hypotheses), np.linalg.norm(mean - t, axis=-1))
+    return rank_correlation(hypothesis_spread(hypotheses), np.linalg.norm(mean - t, axis=-1))

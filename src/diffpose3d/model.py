@@ -32,7 +32,7 @@ from diffpose3d.context import frame_context, local_motion, run_encoder
 from diffpose3d.data.mirror import flip_pose
 from diffpose3d.diffusion import hk
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, deterministic_refine
-from diffpose3d.diffusion.schedule import make_schedule
+from diffpose3d.diffusion.schedule import Schedule, make_schedule
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence import person_frame as pf
 from diffpose3d.evidence.summary import EVIDENCE_CHANNELS, evidence_summary
@@ -204,12 +204,12 @@ class DiffPoseModel(nn.Module):
         image) as explicit encoder inputs (`person`, `evidence/person_frame.py`)."""
         if self.config.model.encoder.inputs != "person":
             return Prepared(keypoints_uv, uv_gmm, keypoints_uv, None)
-        spread = pf.joint_spread(uv_gmm)
-        frame = pf.person_frame(keypoints_uv, spread)
+        evidence_spread = uv_gmm.spread()
+        frame = pf.person_frame(keypoints_uv, evidence_spread)
         if focal is None:
             focal = torch.full(keypoints_uv.shape[:1], pf.focal_guess((1, 1)))
         keypoints = frame.points(keypoints_uv)
-        return Prepared(keypoints, frame.mixture(uv_gmm), pf.encoder_input(keypoints, spread, frame, focal), frame)
+        return Prepared(keypoints, frame.mixture(uv_gmm), pf.encoder_input(keypoints, evidence_spread, frame, focal), frame)
 
     @property
     def input_mirror(self) -> torch.Tensor:
@@ -321,7 +321,7 @@ class DiffPoseModel(nn.Module):
         if cfg.mode != "diffpose":
             raise ValueError(f"unknown mode '{cfg.mode}' (diffpose | authors)")
         hk_mixture = self.initial_distribution(prep.gmm, xyz)
-        sampler = DDIMSampler(self.schedule, num_steps=cfg.steps, eta=cfg.eta)
+        sampler = DDIMSampler(self.schedule, ddim_steps=cfg.steps, eta=cfg.eta)
         weights, means, chol = hk_mixture.weights, hk_mixture.means, hk_mixture.cholesky()
         # Frames go through the sampler in blocks of about POSES_PER_PASS poses: the denoiser's
         # activations then stay cache-sized, about 1.5x the throughput of one huge batch on a CPU.
@@ -345,13 +345,14 @@ class DiffPoseModel(nn.Module):
             if self._onnx_denoiser.versions != weight_versions(self.denoiser):  # weights changed since export
                 self._onnx_denoiser = OnnxDenoiser(self.denoiser)
             network = self._onnx_denoiser
-        return anchored_prediction(network, h_k, k, conditioning, self.schedule.alpha_bar)
+        return anchored_prediction(network, h_k, k, conditioning, self.schedule)
 
 
 def anchored_prediction(
-    denoiser: Callable[..., torch.Tensor], h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor, alpha_bar: torch.Tensor
+    denoiser: Callable[..., torch.Tensor], h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor,
+    schedule: Schedule,
 ) -> torch.Tensor:
     """h_0 = a + sqrt(abar_k) (h_k - a) + denoiser(h_k, k, [f_ST, a]); `a` = the conditioning's last 5 channels."""
     anchor = conditioning[..., -STATE_DIM:]
-    skip = alpha_bar.to(h_k.device, h_k.dtype)[k].sqrt().reshape(-1, 1, 1)
+    skip = schedule.at(k, h_k).sqrt()  # (B, 1, 1)
     return anchor + skip * (h_k - anchor) + denoiser(h_k, k, conditioning)

@@ -88,6 +88,13 @@ def _sk(name: str, joints: str, parents: list[int], left: list[int], right: list
 
 
 _LIMBS = "l_shoulder l_elbow l_wrist r_shoulder r_elbow r_wrist"
+# Parents, left and right joints of the 17-joint tree that h36m17 and mpi3dhp17 share (the joint
+# names differ only along the head chain).
+_TREE17 = (
+    [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15],
+    [4, 5, 6, 11, 12, 13],
+    [1, 2, 3, 14, 15, 16],
+)
 
 _SKELETONS: dict[str, Skeleton] = {
     s.name: s
@@ -95,9 +102,7 @@ _SKELETONS: dict[str, Skeleton] = {
         _sk(
             "h36m17",
             "pelvis r_hip r_knee r_ankle l_hip l_knee l_ankle spine thorax neck_nose head " + _LIMBS,
-            [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15],
-            [4, 5, 6, 11, 12, 13],
-            [1, 2, 3, 14, 15, 16],
+            *_TREE17,
         ),
         _sk(
             "h36m16",
@@ -136,9 +141,7 @@ _SKELETONS: dict[str, Skeleton] = {
         _sk(
             "mpi3dhp17",
             "pelvis r_hip r_knee r_ankle l_hip l_knee l_ankle spine neck head head_top " + _LIMBS,
-            [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15],
-            [4, 5, 6, 11, 12, 13],
-            [1, 2, 3, 14, 15, 16],
+            *_TREE17,
         ),
         _sk(
             "coco17",

@@ -79,3 +79,21 @@ def test_training_splits_attach_the_configs_gmm_file(tmp_path: Path, h36m_files:
             np.testing.assert_allclose(s.gmm_2d[:, :, 0, 1:3], s.keypoints_2d)
     with pytest.raises(ConfigError, match="evidence.gmm_file is not set"):
         training_splits(load_config(None, common))
+
+
+def test_encode_decode_round_trip_in_the_authors_layout() -> None:
+    import torch
+
+    from diffpose3d.data.gmm_files import decode_gmm, encode_gmm
+    from diffpose3d.mixtures.gmm import GaussianMixture
+
+    w = torch.tensor([[[0.7, 0.3, 0.0]]])
+    mu = torch.tensor([[[[10.0, 20.0], [30.0, 40.0], [0.0, 0.0]]]])
+    cov = torch.tensor([[[[[4.0, 1.0], [1.0, 9.0]], [[2.0, 0.0], [0.0, 3.0]], [[1.0, 0.0], [0.0, 1.0]]]]])
+    rows, xy = encode_gmm(GaussianMixture(w, mu, cov))
+    assert rows.shape == (1, 1, 3, 5) and rows.dtype == np.float32
+    np.testing.assert_array_equal(rows[0, 0, 0], np.float32([0.7, 10.0, 20.0, 4.0, 9.0]))
+    np.testing.assert_array_equal(xy[0, 0], [1.0, 0.0, 0.0])
+    back = decode_gmm(rows)
+    assert torch.equal(back.weights, w) and torch.equal(back.means, mu)
+    assert torch.equal(back.covariances.diagonal(dim1=-2, dim2=-1), cov.diagonal(dim1=-2, dim2=-1))

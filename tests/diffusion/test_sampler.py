@@ -16,7 +16,7 @@ TINY_PARENTS = [-1, 0, 1, 0]
 
 @pytest.mark.parametrize("n", [1, 2, 5, 7, 50])
 def test_set_timesteps(n: int) -> None:
-    sampler = DDIMSampler(make_schedule("cosine", 50), num_steps=n)
+    sampler = DDIMSampler(make_schedule("cosine", 50), ddim_steps=n)
     ts = sampler.timesteps
     assert ts.shape == (n + 1,) and ts[0] == 50 and ts[-1] == 0
     assert torch.all(ts[1:] < ts[:-1])
@@ -164,7 +164,7 @@ def test_one_ddim_step_against_hand_computed_values(eta: float, expected: float)
     h_1 = 0.44 + sqrt(0.36 - sigma^2) * eps + sigma * z = 1.175832692."""
     schedule = Schedule(K=2, alpha_bar=torch.tensor([1.0, 0.64, 0.25], dtype=torch.float64))
     one = torch.ones(1, 1, 1, dtype=torch.float64)
-    h_prev, h0 = DDIMSampler(schedule, num_steps=2, eta=eta).step(
+    h_prev, h0 = DDIMSampler(schedule, ddim_steps=2, eta=eta).step(
         0.5 * one, 2, 1, 1.0 * one, 0.2 * one, one[..., None], z=one)
     assert float(h0) == 0.5
     assert float(h_prev) == pytest.approx(expected, abs=1e-9)

@@ -44,3 +44,13 @@ def test_bad_input() -> None:
         make_schedule("quadratic", 10)
     with pytest.raises(AssertionError):
         Schedule(K=3, alpha_bar=torch.ones(3, dtype=torch.float64))
+
+
+def test_at_broadcasts_per_frame_steps_and_takes_ints() -> None:
+    s = make_schedule("linear", 20)
+    like = torch.zeros(4, 17, 5, dtype=torch.float32)
+    k = torch.tensor([0, 3, 11, 20])
+    a = s.at(k, like)
+    assert a.shape == (4, 1, 1) and a.dtype == torch.float32
+    assert torch.equal(a[:, 0, 0], s.alpha_bar[k].float())
+    assert s.at(7, like).shape == () and float(s.at(7, like, dtype=torch.float64)) == float(s.alpha_bar[7])

@@ -29,7 +29,7 @@ def shared(draws: NoiseDraws, rows: list[int]) -> NoiseDraws:
 def test_frames_given_the_same_draws_share_their_hypotheses(eta: float, antithetic: bool, mixture_factory) -> None:
     B, J, M, D, N, S = 7, 4, 3, 5, 6, 4
     w, mu, L = same_mixture_for_all_frames(B, J, M, D, mixture_factory)
-    sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=S, eta=eta)
+    sampler = DDIMSampler(make_schedule("cosine", 20), ddim_steps=S, eta=eta)
     per_window = NoiseDraws.draw(3, N, J, D, generator=torch.Generator().manual_seed(0), steps=S)
     draws = shared(per_window, [0, 0, 0, 1, 1, 1, 2])
     out = sampler.sample(toy_model, w, mu, L, None, hypotheses=N, generator=torch.Generator().manual_seed(1), antithetic=antithetic, draws=draws)
@@ -52,7 +52,7 @@ def test_given_draws_are_used_as_the_sampler_would_draw_them(mixture_factory) ->
     """The antithetic sampler draws its uniforms then its normals: handing it the same numbers
     as `NoiseDraws` gives the same hypotheses."""
     w, mu, _, L = mixture_factory(5, 3, 2, 5, seed=1)
-    sampler = DDIMSampler(make_schedule("cosine", 20), num_steps=3)
+    sampler = DDIMSampler(make_schedule("cosine", 20), ddim_steps=3)
     a = sampler.sample(toy_model, w, mu, L, None, hypotheses=4, generator=torch.Generator().manual_seed(2), antithetic=True)
     draws = NoiseDraws.draw(5, 4, 3, 5, generator=torch.Generator().manual_seed(2), like=mu)
     b = sampler.sample(toy_model, w, mu, L, None, hypotheses=4, antithetic=True, draws=draws)

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from diffpose3d.evidence.heatmaps import heatmaps_to_gmm, keypoints_to_gmm
+from diffpose3d.evidence.heatmaps import heatmaps_to_gmm
+from diffpose3d.evidence.mixture2d import keypoints_to_gmm
 from diffpose3d.evidence.mixture2d import broad_mixture
 
 IMAGE = (640, 480)

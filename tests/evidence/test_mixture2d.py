@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, broad_mixture, map_gmm, mixture_to_pixels, mixture_to_uv, top_mode
+from diffpose3d.data.gmm_files import decode_gmm
+from diffpose3d.evidence.mixture2d import broad_mixture, map_gmm, mixture_to_pixels, mixture_to_uv, top_mode
 from diffpose3d.cameras import normalize_screen_coordinates
 from diffpose3d.skeleton import get_skeleton, map_keypoints
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -71,7 +72,7 @@ def test_authors_layout_to_mixture():
     arr[..., 2] = 50.0
     arr[..., 3] = 4.0
     arr[..., 4] = 9.0
-    g = authors_gmm_to_mixture(arr)
+    g = decode_gmm(arr)
     assert torch.allclose(g.weights[0, 0], torch.tensor([1.0, 0.0, 0.0]))
     assert torch.allclose(g.covariances[0, 0, 0], torch.diag(torch.tensor([4.0, 9.0])))
 
@@ -96,7 +97,7 @@ def test_a_frame_without_a_person_gets_the_same_evidence_as_a_joint_of_confidenc
     # One "no evidence" mixture: the detector finding nobody, a joint of confidence 0 and a joint
     # the input layout lacks all get the moments of a uniform position over the image.
     from diffpose3d.evidence.detection import detection_evidence
-    from diffpose3d.evidence.heatmaps import keypoints_to_gmm
+    from diffpose3d.evidence.mixture2d import keypoints_to_gmm
 
     size = (640, 480)
     nobody, conf = detection_evidence(None, size, 33)
@@ -107,3 +108,15 @@ def test_a_frame_without_a_person_gets_the_same_evidence_as_a_joint_of_confidenc
     lacking = map_gmm(_random_mixture(1, 16, 1), "mpii16", "h36m17", size[1] / size[0])
     neck = get_skeleton("h36m17").index("neck_nose")
     torch.testing.assert_close(lacking.covariances[0, neck, 0], zero.covariances[0, 0, 0])
+
+
+def test_point_mixture_per_keypoint_std_and_padding() -> None:
+    from diffpose3d.evidence.mixture2d import point_mixture
+
+    kp = torch.tensor([[[0.1, -0.2], [0.5, 0.3]]])
+    std = torch.tensor([[0.01, 0.2]])
+    g = point_mixture(kp, std, num_components=3)
+    assert g.weights.tolist() == [[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]]
+    assert torch.equal(g.mean(), kp)
+    np.testing.assert_allclose(g.spread().numpy(), std.numpy(), rtol=1e-6)
+    assert torch.equal(g.covariances[..., 0, 1], torch.zeros(1, 2, 3))

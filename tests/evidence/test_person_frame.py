@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from diffpose3d.evidence.person_frame import (
-    CHANNELS, PRESENT_STD, PersonFrame, encoder_input, focal_guess, joint_spread, person_frame,
+    CHANNELS, PRESENT_STD, PersonFrame, encoder_input, focal_guess, person_frame,
 )
 from diffpose3d.mixtures.gmm import GaussianMixture
 
@@ -49,7 +49,7 @@ def test_points_and_mixtures_move_into_the_frame_together() -> None:
     np.testing.assert_allclose(moved.means.numpy(), (means.numpy() - c) / s, rtol=1e-12)
     np.testing.assert_allclose(moved.covariances.numpy(), cov.numpy() / s[..., None] ** 2, rtol=1e-12)
     # the spread scales with the size: sqrt(trace / 2) of the mixture's covariance
-    ratio = joint_spread(moved) / joint_spread(gmm)
+    ratio = moved.spread() / gmm.spread()
     np.testing.assert_allclose(ratio.numpy(), np.broadcast_to(1.0 / s[:, :, 0, 0], ratio.shape), rtol=1e-9)
 
 

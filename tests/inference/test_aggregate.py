@@ -3,7 +3,7 @@ import torch
 import numpy as np
 
 from diffpose3d.inference.aggregate import aggregate, weak_perspective_residual
-from diffpose3d.metrics import hypothesis_covariance, joint_spread, spread_from_covariance
+from diffpose3d.metrics import hypothesis_covariance, hypothesis_spread, spread_from_covariance
 
 
 def test_mean_and_median():
@@ -32,5 +32,5 @@ def test_covariance_matches_numpy_cov_and_spread_is_rms_std():
     assert np.allclose(cov[1, 3], np.cov(h[1, :, 3].T))
     spread = spread_from_covariance(cov)
     assert np.allclose(spread, np.sqrt(cov.diagonal(axis1=-2, axis2=-1).mean(-1)))
-    assert np.allclose(joint_spread(h), spread)
+    assert np.allclose(hypothesis_spread(h), spread)
     assert np.allclose(hypothesis_covariance(h[:, :1]), 0.0)

@@ -36,6 +36,17 @@ def test_log_prob_matches_scipy() -> None:
         np.testing.assert_allclose(ours[b], np.log(dens), rtol=1e-9)
 
 
+def test_spread_is_rms_std_of_the_mixture_against_sampled_moments() -> None:
+    for d in (2, 3):
+        gmm = _mixture(2, 3, d, seed=d)
+        s = gmm.sample(100_000, generator=torch.Generator().manual_seed(0))
+        rms = torch.stack([torch.cov(s[b].T).trace() / d for b in range(2)]).sqrt()
+        np.testing.assert_allclose(gmm.spread(), rms, rtol=0.03)
+        np.testing.assert_allclose(gmm.spread().square(), gmm.variance(), rtol=1e-12)
+    zero = GaussianMixture(torch.ones(1, 1), torch.zeros(1, 1, 2), torch.zeros(1, 1, 2, 2))
+    np.testing.assert_allclose([float(zero.spread()), float(zero.spread(floor=1e-10))], [1e-6, 1e-5], rtol=1e-6)
+
+
 def test_sample_moments_match_mixture_moments() -> None:
     gmm = _mixture(2, 3, 2, seed=1)
     s = gmm.sample(200_000, generator=torch.Generator().manual_seed(0))

@@ -14,7 +14,7 @@ The 2D evidence of a dataset sequence comes from `evidence.source` (`evidence_fo
 - `gmm_file`: the per-joint mixtures of an authors'-layout `*_gmm.npz` (attached to the sequence),
   with components that split one mode merged back into one (as `heatmaps_to_gmm` does);
 - `confidence`: keypoints + confidence from a detector or a keypoints file (a stand-in mixture whose
-  spread follows the confidence, `evidence.heatmaps.keypoints_to_gmm`).
+  spread follows the confidence, `evidence.mixture2d.keypoints_to_gmm`).
 The encoder's keypoints are the mean of each joint's heaviest component (what a detector's argmax
 would report).
 """
@@ -29,10 +29,11 @@ import torch
 from diffpose3d.cameras import normalize_screen_coordinates, uv_per_pixel
 from diffpose3d.config import EvidenceConfig, SyntheticDetectorConfig
 from diffpose3d.data.base import PoseSequence
+from diffpose3d.data.gmm_files import decode_gmm
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence.person_frame import focal_guess
 from diffpose3d.evidence.mixture2d import (
-    authors_gmm_to_mixture, fill_missing, map_gmm, mixture_to_uv, point_mixture, top_mode,
+    fill_missing, map_gmm, mixture_to_uv, point_mixture, top_mode,
 )
 from diffpose3d.mixtures.gmm import GaussianMixture, merge_close_components
 from diffpose3d.skeleton import Skeleton, get_skeleton, mapping_indices
@@ -188,10 +189,10 @@ def evidence_for_sequence(
     elif cfg.source == "gmm_file":
         if seq.gmm_2d is None:
             raise ConfigError(f"evidence.source is gmm_file but {seq.key} has no attached GMM (give the GMM file)")
-        gmm = mixture_to_uv(authors_gmm_to_mixture(seq.gmm_2d), w, h)
+        gmm = mixture_to_uv(decode_gmm(seq.gmm_2d), w, h)
         gmm = map_gmm(merge_close_components(gmm), seq.skeleton, skeleton.name, h / w)
     elif cfg.source == "confidence":
-        from diffpose3d.evidence.heatmaps import keypoints_to_gmm
+        from diffpose3d.evidence.mixture2d import keypoints_to_gmm
 
         conf = seq.confidence if seq.confidence is not None else np.ones(seq.keypoints_2d.shape[:2], np.float32)
         gmm = keypoints_to_gmm(seq.keypoints_2d, conf, (w, h))

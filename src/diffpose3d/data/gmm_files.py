@@ -2,7 +2,11 @@
 
 ``positions_2d[subject][action]`` is a list with one array per camera of shape ``(T, J, K, 5)`` holding
 ``[weight, mean u, mean v, var u, var v]`` per kernel, in pixels (the released files have K = 3 with
-weights (1, 0, 0)). ``metadata`` is a dict like the 2D files' one.
+weights (1, 0, 0)). ``metadata`` is a dict like the 2D files' one. Files written by ``fit-gmm`` add
+``covariance_2d[subject][action]``: per camera ``(T, J, K)``, the x-y covariance the layout drops.
+
+This module is the one codec of that layout: ``decode_gmm`` (rows -> mixture), ``encode_gmm``
+(mixture -> rows), ``read_gmm_file`` / ``write_gmm_file``.
 """
 
 from __future__ import annotations
@@ -13,13 +17,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import InputFileError
 from ..io.atomic import save_npz_atomic
+from ..mixtures.gmm import GaussianMixture
 from .base import PoseSequence, load_pickled_npz, require_dict
 
 GmmData = dict[str, dict[str, list[np.ndarray]]]
 _WEIGHT_TOLERANCE = 1e-3
+LAYOUT = "[weight, mean x, mean y, var x, var y] px"
+
+
+def decode_gmm(rows: np.ndarray) -> GaussianMixture:
+    """Rows ``(..., K, 5)`` in the authors' layout (pixels) -> a mixture in pixels: weights
+    renormalised, variances floored at 1e-6 px^2, no x-y covariance."""
+    g = torch.as_tensor(np.asarray(rows, dtype=np.float32))
+    weights = g[..., 0] / g[..., 0].sum(-1, keepdim=True).clamp_min(1e-12)
+    var = g[..., 3:5].clamp_min(1e-6)
+    return GaussianMixture(weights, g[..., 1:3].clone(), torch.diag_embed(var))
+
+
+def encode_gmm(gmm: GaussianMixture) -> tuple[np.ndarray, np.ndarray]:
+    """A mixture in pixels ``(..., K, 2)`` -> (rows ``(..., K, 5)`` in the authors' layout, the x-y
+    covariance ``(..., K)`` that the layout drops), both float32."""
+    cov = gmm.covariances
+    rows = torch.cat([gmm.weights.unsqueeze(-1), gmm.means, cov[..., 0, 0, None], cov[..., 1, 1, None]], -1)
+    return rows.numpy().astype(np.float32), cov[..., 0, 1].numpy().astype(np.float32)
 
 
 def check_gmm_array(arr: Any, path: str | Path, what: str) -> np.ndarray:
@@ -56,14 +80,17 @@ def read_gmm_file(path: str | Path) -> tuple[GmmData, dict]:
     return data, meta if isinstance(meta, dict) else {}
 
 
-def write_gmm_file(path: str | Path, data: GmmData, metadata: dict | None = None) -> None:
-    """Validate and write ``data`` in the authors' layout, atomically."""
+def write_gmm_file(path: str | Path, data: GmmData, metadata: dict | None = None, *,
+                   covariance_2d: GmmData | None = None) -> None:
+    """Validate and write ``data`` in the authors' layout, atomically; ``covariance_2d`` (per camera
+    ``(T, J, K)`` x-y covariances, as ``fit-gmm`` writes) is stored beside it when given."""
     clean = {
         str(s): {str(a): [check_gmm_array(v, path, f"'{s}/{a}' camera {c}") for c, v in enumerate(views)]
                  for a, views in actions.items()}
         for s, actions in data.items()
     }
-    save_npz_atomic(path, positions_2d=np.array(clean, dtype=object),
+    extra = {} if covariance_2d is None else {"covariance_2d": np.array(covariance_2d, dtype=object)}
+    save_npz_atomic(path, positions_2d=np.array(clean, dtype=object), **extra,
                     metadata=np.array(dict(metadata or {}), dtype=object))
 
 

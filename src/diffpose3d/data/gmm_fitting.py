@@ -36,6 +36,7 @@ import torch
 from diffpose3d.config import SyntheticDetectorConfig
 from diffpose3d.config_ranges import RANGES, SEED_MAX, integer, numbers
 from diffpose3d.data.base import load_pickled_npz, require_dict
+from diffpose3d.data.gmm_files import LAYOUT, encode_gmm, write_gmm_file
 from diffpose3d.data.h36m import IMAGE_SIZES as H36M_IMAGE_SIZES
 from diffpose3d.data.humaneva import IMAGE_SIZE as HUMANEVA_IMAGE_SIZE
 from diffpose3d.errors import ConfigError, InputFileError, OutputFileError
@@ -186,11 +187,10 @@ def fit_chunk(settings: GmmFitSettings, jobs, start, stop, pairs, detector, heat
         else:
             hm, aff = heatmaps.get(job, a, b)
         gmm = heatmaps_to_gmm(hm, aff, job.image_size, settings.components, top_k=settings.top_k, generator=em_gen)
-        px = mixture_to_pixels(gmm, *job.image_size)
-        cov = px.covariances
-        rows.append(torch.cat([px.weights.unsqueeze(-1), px.means, cov[..., 0, 0, None], cov[..., 1, 1, None]], -1))
-        covs.append(cov[..., 0, 1])
-    return torch.cat(rows).numpy().astype(np.float32), torch.cat(covs).numpy().astype(np.float32)
+        row, cov = encode_gmm(mixture_to_pixels(gmm, *job.image_size))
+        rows.append(row)
+        covs.append(cov)
+    return np.concatenate(rows), np.concatenate(covs)
 
 
 def parts_dir(out: Path) -> Path:
@@ -356,10 +356,9 @@ def _fit_dataset(settings: GmmFitSettings, progress: bool, stop_after_chunks: in
         covariances.setdefault(job.subject, {}).setdefault(job.action, []).append(cov_all[offset : offset + t])
         offset += t
     info = {k: v for k, v in manifest.items() if k != "inputs"}
-    info.update(source="heatmaps" if heatmaps else "synthetic", layout="[weight, mean x, mean y, var x, var y] px",
+    info.update(source="heatmaps" if heatmaps else "synthetic", layout=LAYOUT,
                 extra_keys={"covariance_2d": "x-y covariance per kernel, px^2"})
     meta = dict(meta, gmm=info)
-    save_npz_atomic(out, positions_2d=np.array(positions, dtype=object),
-                    covariance_2d=np.array(covariances, dtype=object), metadata=np.array(meta, dtype=object))
+    write_gmm_file(out, positions, meta, covariance_2d=covariances)
     remove_parts(parts)
     return True

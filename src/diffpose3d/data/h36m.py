@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cameras import Camera, load_h36m_cameras, world_to_camera
+from ..cameras import Camera, load_h36m_cameras
 from ..errors import InputFileError
 from ..skeleton import H36M32_TO_17, get_skeleton
 from .base import (
-    PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, projected_keypoints,
-    read_camera_2d, require_dict, sorted_names, trim_to_3d, wanted,
+    PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, require_dict, sorted_names,
+    wanted,
 )
+from .camera_data import camera_frame_3d, camera_keypoints
 
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
 IMAGE_SIZES = ((1000, 1002), (1000, 1000), (1000, 1000), (1000, 1002))
@@ -99,22 +100,11 @@ def load_h36m(
 
 def _sequence(subject: str, name: str, c: int, camera: Camera | None, world: np.ndarray | None,
               views: list | None, data_2d: str | Path | None, meta: object) -> PoseSequence:
-    pose_3d = None
-    if world is not None:
-        if camera is None:
-            raise InputFileError(data_2d or "", f"'{subject}/{name}': camera {c} has no Human3.6M calibration")
-        pose_3d = world_to_camera(world, camera.orientation, camera.translation).astype(np.float32)
-    layout = "h36m17"
-    conf = None
-    if views is not None:
-        what = f"'{subject}/{name}' camera {c}"
-        kp, conf, layout = read_camera_2d(views, c, what, data_2d, meta, _TARGET)
-        if pose_3d is not None:
-            kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
-            if layout == "h36m16":
-                pose_3d = pose_3d[:, _H36M17_TO_16]
-    else:
-        kp, conf = projected_keypoints(pose_3d, camera)
+    pose_3d = camera_frame_3d(world, camera, data_2d or "", f"'{subject}/{name}': camera {c} has no Human3.6M calibration")
+    what = f"'{subject}/{name}' camera {c}"
+    kp, conf, layout = camera_keypoints(views, c, what, data_2d, meta, _TARGET, pose_3d, camera, "h36m17")
+    if pose_3d is not None and layout == "h36m16":
+        pose_3d = pose_3d[:, _H36M17_TO_16]
     size = camera.image_size if camera is not None else IMAGE_SIZES[min(c, len(IMAGE_SIZES) - 1)]
     return PoseSequence(
         dataset="h36m",

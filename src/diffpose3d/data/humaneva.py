@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cameras import Camera, load_humaneva_cameras, world_to_camera
+from ..cameras import Camera, load_humaneva_cameras
 from ..errors import InputFileError
 from .base import (
-    PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, projected_keypoints,
-    read_camera_2d, require_dict, sorted_names, trim_to_3d, wanted,
+    PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, require_dict, sorted_names,
+    wanted,
 )
+from .camera_data import camera_frame_3d, camera_keypoints
 
 LAYOUT = "humaneva15"
 IMAGE_SIZE = (640, 480)
@@ -91,18 +92,8 @@ def load_humaneva(
 def _sequence(key: str, subject: str, split_name: str, name: str, action: str, c: int,
               camera: Camera | None, world: np.ndarray | None, views: list | None,
               data_2d: str | Path | None, meta: object, cam_source: str | Path) -> PoseSequence:
-    pose_3d = None
-    if world is not None:
-        if camera is None:
-            raise InputFileError(cam_source, f"no calibration for subject {subject} camera {c}")
-        pose_3d = world_to_camera(world, camera.orientation, camera.translation).astype(np.float32)
-    if views is not None:
-        what = f"'{key}/{name}' camera {c}"
-        kp, conf, _ = read_camera_2d(views, c, what, data_2d, meta, LAYOUT)
-        if pose_3d is not None:
-            kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
-    else:
-        kp, conf = projected_keypoints(pose_3d, camera)
+    pose_3d = camera_frame_3d(world, camera, cam_source, f"no calibration for subject {subject} camera {c}")
+    kp, conf, _ = camera_keypoints(views, c, f"'{key}/{name}' camera {c}", data_2d, meta, LAYOUT, pose_3d, camera, LAYOUT)
     return PoseSequence(
         dataset="humaneva",
         subject=subject,

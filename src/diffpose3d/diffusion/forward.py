@@ -18,11 +18,6 @@ from diffpose3d.diffusion.schedule import Schedule
 from diffpose3d.mixtures.gmm import pick_components
 
 
-def _expand_k(factor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-frame `(B,)` factor to broadcast against `(B, J, D)`."""
-    return factor.reshape(factor.shape + (1,) * (like.dim() - factor.dim()))
-
-
 def _uniform(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One uniform per mixture, `(..., 1)`, for `mixtures.gmm.pick_components`."""
     return torch.rand(weights.shape[:-1] + (1,), generator=generator, device=weights.device, dtype=weights.dtype)
@@ -86,8 +81,7 @@ def q_sample(
     m = pick_components(weights, uniform if uniform is not None else _uniform(weights, generator))
     mu, L = gather_component(means, chol, m)
     eps = correlated_noise(L, generator, normal)
-    signal, noise = schedule.signal_noise(k, h0)
-    signal, noise = _expand_k(signal, h0), _expand_k(noise, h0)
+    signal, noise = schedule.signal_noise(k, h0)  # (B, 1, 1)
     # Same as mu + s (h0 - mu) + n eps, but returns h0 bit-exactly at k = 0.
     h_k = signal * h0 + (1.0 - signal) * mu + noise * eps
     return h_k, m

@@ -51,10 +51,11 @@ def initial_distribution(
 def excess_2d_std_in_metres(uv_gmm: GaussianMixture, xyz: torch.Tensor) -> torch.Tensor:
     """Per joint, how much broader its 2D evidence is than the frame's median joint, in metres (B, J).
 
-    2D spread = sqrt(trace(mixture covariance) / 2) in normalised image units; the scale from image
-    to metres is the ratio of the 3D pose's RMS radius to the 2D evidence's (weak perspective).
+    2D spread = `GaussianMixture.spread` (sqrt(trace(covariance) / 2)) in normalised image units;
+    the scale from image to metres is the ratio of the 3D pose's RMS radius to the 2D evidence's
+    (weak perspective).
     """
-    var_uv = uv_gmm.covariance().diagonal(dim1=-2, dim2=-1).sum(-1) / 2  # (B, J)
+    var_uv = uv_gmm.variance()  # (B, J): the square of `GaussianMixture.spread`, unclamped
     centre_uv = uv_gmm.mean()
     radius_uv = (centre_uv - centre_uv.mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()
     radius_xyz = (xyz[..., :2] - xyz[..., :2].mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()

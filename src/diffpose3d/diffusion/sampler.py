@@ -23,31 +23,26 @@ from diffpose3d.mixtures.gmm import pick_components
 Model = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
-def _abar(schedule: Schedule, k: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """`alpha_bar[k]` broadcastable to `like (B, J, D)`; `k` is an int or a `(B,)` tensor."""
-    k_t = torch.as_tensor(k, dtype=torch.long, device=like.device)
-    a = schedule.alpha_bar.to(like.device)[k_t].to(like.dtype)
-    return a.reshape(a.shape + (1,) * (like.dim() - a.dim())) if a.dim() else a
-
-
 class DDIMSampler:
     """DDIM sampler over a `Schedule`; `eta = 0` is deterministic given the H_K draw, `eta = 1` is
-    DDPM-like. `num_steps` reverse steps are evenly spaced over `0..K`."""
+    DDPM-like. `ddim_steps` reverse steps are evenly spaced over `0..K` (K is the schedule's length,
+    the config's `diffusion.num_steps`)."""
 
-    def __init__(self, schedule: Schedule, num_steps: int = 5, eta: float = 0.0) -> None:
+    def __init__(self, schedule: Schedule, ddim_steps: int = 5, eta: float = 0.0) -> None:
         if not eta >= 0.0:
             raise ValueError(f"eta must be non-negative, got {eta}")
         self.schedule = schedule
         self.eta = float(eta)
         self.timesteps = torch.empty(0, dtype=torch.long)
-        self.set_timesteps(num_steps)
+        self.set_timesteps(ddim_steps)
 
-    def set_timesteps(self, n: int) -> torch.Tensor:
-        """Use `n` reverse steps: `n + 1` evenly spaced, strictly descending steps from K to 0."""
+    def set_timesteps(self, ddim_steps: int) -> torch.Tensor:
+        """Use `ddim_steps` reverse steps: `ddim_steps + 1` evenly spaced, strictly descending steps
+        from K to 0."""
         K = self.schedule.K
-        if not 1 <= n <= K:
-            raise ValueError(f"the number of reverse steps must be in 1..K={K}, got {n}")
-        self.timesteps = torch.linspace(K, 0, n + 1, dtype=torch.float64).round().long()
+        if not 1 <= ddim_steps <= K:
+            raise ValueError(f"the number of reverse steps must be in 1..K={K}, got {ddim_steps}")
+        self.timesteps = torch.linspace(K, 0, ddim_steps + 1, dtype=torch.float64).round().long()
         return self.timesteps
 
     @property
@@ -78,8 +73,8 @@ class DDIMSampler:
         if isinstance(k, int) and isinstance(k_prev, int):
             assert 0 <= k_prev < k <= self.schedule.K, f"need 0 <= k_prev < k <= K, got k={k}, k_prev={k_prev}"
         eta = self.eta if eta is None else float(eta)
-        a_k = _abar(self.schedule, k, sample)
-        a_prev = _abar(self.schedule, k_prev, sample)
+        a_k = self.schedule.at(k, sample)
+        a_prev = self.schedule.at(k_prev, sample)
         x0 = pred_h0 - mu
         # Implied (coloured) noise of the current sample; alpha_bar[k] < 1 for every k >= 1.
         eps = (sample - mu - a_k.sqrt() * x0) / (1.0 - a_k).sqrt()

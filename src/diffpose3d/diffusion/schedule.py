@@ -65,13 +65,23 @@ class Schedule:
         )
         assert float(self.alpha_bar[0]) == 1.0, "alpha_bar[0] must be 1 (step 0 is the clean pose)"
 
-    def at(self, k: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """`alpha_bar[k]` for a long tensor of steps, in `like`'s dtype and device."""
-        return self.alpha_bar.to(like.device)[k.to(like.device)].to(like.dtype)
+    def at(self, k: int | torch.Tensor, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """`alpha_bar[k]` on `like`'s device, in `dtype` (default `like`'s), shaped to broadcast
+        against `like`: `k` an int (a scalar) or a `(B,)` tensor (`(B, 1, ..., 1)` for `like (B, ...)`).
 
-    def signal_noise(self, k: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(sqrt(alpha_bar[k]), sqrt(1 - alpha_bar[k]))` in `like`'s dtype and device."""
-        a = self.alpha_bar.to(like.device)[k.to(like.device)]
+        The one lookup of the schedule: the forward process, the DDIM step and the anchored
+        prediction all read `alpha_bar` through it.
+        """
+        k_t = torch.as_tensor(k, dtype=torch.long, device=like.device)
+        a = self.alpha_bar.to(like.device)[k_t]
+        if a.dim():
+            a = a.reshape(a.shape + (1,) * (like.dim() - a.dim()))
+        return a.to(like.dtype if dtype is None else dtype)
+
+    def signal_noise(self, k: int | torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(sqrt(alpha_bar[k]), sqrt(1 - alpha_bar[k]))` in `like`'s dtype and device, shaped as `at`
+        (the roots are taken in float64)."""
+        a = self.at(k, like, dtype=torch.float64)
         return a.sqrt().to(like.dtype), (1.0 - a).sqrt().to(like.dtype)
 
 

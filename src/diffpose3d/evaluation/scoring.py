@@ -19,7 +19,6 @@ from diffpose3d.evaluation import calibration as cal
 from diffpose3d.errors import ConfigError
 from diffpose3d.evaluation.joint_match import JointMatch, match_joints, restrict_sequence
 from diffpose3d.evaluation.tables import EvaluationReport, evaluate_sequences
-from diffpose3d.evidence.person_frame import joint_spread
 from diffpose3d.inference.lifting import attach_context, predict_frames
 from diffpose3d.model import DiffPoseModel
 from diffpose3d.skeleton import get_skeleton
@@ -143,8 +142,8 @@ def conformal_coverage(model: DiffPoseModel, pose: np.ndarray, spread: np.ndarra
 def uncertain_joints(frames: FrameSet) -> np.ndarray:
     """(F, J) joints whose 2D evidence is more than twice as broad as their frame's median joint
     (occluded, out of frame, no detection): where the calibration matters most."""
-    spread = joint_spread(frames.uv_gmm).numpy()
-    return spread > 2.0 * np.median(spread, axis=1, keepdims=True)
+    evidence_spread = frames.uv_gmm.spread().numpy()
+    return evidence_spread > 2.0 * np.median(evidence_spread, axis=1, keepdims=True)
 
 
 def quantile_calibration(

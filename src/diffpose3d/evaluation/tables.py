@@ -229,7 +229,7 @@ class _CalibrationPool:
         h, g = hyps[:, :, 1:], gt[:, 1:]
         self.num_hypotheses.append(h.shape[1])
         self.d2.append(metrics.mahalanobis_sq(h, g).astype(np.float32).ravel())
-        self.spread.append(metrics.joint_spread(h).astype(np.float32).ravel())
+        self.spread.append(metrics.hypothesis_spread(h).astype(np.float32).ravel())
         self.error.append(np.linalg.norm(h.mean(axis=1) - g, axis=-1).astype(np.float32).ravel())
 
     def result(self, levels: Sequence[float]) -> dict[str, Any] | None:

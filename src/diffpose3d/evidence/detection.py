@@ -30,7 +30,8 @@ def detection_evidence(detection, image_size: tuple[int, int], num_joints: int) 
     """One `detect.Detection` (or None: nobody found) -> ((1, J, M, 2) mixture, (1, J) confidence).
     Without a detection every joint gets the broad mixture and confidence 0, as a joint of
     confidence 0 does."""
-    from diffpose3d.evidence.heatmaps import heatmaps_to_gmm, keypoints_to_gmm
+    from diffpose3d.evidence.heatmaps import heatmaps_to_gmm
+    from diffpose3d.evidence.mixture2d import keypoints_to_gmm
 
     w, h = image_size
     if detection is None:

@@ -84,34 +84,3 @@ def heatmaps_to_gmm(
         gmm = merge_close_components(gmm, merge_within)
     gmm = gmm.where(no_evidence, broad)
     return gmm.reshape(t, j)
-
-
-def keypoints_to_gmm(
-    keypoints: torch.Tensor | np.ndarray,
-    confidence: torch.Tensor | np.ndarray,
-    image_size: tuple[int, int],
-    *,
-    min_std_px: float = 2.0,
-    num_components: int = 1,
-) -> GaussianMixture:
-    """Stand-in 2D evidence when a detector gives only keypoints `(T, J, 2)` px + confidence `(T, J)`.
-
-    Not a fitted heatmap: one isotropic Gaussian per joint at the keypoint, with standard deviation
-    `min_std_px / sqrt(confidence)` (a fully confident joint keeps `min_std_px`; the spread grows as
-    confidence falls), capped at the broad, whole-image spread. A joint with confidence 0 or NaN, or
-    a NaN keypoint, gets `mixture2d.broad_mixture`. Extra components (if `num_components > 1`) have zero weight.
-    Output `(T, J, M, 2)` in uv.
-    """
-    kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32))
-    conf = torch.as_tensor(np.asarray(confidence, dtype=np.float32))
-    if kp.dim() != 3 or kp.shape[-1] != 2 or conf.shape != kp.shape[:2]:
-        raise ValueError(f"need keypoints (T, J, 2) and confidence (T, J), got {tuple(kp.shape)}, {tuple(conf.shape)}")
-    broad = broad_mixture(tuple(kp.shape[:2]), image_size[1] / image_size[0], num_components)
-    missing = ~torch.isfinite(kp).all(-1) | ~torch.isfinite(conf) | (conf <= 0)
-    c = torch.where(missing, torch.ones_like(conf), conf.clamp(max=1.0))
-    std_uv = min_std_px / c.sqrt() * uv_per_pixel(image_size[0])
-    var = torch.minimum(std_uv**2, broad.covariances[..., 0, 0, 0])  # cap at the broad u-variance
-    mean = normalize_screen_coordinates(torch.nan_to_num(kp), *image_size)
-    means = mean.unsqueeze(-2).expand(*kp.shape[:2], num_components, 2)
-    cov = (var[..., None, None, None] * torch.eye(2)).expand(*kp.shape[:2], num_components, 2, 2)
-    return GaussianMixture(broad.weights, means, cov).where(missing, broad)

@@ -3,8 +3,8 @@
 - `broad_mixture`: the one "no evidence" mixture (a joint with confidence 0, a joint the input
   layout lacks, a frame where no person was found): the moments of a uniform position over the
   whole image;
-- `point_mixture`: one tight component at given keypoints;
-- `authors_gmm_to_mixture`: the authors' `(T, J, K, 5)` file rows as a mixture;
+- `point_mixture`: the one keypoint-to-Gaussian (an isotropic component at each keypoint);
+  `keypoints_to_gmm`: a detector's keypoints + confidence as such mixtures;
 - `mixture_to_uv` / `mixture_to_pixels`: means and covariances between pixels and the normalised
   screen frame (`cameras.normalize_screen_coordinates`);
 - `map_gmm`: carry mixtures to another joint layout; `top_mode`: the detector's keypoint (the mean
@@ -77,20 +77,46 @@ def fill_missing(keypoints_uv: torch.Tensor, missing: torch.Tensor, parents: tup
     return kp
 
 
-def point_mixture(keypoints_uv: torch.Tensor, std: float) -> GaussianMixture:
-    """One isotropic component of standard deviation `std` (uv units) at each keypoint `(..., 2)`."""
+def point_mixture(keypoints_uv: torch.Tensor, std: float | torch.Tensor, num_components: int = 1) -> GaussianMixture:
+    """One isotropic Gaussian of standard deviation `std` (uv units: one float, or one per keypoint
+    `(...)`) at each keypoint `(..., 2)` -> `(..., M, 2)`. The one keypoint-to-Gaussian: components
+    after the first (`num_components > 1`) are zero-weight copies, so the layout matches mixtures
+    with more components."""
     shape = keypoints_uv.shape[:-1]
-    weights = torch.ones(*shape, 1)
-    cov = torch.eye(2).expand(*shape, 1, 2, 2) * std**2
-    return GaussianMixture(weights, keypoints_uv.unsqueeze(-2).clone(), cov.clone())
+    weights = torch.zeros(*shape, num_components)
+    weights[..., 0] = 1.0
+    var = (std**2)[..., None, None, None] if isinstance(std, torch.Tensor) else std**2
+    cov = (torch.eye(2) * var).expand(*shape, num_components, 2, 2)
+    means = keypoints_uv.unsqueeze(-2).expand(*shape, num_components, 2)
+    return GaussianMixture(weights, means.clone(), cov.clone())
 
 
-def authors_gmm_to_mixture(gmm_2d: np.ndarray) -> GaussianMixture:
-    """The authors' (T, J, K, 5) = [weight, mean u, mean v, var u, var v] (pixels) as a mixture."""
-    g = torch.as_tensor(np.asarray(gmm_2d, dtype=np.float32))
-    weights = g[..., 0] / g[..., 0].sum(-1, keepdim=True).clamp_min(1e-12)
-    var = g[..., 3:5].clamp_min(1e-6)
-    return GaussianMixture(weights, g[..., 1:3].clone(), torch.diag_embed(var))
+def keypoints_to_gmm(
+    keypoints: torch.Tensor | np.ndarray,
+    confidence: torch.Tensor | np.ndarray,
+    image_size: tuple[int, int],
+    *,
+    min_std_px: float = 2.0,
+    num_components: int = 1,
+) -> GaussianMixture:
+    """Stand-in 2D evidence when a detector gives only keypoints `(T, J, 2)` px + confidence `(T, J)`.
+
+    Not a fitted heatmap: `point_mixture` at the keypoint, with standard deviation
+    `min_std_px / sqrt(confidence)` (a fully confident joint keeps `min_std_px`; the spread grows as
+    confidence falls), its variance capped at the broad, whole-image u-variance. A joint with
+    confidence 0 or NaN, or a NaN keypoint, gets `broad_mixture`. Output `(T, J, M, 2)` in uv.
+    """
+    kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32))
+    conf = torch.as_tensor(np.asarray(confidence, dtype=np.float32))
+    if kp.dim() != 3 or kp.shape[-1] != 2 or conf.shape != kp.shape[:2]:
+        raise ValueError(f"need keypoints (T, J, 2) and confidence (T, J), got {tuple(kp.shape)}, {tuple(conf.shape)}")
+    broad = broad_mixture(tuple(kp.shape[:2]), image_size[1] / image_size[0], num_components)
+    missing = ~torch.isfinite(kp).all(-1) | ~torch.isfinite(conf) | (conf <= 0)
+    c = torch.where(missing, torch.ones_like(conf), conf.clamp(max=1.0))
+    std_uv = min_std_px / c.sqrt() * uv_per_pixel(image_size[0])
+    point = point_mixture(normalize_screen_coordinates(torch.nan_to_num(kp), *image_size), std_uv, num_components)
+    capped = torch.minimum(point.covariances, broad.covariances[..., :1, :1, :1])  # cap at the broad u-variance
+    return GaussianMixture(point.weights, point.means, capped).where(missing, broad)
 
 
 def map_gmm(gmm: GaussianMixture, src: str, dst: str, aspect: float, max_components: int | None = None) -> GaussianMixture:

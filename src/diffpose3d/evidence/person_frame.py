@@ -7,7 +7,8 @@ RMS distance of its present joints from their centre), and what depth needs is g
 frame: the centre's image position, the log of the size and the log of the focal length (a guess
 where the camera is unknown). A joint counts as present when its evidence is tighter than
 `PRESENT_STD` (uv units); a broad joint (confidence 0, out of frame) neither places nor sizes the
-person. Per joint the encoder also gets the log of its 2D spread relative to the size.
+person. Per joint the encoder also gets the log of its 2D spread (`GaussianMixture.spread`) relative
+to the size.
 """
 
 from __future__ import annotations
@@ -50,15 +51,10 @@ class PersonFrame:
         return GaussianMixture(gmm.weights, self.points(gmm.means), gmm.covariances / s[..., None] ** 2)
 
 
-def joint_spread(gmm: GaussianMixture) -> torch.Tensor:
-    """Each joint's 2D evidence spread `(B, J)`: sqrt(trace(mixture covariance) / 2)."""
-    return (gmm.covariance().diagonal(dim1=-2, dim2=-1).sum(-1) / 2).clamp_min(1e-12).sqrt()
-
-
-def person_frame(keypoints_uv: torch.Tensor, spread: torch.Tensor) -> PersonFrame:
+def person_frame(keypoints_uv: torch.Tensor, evidence_spread: torch.Tensor) -> PersonFrame:
     """Centre and size of each frame's person from its present joints (all joints when fewer than
-    two are present)."""
-    present = spread < PRESENT_STD
+    two are present); `evidence_spread (B, J)` is `GaussianMixture.spread` of the 2D evidence."""
+    present = evidence_spread < PRESENT_STD
     present = torch.where(present.sum(1, keepdim=True) >= 2, present, torch.ones_like(present))
     w = present.to(keypoints_uv.dtype).unsqueeze(-1)
     n = w.sum(1, keepdim=True)
@@ -67,9 +63,10 @@ def person_frame(keypoints_uv: torch.Tensor, spread: torch.Tensor) -> PersonFram
     return PersonFrame(centre, size.clamp_min(1e-3))
 
 
-def encoder_input(keypoints: torch.Tensor, spread: torch.Tensor, frame: PersonFrame, focal: torch.Tensor) -> torch.Tensor:
+def encoder_input(keypoints: torch.Tensor, evidence_spread: torch.Tensor, frame: PersonFrame,
+                  focal: torch.Tensor) -> torch.Tensor:
     """The encoder's `(B, J, CHANNELS)`: person-frame keypoints `(B, J, 2)`, the log relative spread,
     and the frame's centre, log size and log focal `(B,)`."""
-    rel_spread = (spread / frame.size[:, :, 0]).clamp(1e-4, 1e2).log().unsqueeze(-1)
+    rel_spread = (evidence_spread / frame.size[:, :, 0]).clamp(1e-4, 1e2).log().unsqueeze(-1)
     glob = torch.cat([frame.centre[:, 0], frame.size[:, 0].log(), focal.to(keypoints).reshape(-1, 1).log()], -1)
     return torch.cat([keypoints, rel_spread, glob[:, None].expand(-1, keypoints.shape[1], -1)], -1)

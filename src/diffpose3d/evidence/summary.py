@@ -19,7 +19,7 @@ def evidence_summary(gmm: GaussianMixture, keypoints_uv: torch.Tensor) -> torch.
     mixture mean minus keypoint (2), log of the mixture's RMS standard deviation (1), heaviest
     weight (1), second-heaviest component's mean minus keypoint (2) and weight (1); the second
     component's channels are zeros when M = 1 or its weight is 0 (a padding slot says nothing)."""
-    spread = gmm.covariance().diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-10).sqrt().log()
+    log_spread = gmm.spread(floor=1e-10).log()
     order = gmm.weights.argsort(dim=-1, descending=True)
     weights = gmm.weights.gather(-1, order)
     if gmm.weights.shape[-1] > 1:
@@ -28,4 +28,4 @@ def evidence_summary(gmm: GaussianMixture, keypoints_uv: torch.Tensor) -> torch.
         second_offset = torch.where(second_weight > 0, second - keypoints_uv, torch.zeros_like(keypoints_uv))
     else:
         second_offset, second_weight = torch.zeros_like(keypoints_uv), torch.zeros_like(weights[..., :1])
-    return torch.cat([gmm.mean() - keypoints_uv, spread.unsqueeze(-1), weights[..., :1], second_offset, second_weight], dim=-1)
+    return torch.cat([gmm.mean() - keypoints_uv, log_spread.unsqueeze(-1), weights[..., :1], second_offset, second_weight], dim=-1)

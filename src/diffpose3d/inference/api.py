@@ -23,7 +23,8 @@ import torch
 from diffpose3d.cameras import image_coordinates, inside_image
 from diffpose3d.checkpoint import load_bundle, resolve_device
 from diffpose3d.config import InferenceConfig
-from diffpose3d.evidence.mixture2d import authors_gmm_to_mixture, broad_mixture, fill_missing, map_gmm, mixture_to_uv, top_mode
+from diffpose3d.data.gmm_files import decode_gmm
+from diffpose3d.evidence.mixture2d import broad_mixture, fill_missing, map_gmm, mixture_to_uv, top_mode
 from diffpose3d.inference.lifting import lift_batches
 from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.inference.result import PoseResult, concat_results
@@ -74,7 +75,7 @@ class DiffPose:
         `focal`: the camera's focal length in pixels (default: `scene.intrinsics.DEFAULT_FOV_DEG`),
         for the root positions (`result.root`) and told to the model."""
         from diffpose3d.data.keypoints import drop_far_outside
-        from diffpose3d.evidence.heatmaps import keypoints_to_gmm
+        from diffpose3d.evidence.mixture2d import keypoints_to_gmm
 
         with np.errstate(over="ignore"):  # too large for float32: inf, then missing
             keypoints = np.asarray(keypoints, dtype=np.float32)
@@ -108,7 +109,7 @@ class DiffPose:
                  focal: float | None = None) -> PoseResult:
         """The authors' per-joint mixtures (T, J, K, 5) = [weight, mean u, mean v, var u, var v] in pixels."""
         w, h = image_size
-        gmm = mixture_to_uv(authors_gmm_to_mixture(gmm_2d), w, h)
+        gmm = mixture_to_uv(decode_gmm(gmm_2d), w, h)
         confidence = np.ones(gmm.weights.shape[:2], np.float32)
         return self._lift_gmm(gmm, confidence, image_size, layout or self.layout, camera=camera_for(image_size, focal))
 

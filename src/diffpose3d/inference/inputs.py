@@ -274,7 +274,7 @@ def _checks(table: dict) -> dict:
 def _from_file(path: Path, layout: str, source_layout: str | None, image_size: tuple[int, int] | None) -> Evidence2D:
     """A heatmaps npz (keys heatmaps, heatmap_to_image, image_size, layout) or a keypoints file."""
     from diffpose3d.data.keypoints import load_keypoint_people
-    from diffpose3d.evidence.heatmaps import keypoints_to_gmm
+    from diffpose3d.evidence.mixture2d import keypoints_to_gmm
 
     if path.suffix.lower() == ".npz":
         arrays = _load_heatmap_arrays(path)

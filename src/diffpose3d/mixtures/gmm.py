@@ -125,6 +125,16 @@ class GaussianMixture:
         between = diff.unsqueeze(-1) * diff.unsqueeze(-2)
         return (w * (self.covariances + between)).sum(-3)
 
+    def variance(self) -> torch.Tensor:
+        """Mean per-axis variance `(...)`: `trace(mixture covariance) / D`."""
+        return self.covariance().diagonal(dim1=-2, dim2=-1).sum(-1) / self.dim
+
+    def spread(self, floor: float = 1e-12) -> torch.Tensor:
+        """The mixture's RMS standard deviation `(...)`: `sqrt(trace(covariance) / D)`, the variance
+        clamped below at `floor` so the spread (and its log) stays finite. The one definition of a
+        mixture's spread: the 2D evidence spread (`evidence_spread`) and every summary use it."""
+        return self.variance().clamp_min(floor).sqrt()
+
     # -- densities and samples -----------------------------------------------------------------
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """`log N(x_n | mu_m, Sigma_m)` for `x (..., N, D)` -> `(..., N, M)`."""

@@ -122,7 +122,7 @@ def denoiser_loss(model: DiffPoseModel, source: Batches, perm: torch.Tensor, dev
         h_k, _ = q_sample(h0, k, hk.weights, hk.means, hk.cholesky(), model.schedule,
                           uniform=u_all[rows].to(device), normal=z_all[rows].to(device))
         cond = model.conditioning(prep.keypoints, xyz, feats, prep.gmm)
-        pred = anchored_prediction(net, h_k, k, cond, model.schedule.alpha_bar)
+        pred = anchored_prediction(net, h_k, k, cond, model.schedule)
         per_pose = (pred[..., 2:] - txyz).norm(dim=-1).mean(-1) + uv_weight * (pred[..., :2] - tuv).norm(dim=-1).mean(-1)
         return per_pose.sum() / b
 

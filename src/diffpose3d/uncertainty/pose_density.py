@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffpose3d.evidence.person_frame import PRESENT_STD, joint_spread, person_frame
+from diffpose3d.evidence.person_frame import PRESENT_STD, person_frame
 from diffpose3d.mixtures.gmm import GaussianMixture
 
 REFERENCE_LEVELS = (0.5, 0.9, 0.99)
@@ -46,11 +46,11 @@ class PoseFeatures:
 
 def pose_features(keypoints_uv: torch.Tensor, uv_gmm: GaussianMixture) -> PoseFeatures:
     """The features of `(F, J, 2)` keypoints and their `(F, J, M, 2)` mixtures."""
-    spread = joint_spread(uv_gmm)
-    frame = person_frame(keypoints_uv, spread)
+    evidence_spread = uv_gmm.spread()
+    frame = person_frame(keypoints_uv, evidence_spread)
     points = frame.points(keypoints_uv)
-    noise = (spread / frame.size[:, :, 0]).square()
-    return PoseFeatures(points.reshape(len(points), -1).double().numpy(), (spread < PRESENT_STD).numpy(),
+    noise = (evidence_spread / frame.size[:, :, 0]).square()
+    return PoseFeatures(points.reshape(len(points), -1).double().numpy(), (evidence_spread < PRESENT_STD).numpy(),
                         noise.double().numpy())
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from diffpose3d.io.atomic import atomic_write
-from diffpose3d.metrics import hypothesis_covariance, joint_spread
+from diffpose3d.metrics import hypothesis_covariance, hypothesis_spread
 from diffpose3d.viz.layout import PersonView, bone_colours, spread_scale
 
 CENTRE_COLOUR = "#555555"
@@ -244,7 +244,7 @@ def write_html(
     if len(joint_names) != J or len(parents) != J:
         raise ValueError(f"poses have {J} joints but {len(joint_names)} names and {len(parents)} parents")
     if uncertainty is None and hypotheses is not None and np.shape(hypotheses)[1] > 1:
-        uncertainty = joint_spread(hypotheses)
+        uncertainty = hypothesis_spread(hypotheses)
     frames = []
     for t in range(T):
         cov = None

@@ -62,6 +62,7 @@ STATE_DIM = 5  # (u, v, x, y, z)
 CONTEXTS = ("frame", "mlp", "video", "tcn")
 VIDEO_CONTEXTS = ("video", "tcn")  # a frame's context comes from its sequence
 INPUTS = ("image", "person")
+MODES = ("diffpose", "authors")  # `inference.mode`: the method, or the released code's behaviour
 # Motion channels (`model.motion_radius`) in units of 1 cm and 1/100 of the image half-width: a frame
 # step's motion and 2D noise are then about 1, the scale of the encoder's LayerNorm-ed features.
 MOTION_SCALE = 100.0
@@ -325,7 +326,7 @@ class DiffPoseModel(nn.Module):
             out = deterministic_refine(self.g, torch.cat([prep.keypoints, xyz], dim=-1), cond, ks=[2, 1])
             return out.unsqueeze(1), xyz
         if cfg.mode != "diffpose":
-            raise ValueError(f"unknown mode '{cfg.mode}' (diffpose | authors)")
+            raise ValueError(f"unknown mode '{cfg.mode}' ({' | '.join(MODES)})")
         hk_mixture = self.initial_distribution(prep.gmm, xyz)
         sampler = DDIMSampler(self.schedule, num_steps=cfg.steps, eta=cfg.eta)
         weights, means, chol = hk_mixture.weights, hk_mixture.means, hk_mixture.cholesky()

@@ -15,7 +15,7 @@ import torch
 from diffpose3d.cli import main
 from diffpose3d.config import TrainConfig
 from diffpose3d.errors import InputFileError
-from diffpose3d.training import loop
+from diffpose3d.training import state as training_state
 from diffpose3d.training.loop import Budget, StageSpec, run_stage
 
 EPOCHS = 4
@@ -65,15 +65,15 @@ def _same(a: dict, b: dict) -> None:
 
 
 def _kill_at(monkeypatch, name: str, call: int) -> None:
-    """Make the `call`-th call of `loop.<name>` die before it does anything."""
-    real, calls = getattr(loop, name), []
+    """Make the `call`-th call of `training_state.<name>` die before it does anything."""
+    real, calls = getattr(training_state, name), []
 
     def dying(*args, **kwargs):
         calls.append(1)
         if len(calls) == call:
             raise Killed
         return real(*args, **kwargs)
-    monkeypatch.setattr(loop, name, dying)
+    monkeypatch.setattr(training_state, name, dying)
 
 
 def _saves(folder: Path) -> list[Path]:

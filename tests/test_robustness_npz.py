@@ -1,5 +1,5 @@
 """Community npz files are read without running code (#20): the restricted unpickler of
-`data.base.load_pickled_npz` rebuilds the real files and np.savez dicts, and refuses a payload in one
+`io.unpickle.load_pickled_npz` rebuilds the real files and np.savez dicts, and refuses a payload in one
 line, in every reader (`evaluate --predictions`, `fit-gmm --data-2d`, the dataset readers)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from diffpose3d.cli import main
-from diffpose3d.data.base import load_pickled_npz
+from diffpose3d.io.unpickle import load_pickled_npz
 from diffpose3d.errors import InputFileError
 
 

@@ -113,6 +113,12 @@ def save_bundle(
     return folder
 
 
+def store_conformal(model: torch.nn.Module, folder: str | Path, info: dict, record: dict) -> Path:
+    """Rewrite the bundle at `folder` with `model`'s fitted conformal scaling, `record` (the fit's
+    summary) stored under `conformal` in its info (`evaluation.scoring.calibrate_checkpoint`)."""
+    return save_bundle(model, model.config, Path(folder), {**info, "conformal": record})
+
+
 def export_bundle(source: str | Path, target: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """Copy a bundle with its weights stored as `dtype` (float16: half the size, for packaging)."""
     model, info = load_bundle(source)

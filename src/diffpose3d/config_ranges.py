@@ -9,6 +9,7 @@ A new field gets its line in `RANGES`; `check_config` also runs the cross-field 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
 from collections.abc import Callable
@@ -91,10 +92,11 @@ def _holdout_fractions(x: Any) -> str | None:
     return None if ok else "three numbers [train, val, test] in [0, 1] with train > 0 and val > 0"
 
 
-def _skeleton(x: Any) -> str | None:
-    from diffpose3d.skeleton import SKELETON_NAMES
-
-    return one_of(*SKELETON_NAMES)(x)
+def registry(module: str, name: str) -> Check:
+    """One of the choices `module` owns in its registry `name` (a tuple, or a dict's keys): one list,
+    where the code that dispatches on it lives. Read when a value is checked, as those modules
+    import the config themselves."""
+    return lambda x: one_of(*getattr(importlib.import_module(module), name))(x)
 
 
 SHARE = number(0, 1)
@@ -108,7 +110,7 @@ DROPOUT = number(0, 1, hi_open=True)
 LEARNING_RATE = number(0, 1, lo_open=True)
 
 RANGES: dict[str, Check] = {
-    "data.dataset": one_of("humaneva", "h36m", "3dhp"),
+    "data.dataset": registry("diffpose3d.data.protocols", "BENCHMARKS"),
     "data.holdout_fractions": _holdout_fractions,
     "data.holdout_gap_frames": integer(0, 1_000_000),
     "data.stride": COUNT,
@@ -120,7 +122,7 @@ RANGES: dict[str, Check] = {
     "data.virtual.size": numbers(0, lo_open=True, length=2, ordered=True),
     "data.virtual.offset": SHARE,
     "data.virtual.aspects": numbers(0, lo_open=True, nonempty=True),
-    "evidence.source": one_of("synthetic", "keypoints", "gmm_file", "confidence"),
+    "evidence.source": registry("diffpose3d.data.frames", "SOURCES"),
     "evidence.keypoint_std_px": POSITIVE,
     "evidence.seed": SEED,
     "evidence.exact_share": SHARE,
@@ -137,9 +139,9 @@ RANGES: dict[str, Check] = {
     "evidence.synthetic.heatmap_size": numbers(8, 1024, length=2, whole=True),
     "evidence.synthetic.crop_margin": NONNEGATIVE,
     "evidence.synthetic.min_crop_px": POSITIVE,
-    "model.skeleton": _skeleton,
-    "model.encoder.kind": one_of("frame", "mlp", "video", "tcn"),
-    "model.encoder.inputs": one_of("image", "person"),
+    "model.skeleton": registry("diffpose3d.skeleton", "SKELETON_NAMES"),
+    "model.encoder.kind": registry("diffpose3d.model", "CONTEXTS"),
+    "model.encoder.inputs": registry("diffpose3d.model", "INPUTS"),
     "model.encoder.width": WIDTH,
     "model.encoder.hidden": WIDTH,
     "model.encoder.blocks": BLOCKS,
@@ -153,9 +155,9 @@ RANGES: dict[str, Check] = {
     "model.denoiser.dropout": DROPOUT,
     "model.denoiser.motion_radius": integer(0, 64),
     "model.diffusion.num_steps": integer(1, 10_000),
-    "model.diffusion.schedule": one_of("cosine", "linear"),
+    "model.diffusion.schedule": registry("diffpose3d.diffusion.schedule", "SCHEDULES"),
     "model.diffusion.num_components": integer(1, 64),
-    "model.diffusion.depth_prior": one_of("context", "dataset"),
+    "model.diffusion.depth_prior": registry("diffpose3d.diffusion.hk", "DEPTH_PRIORS"),
     "model.diffusion.depth_components": integer(1, 64),
     "train.seed": SEED,
     "train.threads": integer(0, 1024),
@@ -184,12 +186,12 @@ RANGES: dict[str, Check] = {
     "inference.hypotheses": integer(1, 1000),
     "inference.steps": integer(1, 10_000),
     "inference.eta": number(0, 1),
-    "inference.aggregate": one_of("mean", "median", "reprojection"),
-    "inference.mode": one_of("diffpose", "authors"),
+    "inference.aggregate": registry("diffpose3d.inference.aggregate", "AGGREGATES"),
+    "inference.mode": registry("diffpose3d.model", "MODES"),
     "inference.seed": SEED,
     "inference.batch_frames": COUNT,
-    "inference.backend": one_of("torch", "onnxruntime"),
-    "inference.precision": one_of("auto", "fp32", "bf16"),
+    "inference.backend": registry("diffpose3d.models.onnx_backend", "BACKENDS"),
+    "inference.precision": registry("diffpose3d.inference.precision", "PRECISIONS"),
 }
 
 

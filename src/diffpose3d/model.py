@@ -1,5 +1,17 @@
 """The DiffPose model: context encoder + denoiser g + diffusion schedule, and how they meet H_K.
 
+Notation (shapes per frame):
+
+    K        steps of the diffusion schedule (`model.diffusion.num_steps`); k = K .. 1 one step
+    h_k      the state of each joint at step k, (u, v, x, y, z) (J, 5); h_0 is the pose
+    H_K      the initial distribution of h_K: per joint a mixture over (u, v, x, y, z) (`diffusion.hk`)
+    M        mixture components per joint (of the 2D evidence and of H_K)
+    f_ST     the context encoder's features per joint (J, C), spatio-temporal for a video model
+    a        the anchor (u, v, x, y, z): the top 2D mode and the lifter's 3D guess
+    abar_k   the schedule's cumulative product of alphas at step k
+    g        the denoiser, predicting h_0 from (h_k, k, [f_ST, a])
+    N        hypotheses per frame (`inference.hypotheses`): N draws of H_K walked to h_0
+
 Reading order: `context()` runs the frame lifter (f_ST and its 3D guess; `encode()` over whole
 sequences for a video model), `initial_distribution()` builds H_K per joint from the 2D evidence and
 the depth prior (`diffusion.hk`), `sample()` walks N samples of H_K to H_0 with the DDIM sampler.
@@ -34,6 +46,7 @@ from diffpose3d.diffusion import hk
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, deterministic_refine
 from diffpose3d.diffusion.schedule import Schedule, make_schedule
 from diffpose3d.errors import ConfigError
+from diffpose3d.evaluation.calibration import scale_hypotheses
 from diffpose3d.evidence import person_frame as pf
 from diffpose3d.evidence.summary import EVIDENCE_CHANNELS, evidence_summary
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -42,13 +55,14 @@ from diffpose3d.models.context_mlp import MLPContextEncoder
 from diffpose3d.models.context_tcn import TemporalConvEncoder, receptive_blocks
 from diffpose3d.models.context_video import VideoContextEncoder
 from diffpose3d.models.denoiser import Denoiser
-from diffpose3d.models.onnx_backend import BACKENDS, OnnxDenoiser, weight_versions
+from diffpose3d.models.onnx_backend import OnnxDenoiser, current_copy, switch_backend
 from diffpose3d.skeleton import get_skeleton
 
 STATE_DIM = 5  # (u, v, x, y, z)
 CONTEXTS = ("frame", "mlp", "video", "tcn")
 VIDEO_CONTEXTS = ("video", "tcn")  # a frame's context comes from its sequence
 INPUTS = ("image", "person")
+MODES = ("diffpose", "authors")  # `inference.mode`: the method, or the released code's behaviour
 # Motion channels (`model.motion_radius`) in units of 1 cm and 1/100 of the image half-width: a frame
 # step's motion and 2D noise are then about 1, the scale of the encoder's LayerNorm-ed features.
 MOTION_SCALE = 100.0
@@ -154,14 +168,7 @@ class DiffPoseModel(nn.Module):
         """Run g's network in "torch" (default) or "onnxruntime" (CPU, `diffpose3d[onnx]`) at
         inference. The ONNX copy is exported from the current weights on first use; call again
         after changing the weights."""
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown inference backend '{backend}' ({' | '.join(BACKENDS)})")
-        if backend == "onnxruntime":
-            if self.device.type != "cpu":
-                raise ConfigError("the onnxruntime backend runs on the CPU; use --device cpu")
-            self._onnx_denoiser = OnnxDenoiser(self.denoiser)
-        else:
-            self._onnx_denoiser = None
+        self._onnx_denoiser = switch_backend(backend, self.denoiser, self.device)
 
     def use_precision(self, precision: str) -> None:
         """Run g's transformer blocks in "fp32", "bf16", or ("auto") bf16 where this device has it
@@ -319,7 +326,7 @@ class DiffPoseModel(nn.Module):
             out = deterministic_refine(self.g, torch.cat([prep.keypoints, xyz], dim=-1), cond, ks=[2, 1])
             return out.unsqueeze(1), xyz
         if cfg.mode != "diffpose":
-            raise ValueError(f"unknown mode '{cfg.mode}' (diffpose | authors)")
+            raise ValueError(f"unknown mode '{cfg.mode}' ({' | '.join(MODES)})")
         hk_mixture = self.initial_distribution(prep.gmm, xyz)
         sampler = DDIMSampler(self.schedule, ddim_steps=cfg.steps, eta=cfg.eta)
         weights, means, chol = hk_mixture.weights, hk_mixture.means, hk_mixture.cholesky()
@@ -332,9 +339,7 @@ class DiffPoseModel(nn.Module):
                            draws=None if draws is None else draws[sl])
             for sl in (slice(i, i + block) for i in range(0, keypoints_uv.shape[0], block))
         ])
-        centre = states.mean(dim=1, keepdim=True)
-        scale = self.spread_scale * self.conformal_scale.to(states.dtype)[:, None]  # (J, 1)
-        return centre + scale * (states - centre), xyz
+        return scale_hypotheses(states, self.spread_scale, self.conformal_scale), xyz
 
     def g(self, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         """The reverse-process network as the sampler calls it: predicted h_0 (B, J, 5)."""
@@ -342,9 +347,7 @@ class DiffPoseModel(nn.Module):
         if self._bf16 and not self.training and self._onnx_denoiser is None:
             network = self.denoiser.forward_bf16
         if self._onnx_denoiser is not None and not self.training:
-            if self._onnx_denoiser.versions != weight_versions(self.denoiser):  # weights changed since export
-                self._onnx_denoiser = OnnxDenoiser(self.denoiser)
-            network = self._onnx_denoiser
+            self._onnx_denoiser = network = current_copy(self._onnx_denoiser, self.denoiser)
         return anchored_prediction(network, h_k, k, conditioning, self.schedule)
 
 

@@ -35,8 +35,9 @@ import torch
 
 from diffpose3d.config import SyntheticDetectorConfig
 from diffpose3d.config_ranges import RANGES, SEED_MAX, integer, numbers
-from diffpose3d.data.base import load_pickled_npz, require_dict
+from diffpose3d.data.base import require_dict
 from diffpose3d.data.gmm_files import LAYOUT, encode_gmm, write_gmm_file
+from diffpose3d.io.unpickle import load_pickled_npz
 from diffpose3d.data.h36m import IMAGE_SIZES as H36M_IMAGE_SIZES
 from diffpose3d.data.humaneva import IMAGE_SIZE as HUMANEVA_IMAGE_SIZE
 from diffpose3d.errors import ConfigError, InputFileError, OutputFileError

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import InputFileError
 from ..skeleton import MPI3DHP_RAW_TO_17
-from .base import PoseSequence, as_filter, as_float_array, load_pickled_npz, mark_missing, require_dict
+from ..io.unpickle import load_pickled_npz
+from .base import PoseSequence, as_filter, as_float_array, mark_missing, require_dict
 
 LAYOUT = "mpi3dhp17"
 TRAIN_IMAGE_SIZE = (2048, 2048)

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 21)
 CONFORMAL_LEVEL = 0.9
@@ -62,6 +61,8 @@ def expected_calibration_error(curve: np.ndarray, levels: np.ndarray = QUANTILE_
 def gaussian_ball_radius(level: float = CONFORMAL_LEVEL) -> float:
     """Radius, in units of the per-axis standard deviation, of the central ball holding `level` of an
     isotropic 3-D Gaussian (sqrt of the chi-square quantile with 3 degrees of freedom)."""
+    from scipy import stats  # here, not at the top: the model imports this module
+
     return math.sqrt(stats.chi2.ppf(level, df=3))
 
 
@@ -92,6 +93,15 @@ def usable_scale(scale: np.ndarray, dtype: torch.dtype, level: float) -> torch.T
         raise ConfigError(f"--level {level}: the conformal scale would be {bad[0]} (not a positive finite number), "
                           "which would make the bundle unusable; nothing was written")
     return stored
+
+
+def scale_hypotheses(states: torch.Tensor, spread_scale: torch.Tensor, conformal_scale: torch.Tensor) -> torch.Tensor:
+    """Hypotheses `(B, N, J, D)` scaled about their mean by the fitted calibration: the global
+    `spread_scale` (`training.run.fit_spread_scale`) times the per-joint `conformal_scale (J,)`
+    (`conformal_scale`, fitted by `diffpose3d calibrate`)."""
+    centre = states.mean(dim=1, keepdim=True)
+    scale = spread_scale * conformal_scale.to(states.dtype)[:, None]  # (J, 1)
+    return centre + scale * (states - centre)
 
 
 def ball_coverage(mean: np.ndarray, spread: np.ndarray, truth: np.ndarray, level: float = CONFORMAL_LEVEL) -> float:

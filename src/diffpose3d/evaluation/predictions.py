@@ -8,7 +8,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from diffpose3d.data.base import PoseSequence, load_pickled_npz, require_dict
+from diffpose3d.data.base import PoseSequence, require_dict
+from diffpose3d.io.unpickle import load_pickled_npz
 from diffpose3d.errors import InputFileError
 from diffpose3d.evaluation.tables import PredictionKey
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffpose3d.checkpoint import load_bundle, resolve_device
+from diffpose3d.checkpoint import load_bundle, resolve_device, store_conformal
 from diffpose3d.config import EvidenceConfig, InferenceConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.data.frames import FrameSet, build_frames
@@ -188,9 +188,8 @@ def calibrate_checkpoint(
     level: float = cal.CONFORMAL_LEVEL, device: str = "auto",
 ) -> dict[str, Any]:
     """Fit the bundle's split-conformal scaling (`evaluation.calibration`) on `sequences` (a
-    calibration split: neither training nor test data) and store it in the bundle."""
-    from diffpose3d.checkpoint import save_bundle
-
+    calibration split: neither training nor test data) and store it in the bundle
+    (`checkpoint.store_conformal`)."""
     model, info = load_bundle(checkpoint, device=resolve_device(device))
     config = model.config
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)
@@ -211,5 +210,5 @@ def calibrate_checkpoint(
         "coverage_before": float(np.mean(scores[:, 1:] <= radius)),
         "coverage_after": float(np.mean(scores[:, 1:] <= radius * scale[keep[1:]])),
     }
-    save_bundle(model, config, Path(checkpoint), {**info, "conformal": record})
+    store_conformal(model, checkpoint, info, record)
     return record

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffpose3d.errors import DiffPoseError
+from diffpose3d.errors import ConfigError, DiffPoseError
 
 BACKENDS = ("torch", "onnxruntime")
 _INSTALL_HINT = 'the onnxruntime backend needs the optional packages: pip install "diffpose3d[onnx]"'
@@ -75,3 +75,20 @@ class OnnxDenoiser:
         }
         (out,) = self.session.run(None, feed)
         return torch.from_numpy(np.ascontiguousarray(out)).to(h_k.device, h_k.dtype)
+
+
+def switch_backend(backend: str, denoiser: nn.Module, device: torch.device) -> OnnxDenoiser | None:
+    """The ONNX copy of `denoiser` g runs through for `backend` ("onnxruntime", CPU only), or None
+    ("torch": the network itself); exported from the current weights."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown inference backend '{backend}' ({' | '.join(BACKENDS)})")
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise ConfigError("the onnxruntime backend runs on the CPU; use --device cpu")
+        return OnnxDenoiser(denoiser)
+    return None
+
+
+def current_copy(copy: OnnxDenoiser, denoiser: nn.Module) -> OnnxDenoiser:
+    """`copy`, or a fresh export when `denoiser`'s weights changed since it was made."""
+    return copy if copy.versions == weight_versions(denoiser) else OnnxDenoiser(denoiser)

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from diffpose3d.inference.predict import html_result
+from diffpose3d.viz.result_views import html_result
 from diffpose3d.inference.result import PoseResult
 from diffpose3d.viz.html import library_name
 

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from diffpose3d import __version__
 from diffpose3d.errors import DiffPoseError, one_line
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a bad argument (one line printed)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except Exception as exc:  # noqa: BLE001 - an argument type that failed otherwise: still one line
+    except Exception as exc:
         print(f"diffpose3d: error: {one_line(f'{type(exc).__name__}: {exc}')[:300]}", file=sys.stderr)
         return 2
     if not hasattr(args, "_run"):
@@ -125,7 +125,7 @@ def run_command(command: str, run) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"{prefix}: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback reaches the user
+    except Exception as exc:
         if os.environ.get("DIFFPOSE3D_TRACEBACK"):
             raise
         print(f"{prefix}: error: unexpected {type(exc).__name__}: {one_line(str(exc))[:300]} "

@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from diffpose3d.config_ranges import check_config, show as _show
+from diffpose3d.config_ranges import check_config
+from diffpose3d.config_ranges import show as _show
 from diffpose3d.errors import ConfigError, InputFileError
 
 
@@ -337,7 +338,7 @@ MAX_YAML_BYTES = 1 << 20
 def parse_yaml(text: str) -> Any:
     """`yaml.safe_load` without anchors and aliases; raises `yaml.YAMLError` (also for too deep nesting)."""
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+        return yaml.load(text, Loader=_NoAliasLoader)
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
 

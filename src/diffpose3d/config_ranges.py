@@ -221,7 +221,9 @@ def _receptive_field(config: Any) -> str | None:
     field = 9
     while field < e.frames:
         field *= 3
-    return None if field == e.frames else f"model.encoder.frames of a tcn encoder must be a power of 3 (9, 27, 81, 243), got {e.frames}"
+    if field == e.frames:
+        return None
+    return f"model.encoder.frames of a tcn encoder must be a power of 3 (9, 27, 81, 243), got {e.frames}"
 
 
 _CROSS: list[Callable[[Any], str | None]] = [

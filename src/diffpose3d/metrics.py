@@ -17,7 +17,8 @@ never counts, a perfect prediction scores an AUC of 30/31).
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 

@@ -84,7 +84,7 @@ class Prepared:
         """Other image-uv points of the same frames (e.g. the true 2D) in the model's 2D frame."""
         return uv if self.frame is None else self.frame.points(uv)
 
-    def __getitem__(self, index) -> "Prepared":
+    def __getitem__(self, index) -> Prepared:
         frame = None if self.frame is None else pf.PersonFrame(self.frame.centre[index], self.frame.size[index])
         return Prepared(self.keypoints[index], self.gmm[index], self.encoder_input[index], frame)
 

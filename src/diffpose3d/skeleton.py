@@ -42,7 +42,7 @@ channel is a confidence and a derived joint gets the minimum confidence of its s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -261,7 +261,7 @@ def mapping_table(src: str, dst: str) -> dict[str, Weighted]:
     return table
 
 
-@lru_cache(maxsize=None)
+@cache
 def mapping_indices(src: str, dst: str) -> tuple[tuple[tuple[int, float], ...], ...]:
     """``mapping_table`` as ``(source joint index, weight)`` pairs, one tuple per ``dst`` joint."""
     s = get_skeleton(src)

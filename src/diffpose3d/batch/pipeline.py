@@ -173,7 +173,7 @@ def _on_ray(ray, todo: list[BatchRecord], job: BatchJob, workers: int | None, ad
         try:
             ray.init(address=address or "local", include_dashboard=False, log_to_driver=job.verbose,
                      logging_level=logging.INFO if job.verbose else logging.ERROR)
-        except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError, ...
+        except Exception as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise DiffPoseError(f"cannot start or join {where} ({type(exc).__name__}: {one_line(str(exc))})") from None
     try:

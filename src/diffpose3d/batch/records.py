@@ -63,7 +63,9 @@ class Totals:
     def line(self, summary: Path) -> str:
         """The one-line total printed at the end."""
         pending = f", {self.pending} not run" if self.pending else ""
-        counts = f"batch: {self.inputs} input{'' if self.inputs == 1 else 's'}: {self.ok} ok, {self.skipped} skipped, {self.failed} failed{pending}"
+        plural = "" if self.inputs == 1 else "s"
+        counts = (f"batch: {self.inputs} input{plural}: {self.ok} ok, {self.skipped} skipped, "
+                  f"{self.failed} failed{pending}")
         if not self.workers:
             return f"{counts}; nothing left to run ({self.seconds:.1f} s) -> {summary}"
         rate = f", {self.frames / self.seconds:.3g} frames/s" if self.seconds > 0 else ""

@@ -60,7 +60,7 @@ class BatchWorker:
             self.model = DiffPose.load(job.checkpoint, device=job.device, **job.overrides)
         except DiffPoseError as exc:
             self.problem = f"the model could not be loaded: {one_line(str(exc))}"
-        except Exception as exc:  # noqa: BLE001 - reported in every record of this worker
+        except Exception as exc:
             self.problem = f"the model could not be loaded: {type(exc).__name__}: {one_line(str(exc))}"
         use_heatmaps = job.settings.heatmaps_for(self.model) if self.model is not None else False
         self.detector = KeptDetector(use_heatmaps, max_people=job.settings.max_people)
@@ -87,7 +87,7 @@ class BatchWorker:
                     record.error = one_line(str(exc))
                 except MemoryError:
                     record.error = "out of memory"
-                except Exception as exc:  # noqa: BLE001 - one input's failure is its record, the rest go on
+                except Exception as exc:
                     record.error = f"{type(exc).__name__}: {one_line(str(exc))}"
                     self.detector.close()  # a fresh detector for the next input
             record.warnings = "; ".join(one_line(str(w.message)) for w in caught if issubclass(w.category, InputWarning))

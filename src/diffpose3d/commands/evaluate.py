@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--predictions", metavar="FILE",
                       help="npz with positions_3d[subject][action] -> list per camera (docs/PREDICTIONS.md)")
     what.add_argument("--checkpoint", nargs="?", const="", metavar="CKPT",
-                      help="run a model bundle on the split instead: a folder or a bundled model's name (no value: h36m_frame, the default)")
+                      help="run a model bundle on the split instead: a folder or a bundled model's name "
+                           "(no value: h36m_frame, the default)")
     parser.add_argument("--dataset", required=True, choices=BENCHMARKS, help="dataset and protocol")
     parser.add_argument("--data-3d", required=True, metavar="FILE",
                         help="the dataset's 3D file (3dhp: data_test_3dhp.npz or data_train_3dhp.npz)")
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         check_steps(args)
     dataset_filters(args)
 
-    for flag, value, low in (("--stride", args.stride, 1), ("--offset", args.offset, 0), ("--calibration-samples", args.calibration_samples, 0),
+    for flag, value, low in (("--stride", args.stride, 1), ("--offset", args.offset, 0),
+                             ("--calibration-samples", args.calibration_samples, 0),
                              ("--calibration-frames", args.calibration_frames, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")

@@ -19,10 +19,12 @@ from diffpose3d.errors import ConfigError, InputFileError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="the bundle folder (out_of_domain.npz is written into it)")
+    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+                        help="the bundle folder (out_of_domain.npz is written into it)")
     parser.add_argument("--data-3d", metavar="FILE", help="the training dataset's 3D file (default: the bundle config's)")
     parser.add_argument("--data-2d", metavar="FILE", help="its detections file (default: the bundle config's; 'none': without)")
-    parser.add_argument("--train-samples", type=int, default=40_000, help="training-like frames for the pose density (default 40000)")
+    parser.add_argument("--train-samples", type=int, default=40_000,
+                        help="training-like frames for the pose density (default 40000)")
     parser.add_argument("--calibration-samples", type=int, default=3000, help="held-out in-domain frames (default 3000)")
     parser.add_argument("--shift-samples", type=int, default=1500, help="frames per synthetic shift (default 1500)")
     parser.add_argument("--seed", type=int, default=0)
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from diffpose3d.io.atomic import save_json_atomic
     from diffpose3d.uncertainty.fit import fit_out_of_domain
 
-    for flag, value, low in (("--train-samples", args.train_samples, 1000), ("--calibration-samples", args.calibration_samples, 500),
+    for flag, value, low in (("--train-samples", args.train_samples, 1000),
+                             ("--calibration-samples", args.calibration_samples, 500),
                              ("--shift-samples", args.shift_samples, 100)):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")

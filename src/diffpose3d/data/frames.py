@@ -31,10 +31,14 @@ from diffpose3d.config import EvidenceConfig, SyntheticDetectorConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.data.gmm_files import decode_gmm
 from diffpose3d.errors import ConfigError
-from diffpose3d.evidence.person_frame import focal_guess
 from diffpose3d.evidence.mixture2d import (
-    fill_missing, map_gmm, mixture_to_uv, point_mixture, top_mode,
+    fill_missing,
+    map_gmm,
+    mixture_to_uv,
+    point_mixture,
+    top_mode,
 )
+from diffpose3d.evidence.person_frame import focal_guess
 from diffpose3d.mixtures.gmm import GaussianMixture, merge_close_components
 from diffpose3d.skeleton import Skeleton, get_skeleton, mapping_indices
 
@@ -61,7 +65,7 @@ class FrameSet:
     def __len__(self) -> int:
         return int(self.keypoints_uv.shape[0])
 
-    def subset(self, index: torch.Tensor | np.ndarray) -> "FrameSet":
+    def subset(self, index: torch.Tensor | np.ndarray) -> FrameSet:
         idx = torch.as_tensor(index, dtype=torch.long)
         return FrameSet(
             keypoints_uv=self.keypoints_uv[idx],

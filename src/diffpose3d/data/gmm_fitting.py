@@ -21,6 +21,7 @@ result is identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,7 +38,6 @@ from diffpose3d.config import SyntheticDetectorConfig
 from diffpose3d.config_ranges import RANGES, SEED_MAX, integer, numbers
 from diffpose3d.data.base import require_dict
 from diffpose3d.data.gmm_files import LAYOUT, encode_gmm, write_gmm_file
-from diffpose3d.io.unpickle import load_pickled_npz
 from diffpose3d.data.h36m import IMAGE_SIZES as H36M_IMAGE_SIZES
 from diffpose3d.data.humaneva import IMAGE_SIZE as HUMANEVA_IMAGE_SIZE
 from diffpose3d.errors import ConfigError, InputFileError, OutputFileError
@@ -45,6 +45,7 @@ from diffpose3d.evidence.heatmaps import heatmaps_to_gmm
 from diffpose3d.evidence.mixture2d import mixture_to_pixels
 from diffpose3d.evidence.synthetic import draw_modes, synthetic_heatmaps
 from diffpose3d.io.atomic import check_output_file, file_kind, save_json_atomic, save_npz_atomic
+from diffpose3d.io.unpickle import load_pickled_npz
 
 DATASETS = ("humaneva", "h36m", "custom")
 
@@ -227,10 +228,8 @@ def remove_parts(parts: Path) -> None:
     """Delete fit-gmm's own files in the parts folder, then the folder if that left it empty."""
     for path in own_parts(parts):
         path.unlink(missing_ok=True)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         parts.rmdir()
-    except FileNotFoundError:
-        pass
 
 
 def _manifest(settings: GmmFitSettings, detector: SyntheticDetectorConfig, total: int) -> dict:

@@ -30,7 +30,14 @@ from ..cameras import Camera, load_h36m_cameras
 from ..errors import InputFileError
 from ..skeleton import H36M32_TO_17, get_skeleton
 from .base import (
-    PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, require_dict, sorted_names,
+    PoseSequence,
+    apply_stride,
+    as_filter,
+    as_float_array,
+    camera_views,
+    load_pose_files,
+    require_dict,
+    sorted_names,
     wanted,
 )
 from .camera_data import camera_frame_3d, camera_keypoints

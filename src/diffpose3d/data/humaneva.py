@@ -15,7 +15,14 @@ import numpy as np
 from ..cameras import Camera, load_humaneva_cameras
 from ..errors import InputFileError
 from .base import (
-    PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, require_dict, sorted_names,
+    PoseSequence,
+    apply_stride,
+    as_filter,
+    as_float_array,
+    camera_views,
+    load_pose_files,
+    require_dict,
+    sorted_names,
     wanted,
 )
 from .camera_data import camera_frame_3d, camera_keypoints

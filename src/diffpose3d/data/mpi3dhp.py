@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
-from ..skeleton import MPI3DHP_RAW_TO_17
 from ..io.unpickle import load_pickled_npz
+from ..skeleton import MPI3DHP_RAW_TO_17
 from .base import PoseSequence, as_filter, as_float_array, mark_missing, require_dict
 
 LAYOUT = "mpi3dhp17"

@@ -87,7 +87,8 @@ def build_pose_table(sequences: list[PoseSequence], detections: list[PoseSequenc
                     per_cam.append(np.full((len(first), get_skeleton(layout).num_joints, 2), np.nan, np.float32))
                     continue
                 kp = det.keypoints_2d.astype(np.float32)
-                kp = np.where((det.confidence if det.confidence is not None else np.ones(kp.shape[:2]))[..., None] > 0, kp, np.nan)
+                conf = det.confidence if det.confidence is not None else np.ones(kp.shape[:2])
+                kp = np.where(conf[..., None] > 0, kp, np.nan)
                 if det.skeleton != layout:
                     kp = map_keypoints(kp, det.skeleton, layout, confidence=False)
                 w, h = det.image_size

@@ -59,7 +59,7 @@ def sample_windows(
     # padded window among them (0 .. T - window would be empty).
     lo = [-over if n >= window else min(-over, -((window - n) // 2)) for n in lengths]
     hi = [n - window + over if n >= window else max(n - window + over, -((window - n) // 2)) for n in lengths]
-    sizes = torch.tensor([h - l + 1 if n > 0 else 0 for n, l, h in zip(lengths, lo, hi)], dtype=torch.float64)
+    sizes = torch.tensor([b - a + 1 if n > 0 else 0 for n, a, b in zip(lengths, lo, hi)], dtype=torch.float64)
     seqs = torch.multinomial(sizes, count, replacement=True, generator=generator)
     u = torch.rand(count, generator=generator, dtype=torch.float64)
     offsets = (u * sizes[seqs]).floor().long().clamp(max=sizes[seqs].long() - 1)
@@ -72,7 +72,7 @@ def sliding_windows(T: int, window: int, stride: int) -> list[int]:
     assert window >= 1 and 1 <= stride <= window, f"need 1 <= stride <= window, got stride={stride}, window={window}"
     if T <= 0:
         return []
-    if T <= window:
+    if window >= T:
         return [-((window - T) // 2)]
     starts = list(range(0, T - window + 1, stride))
     if starts[-1] != T - window:

@@ -17,7 +17,7 @@ from diffpose3d.errors import DiffPoseError
 
 # Sides the pipeline can handle: MediaPipe's crops go through OpenCV, whose warps abort the
 # process (not an exception) from 32767 px a side on (`io.limits`, checked from every header).
-from diffpose3d.io.limits import MAX_IMAGE_SIDE  # noqa: E402
+from diffpose3d.io.limits import MAX_IMAGE_SIDE
 
 
 @dataclass

@@ -108,7 +108,8 @@ node {
 # Streams of the expanded PoseLandmarkByRoiCpu (mediapipe 0.10.21) tapped for Python.
 _TAP = "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
 _TAPS = """
-node { calculator: "TensorsToFloatsCalculator" input_stream: "TENSORS:%(tap)sensured_heatmap_tensor" output_stream: "FLOATS:heatmap" }
+node { calculator: "TensorsToFloatsCalculator" input_stream: "TENSORS:%(tap)sensured_heatmap_tensor"
+       output_stream: "FLOATS:heatmap" }
 node { calculator: "PassThroughCalculator" input_stream: "%(tap)spose_presence_score" output_stream: "presence" }
 output_stream: "landmarks"
 output_stream: "world_landmarks"
@@ -409,7 +410,7 @@ class MediaPipePoseDetector:
                     solution.close()
                 setattr(self, name, None)
 
-    def __enter__(self) -> "MediaPipePoseDetector":
+    def __enter__(self) -> MediaPipePoseDetector:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -223,7 +223,7 @@ def _on_other_torsos(det: Detection, others: Sequence[Detection], layout: BodyLa
     size = max(float(np.hypot(*(own.max(0) - own.min(0)))), 1.0)
     torso = set(layout.torso)
     out: dict[int, str] = {}
-    for k, other in enumerate(others):
+    for _k, other in enumerate(others):
         quad = _torso_quad(other, layout)
         if quad is None:
             continue
@@ -238,7 +238,7 @@ def _on_other_torsos(det: Detection, others: Sequence[Detection], layout: BodyLa
 
 def apply(det: Detection, verdict: Verdict) -> None:
     """Drop the verdict's joints (visibility 0) and note why on the detection."""
-    for j, reason in sorted(verdict.dropped.items()):
+    for j, _reason in sorted(verdict.dropped.items()):
         det.confidence[j] = 0.0
     if verdict.dropped:
         reasons = sorted(set(verdict.dropped.values()))

@@ -10,6 +10,7 @@ The network is any callable `model(h_k (B, J, D), k (B,) long, context (B, J, C)
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class DDIMSampler:
     def pairs(self) -> list[tuple[int, int]]:
         """`(k, k_prev)` for each reverse step, in order of application."""
         ts = self.timesteps.tolist()
-        return list(zip(ts[:-1], ts[1:]))
+        return list(itertools.pairwise(ts))
 
     def step(
         self,
@@ -176,14 +177,14 @@ class NoiseDraws:
     def draw(
         B: int, N: int, J: int, D: int, *, generator: torch.Generator | None = None,
         like: torch.Tensor | None = None, steps: int = 0,
-    ) -> "NoiseDraws":
+    ) -> NoiseDraws:
         kw = {"generator": generator, "device": None if like is None else like.device,
               "dtype": None if like is None else like.dtype}
         uniform = torch.rand((B, N, J, 1), **kw)
         normal = torch.randn((B, N, J, D), **kw)
         return NoiseDraws(uniform, normal, torch.randn((B, steps, N, J, D), **kw) if steps else None)
 
-    def __getitem__(self, index) -> "NoiseDraws":
+    def __getitem__(self, index) -> NoiseDraws:
         """The draws of some frames (any index of the B axis)."""
         return NoiseDraws(self.uniform[index], self.normal[index], None if self.steps is None else self.steps[index])
 

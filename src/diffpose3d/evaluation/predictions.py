@@ -3,15 +3,16 @@ array per camera, optional `units`, read and keyed by the sequences they predict
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from diffpose3d.data.base import PoseSequence, require_dict
-from diffpose3d.io.unpickle import load_pickled_npz
 from diffpose3d.errors import InputFileError
 from diffpose3d.evaluation.tables import PredictionKey
+from diffpose3d.io.unpickle import load_pickled_npz
 
 UNIT_SCALE = {"m": 1.0, "mm": 0.001}
 

@@ -15,8 +15,8 @@ from diffpose3d.checkpoint import load_bundle, resolve_device, store_conformal
 from diffpose3d.config import EvidenceConfig, InferenceConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.data.frames import FrameSet, build_frames
-from diffpose3d.evaluation import calibration as cal
 from diffpose3d.errors import ConfigError
+from diffpose3d.evaluation import calibration as cal
 from diffpose3d.evaluation.joint_match import JointMatch, match_joints, restrict_sequence
 from diffpose3d.evaluation.tables import EvaluationReport, evaluate_sequences
 from diffpose3d.inference.lifting import attach_context, predict_frames

@@ -22,9 +22,10 @@ sequences.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,8 @@ class EvaluationReport:
                 line = (f"quantile calibration ({quantile['samples']} samples, {quantile['frames']} frames): "
                         f"ECE {quantile['ece']:.3f}")
                 if "uncertain_ece" in quantile:
-                    line += f"; on {quantile['uncertain_joints']} joints with uncertain 2D evidence {quantile['uncertain_ece']:.3f}"
+                    line += (f"; on {quantile['uncertain_joints']} joints with uncertain 2D evidence "
+                             f"{quantile['uncertain_ece']:.3f}")
                 parts.append(line)
         return "\n\n".join(parts)
 
@@ -326,7 +328,8 @@ def _protocol_tables(
                 f"{METRIC_LABELS[metric]} per action x subject", "action", subjects, grid)
         summary = _mean_of_rows(list(cells.values()))
         action_rows[AVERAGE_ROW] = dict(summary)
-        tables["per_action"] = Table("per action (frames pooled; Average = mean over action x subject cells)", "action", columns, action_rows)
+        tables["per_action"] = Table("per action (frames pooled; Average = mean over action x subject cells)", "action",
+                                     columns, action_rows)
     else:
         summary = _mean_of_rows(list(action_rows.values()))
         action_rows[AVERAGE_ROW] = dict(summary)

@@ -28,4 +28,5 @@ def evidence_summary(gmm: GaussianMixture, keypoints_uv: torch.Tensor) -> torch.
         second_offset = torch.where(second_weight > 0, second - keypoints_uv, torch.zeros_like(keypoints_uv))
     else:
         second_offset, second_weight = torch.zeros_like(keypoints_uv), torch.zeros_like(weights[..., :1])
-    return torch.cat([gmm.mean() - keypoints_uv, log_spread.unsqueeze(-1), weights[..., :1], second_offset, second_weight], dim=-1)
+    return torch.cat([gmm.mean() - keypoints_uv, log_spread.unsqueeze(-1), weights[..., :1], second_offset, second_weight],
+                     dim=-1)

@@ -23,7 +23,7 @@ def export_result(result: PoseResult, formats: Iterable[str] = FORMATS, *, name:
     if path_of is None:
         target = Path(folder if folder is not None else ".")
         target.mkdir(parents=True, exist_ok=True)
-        path_of = lambda n: target / n  # noqa: E731
+        path_of = lambda n: target / n
     motions = [person_motion(result, p, fps) for p in result.people]
     paths = []
     for fmt in parse_formats(list(formats)):

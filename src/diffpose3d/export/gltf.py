@@ -91,7 +91,7 @@ def _person(doc: dict, buf: _Buffer, motion: Motion, channels: list, samplers: l
     for k, p in enumerate(motion.parents):
         (person if p < 0 else nodes[first + p]).setdefault("children", []).append(first + k)
     times = buf.add(motion.times(), "SCALAR", bounds=True)
-    for k, p in enumerate(motion.parents):
+    for k, _parent in enumerate(motion.parents):
         targets = [("translation", solved.translations[:, k], "VEC3")]
         if any(q == k for q in motion.parents):
             targets.append(("rotation", _continuous(quats[:, k]), "VEC4"))

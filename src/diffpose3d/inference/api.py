@@ -24,14 +24,13 @@ from diffpose3d.cameras import image_coordinates, inside_image
 from diffpose3d.checkpoint import load_bundle, resolve_device
 from diffpose3d.config import InferenceConfig
 from diffpose3d.data.gmm_files import decode_gmm
+from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.evidence.mixture2d import broad_mixture, fill_missing, map_gmm, mixture_to_uv, top_mode
 from diffpose3d.inference.lifting import lift_batches
-from diffpose3d.errors import ConfigError, InputFileError
 from diffpose3d.inference.result import PoseResult, concat_results
 from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.scene.intrinsics import Intrinsics, camera_for
 from diffpose3d.scene.trajectory import add_trajectory
-
 
 DETECTED_KINDS = ("image", "images", "video")  # evidence from the 2D detector (not a keypoints file)
 
@@ -45,7 +44,7 @@ class DiffPose:
         self.inference = inference or replace(model.config.inference)
 
     @classmethod
-    def load(cls, checkpoint: str | None = None, device: str = "auto", **inference) -> "DiffPose":
+    def load(cls, checkpoint: str | None = None, device: str = "auto", **inference) -> DiffPose:
         from diffpose3d.config_ranges import check_config
 
         model, info = load_bundle(checkpoint, device=resolve_device(device))
@@ -170,7 +169,8 @@ class DiffPose:
         w, h = image_size
         m = self.model.config.model.diffusion.num_components
         gmm = map_gmm(gmm, layout, self.layout, h / w, max_components=min(m, gmm.weights.shape[-1]) or 1)
-        conf = map_keypoints(np.concatenate([np.zeros(confidence.shape + (2,)), confidence[..., None]], -1), layout, self.layout)[..., 2]
+        padded = np.concatenate([np.zeros(confidence.shape + (2,)), confidence[..., None]], -1)
+        conf = map_keypoints(padded, layout, self.layout)[..., 2]
         conf = np.nan_to_num(conf, nan=0.0).astype(np.float32)
         keypoints_uv = top_mode(gmm)
         if border:

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from diffpose3d.errors import ConfigError, InputFileError
-from diffpose3d.io.images import image_size as header_size
 from diffpose3d.io.images import exif_focal, is_image, list_images, read_image, read_image_info
+from diffpose3d.io.images import image_size as header_size
 from diffpose3d.io.limits import InputWarning
 from diffpose3d.io.video import VideoReader, is_video
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -65,7 +65,7 @@ class Evidence2D:
             self.num_frames = len(np.unique(self.frame_indices))
 
     def __len__(self) -> int:
-        return int(len(self.frame_indices))
+        return len(self.frame_indices)
 
     @property
     def people(self) -> list[int]:
@@ -74,9 +74,10 @@ class Evidence2D:
     def rows_of(self, person: int) -> np.ndarray:
         return np.flatnonzero(self.person_ids == person)
 
-    def select(self, rows: np.ndarray) -> "Evidence2D":
+    def select(self, rows: np.ndarray) -> Evidence2D:
         rows = np.asarray(rows, dtype=np.int64)
-        return replace(self, gmm=self.gmm[torch.as_tensor(rows)], confidence=self.confidence[rows], frame_indices=self.frame_indices[rows],
+        return replace(self, gmm=self.gmm[torch.as_tensor(rows)], confidence=self.confidence[rows],
+                       frame_indices=self.frame_indices[rows],
                        person_ids=self.person_ids[rows], detector={k: v[rows] for k, v in self.detector.items()},
                        num_frames=self.num_frames)
 
@@ -232,9 +233,9 @@ def _from_images(path: Path, images: list[Path], detector, max_people: int, prog
     info: dict = {}
     if len(images) == 1:  # one photo: kept decoded for the render
         image, info = read_image_info(images[0])
-        frames = lambda: iter([image])  # noqa: E731
+        frames = lambda: iter([image])
     else:
-        frames = lambda: (read_image(p) for p in images)  # noqa: E731
+        frames = lambda: (read_image(p) for p in images)
     table = _rows_from_stream(detect_stream(frames(), detector, max_people=max_people, track=len(images) > 1),
                               detector.layout, len(images) > 1, progress, len(images))
     source = {"path": str(path), **info, **_checks(table)}

@@ -37,7 +37,8 @@ def sequence_draws(num_sequences: int, cfg: InferenceConfig, joints: int) -> Noi
     """H_K (and, with eta > 0, step) noise for each of `num_sequences` sequences, to be shared by
     all their frames. Sequence s's draws depend only on the seed and s, however frames are batched."""
     per_sequence = [
-        NoiseDraws.draw(1, cfg.hypotheses, joints, STATE_DIM, generator=torch.Generator().manual_seed((cfg.seed * 1_000_003 + s) % 2**63),
+        NoiseDraws.draw(1, cfg.hypotheses, joints, STATE_DIM,
+                        generator=torch.Generator().manual_seed((cfg.seed * 1_000_003 + s) % 2**63),
                         steps=cfg.steps if cfg.eta > 0 else 0)
         for s in range(num_sequences)
     ]

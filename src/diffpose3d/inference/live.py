@@ -194,7 +194,8 @@ class _Sinks:
             from diffpose3d.io.video import VideoWriter
 
             self._video = VideoWriter(self.stage.path(f"{self.name}.mp4"), fps=self.fps)
-            self._lines = open(self.stage.path(f"{self.name}.jsonl"), "w", encoding="utf-8")
+            # kept open for the run's lines, closed in close()
+            self._lines = open(self.stage.path(f"{self.name}.jsonl"), "w", encoding="utf-8")  # noqa: SIM115
         self._video.write(frame)
 
     def line(self, text: str) -> None:

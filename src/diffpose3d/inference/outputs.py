@@ -88,7 +88,7 @@ def _header(result: PoseResult) -> dict:
     people = []
     for pid in result.people:
         frames = result.frame_indices[result.person_ids == pid]
-        people.append({"id": pid, "num_frames": int(len(frames)), "first_frame": int(frames.min()),
+        people.append({"id": pid, "num_frames": len(frames), "first_frame": int(frames.min()),
                        "last_frame": int(frames.max())})
     head = {
         "schema": SCHEMA_ID,

@@ -69,7 +69,7 @@ class KeptDetector:
         self._make = detector_factory(use_heatmaps, max_people=max_people)
         self._detector = None
 
-    def __call__(self) -> "_Lent":
+    def __call__(self) -> _Lent:
         if self._detector is None:
             self._detector = self._make()
         return _Lent(self._detector)

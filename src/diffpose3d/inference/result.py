@@ -63,7 +63,7 @@ class PoseResult:
     @property
     def num_frames(self) -> int:
         """Frames that hold at least one person."""
-        return int(len(np.unique(self.frame_indices)))
+        return len(np.unique(self.frame_indices))
 
     @property
     def pose_in_scene(self) -> np.ndarray:
@@ -81,7 +81,7 @@ class PoseResult:
 
         return export_result(self, parse_formats(formats), name=name, folder=folder, fps=fps)
 
-    def select(self, rows: np.ndarray) -> "PoseResult":
+    def select(self, rows: np.ndarray) -> PoseResult:
         """The result restricted to `rows` (indices or a boolean mask)."""
         rows = np.asarray(rows)
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -91,7 +91,7 @@ class PoseResult:
         values["meta"] = dict(self.meta)
         return PoseResult(**values)
 
-    def person(self, person_id: int) -> "PoseResult":
+    def person(self, person_id: int) -> PoseResult:
         """One person's rows, in frame order."""
         return self.select(self.person_ids == person_id)
 

@@ -8,6 +8,7 @@ output path that exists and is not a regular file (a folder, a link, a device su
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -87,10 +88,8 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = None)
         check_output_file(target)  # again: something may have appeared there while we wrote
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

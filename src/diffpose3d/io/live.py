@@ -129,7 +129,7 @@ class LiveSource:
             self._thread.join(timeout=5.0)
         self._container.close()
 
-    def __enter__(self) -> "LiveSource":
+    def __enter__(self) -> LiveSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

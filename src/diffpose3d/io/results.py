@@ -153,7 +153,7 @@ class OutputFolder:
         self._created = False
         self.run_id = uuid.uuid4().hex
 
-    def __enter__(self) -> "OutputFolder":
+    def __enter__(self) -> OutputFolder:
         self._created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ class OutputFolder:
         self._release()
 
     @classmethod
-    def joined(cls, path: str | Path, run_id: str) -> "OutputFolder":
+    def joined(cls, path: str | Path, run_id: str) -> OutputFolder:
         """The folder of a run whose lock another process holds (a `batch`'s driver; its workers
         write here): results are staged and committed as usual, under that run's id, and no lock
         is taken. The folder must exist."""

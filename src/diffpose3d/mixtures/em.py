@@ -253,7 +253,7 @@ def _kmeanspp(z: torch.Tensor, w: torch.Tensor, m: int, generator: torch.Generat
     Each new centre is the best (lowest weighted potential) of `2 + ln M` candidates drawn with
     probability `w * dist^2`, as in scikit-learn.
     """
-    b, n, d = z.shape
+    b = z.shape[0]
     zt = z.transpose(1, 2).contiguous()
     rows = torch.arange(b, device=z.device)
     trials = 2 + int(math.log(m))

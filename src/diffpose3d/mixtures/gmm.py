@@ -72,11 +72,11 @@ class GaussianMixture:
     def dim(self) -> int:
         return int(self.means.shape[-1])
 
-    def __getitem__(self, index: object) -> "GaussianMixture":
+    def __getitem__(self, index: object) -> GaussianMixture:
         """Index the batch dimensions (never the component or feature axes)."""
         return GaussianMixture(self.weights[index], self.means[index], self.covariances[index])
 
-    def reshape(self, *batch_shape: int) -> "GaussianMixture":
+    def reshape(self, *batch_shape: int) -> GaussianMixture:
         m, d = self.num_components, self.dim
         return GaussianMixture(
             self.weights.reshape(*batch_shape, m),
@@ -84,14 +84,14 @@ class GaussianMixture:
             self.covariances.reshape(*batch_shape, m, d, d),
         )
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "GaussianMixture":
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> GaussianMixture:
         return GaussianMixture(
             self.weights.to(device=device, dtype=dtype),
             self.means.to(device=device, dtype=dtype),
             self.covariances.to(device=device, dtype=dtype),
         )
 
-    def where(self, mask: torch.Tensor, other: "GaussianMixture") -> "GaussianMixture":
+    def where(self, mask: torch.Tensor, other: GaussianMixture) -> GaussianMixture:
         """`other`'s mixture where `mask (batch)` is true, this one elsewhere (same M and D)."""
         return GaussianMixture(
             torch.where(mask[..., None], other.weights, self.weights),
@@ -100,7 +100,7 @@ class GaussianMixture:
         )
 
     @staticmethod
-    def cat(mixtures: list["GaussianMixture"], dim: int = 0) -> "GaussianMixture":
+    def cat(mixtures: list[GaussianMixture], dim: int = 0) -> GaussianMixture:
         """Concatenate along a batch dimension (all must have the same M and D)."""
         return GaussianMixture(
             torch.cat([g.weights for g in mixtures], dim),

@@ -31,7 +31,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, width: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
         super().__init__()
-        hidden = int(round(width * mlp_ratio))
+        hidden = round(width * mlp_ratio)
         self.norm_attn = nn.LayerNorm(width)
         # JointAttention is plain scaled_dot_product_attention over axis 1, whatever that axis is.
         self.attn = JointAttention(width, heads, dropout)

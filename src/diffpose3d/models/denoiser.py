@@ -62,7 +62,7 @@ class Denoiser(nn.Module):
 
     def _forward(self, h_k: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None, bf16_blocks: bool) -> torch.Tensor:
         B, J, D = h_k.shape
-        assert (J, D) == (len(self.parents), self.state_dim), (
+        assert (len(self.parents), self.state_dim) == (J, D), (
             f"h_k must be (B, {len(self.parents)}, {self.state_dim}), got {tuple(h_k.shape)}"
         )
         assert k.shape == (B,), f"k must be (B,) = ({B},), got {tuple(k.shape)}"

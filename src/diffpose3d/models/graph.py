@@ -117,7 +117,7 @@ class GraphTransformerBlock(nn.Module):
         self, width: int, adjacency: torch.Tensor, heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        hidden = int(round(width * mlp_ratio))
+        hidden = round(width * mlp_ratio)
         self.norm_attn = nn.LayerNorm(width)
         self.attn = JointAttention(width, heads, dropout)
         self.norm_gcn = nn.LayerNorm(width)

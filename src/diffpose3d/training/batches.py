@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
+from diffpose3d.cameras import inside_image
 from diffpose3d.config import EvidenceConfig, VirtualCameraConfig
 from diffpose3d.data.frames import FrameSet
 from diffpose3d.data.mirror import flip_gmm, flip_keypoints, flip_pose
 from diffpose3d.data.pose_table import PoseTable
-from diffpose3d.cameras import inside_image
 from diffpose3d.data.virtual_cameras import random_views
 from diffpose3d.evidence.mixture2d import broad_mixture, fill_missing, point_mixture, top_mode
 from diffpose3d.evidence.person_frame import FOCAL_GUESS
@@ -49,12 +49,12 @@ class Batch:
     target_xyz: torch.Tensor
     focal: torch.Tensor
 
-    def rows(self, rows: torch.Tensor, device: torch.device) -> "Batch":
+    def rows(self, rows: torch.Tensor, device: torch.device) -> Batch:
         """This rank's rows, on `device`."""
         return Batch(self.keypoints_uv[rows].to(device), self.uv_gmm[rows].to(device), self.target_uv[rows].to(device),
                      self.target_xyz[rows].to(device), self.focal[rows].to(device))
 
-    def flipped(self, perm: torch.Tensor) -> "Batch":
+    def flipped(self, perm: torch.Tensor) -> Batch:
         return Batch(flip_keypoints(self.keypoints_uv, perm), flip_gmm(self.uv_gmm, perm),
                      flip_keypoints(self.target_uv, perm), flip_pose(self.target_xyz, perm), self.focal)
 

@@ -17,20 +17,20 @@ import numpy as np
 import torch
 
 from diffpose3d.checkpoint import resolve_device, save_bundle
-from diffpose3d.config_ranges import clamp_threads
-from diffpose3d.io.atomic import check_output_file, save_text_atomic
 from diffpose3d.config import Config, InferenceConfig, save_config
+from diffpose3d.config_ranges import clamp_threads
 from diffpose3d.data.frames import FrameSet, build_frames
 from diffpose3d.data.loading import load_sequences
 from diffpose3d.data.pose_table import build_pose_table
 from diffpose3d.data.protocols import protocol_subjects
 from diffpose3d.data.splits import heldout_blocks, training_splits
+from diffpose3d.diffusion.hk import fit_depth_gmm
 from diffpose3d.errors import ConfigError, InputFileError
+from diffpose3d.inference.lifting import attach_context, predict_frames
+from diffpose3d.io.atomic import check_output_file, save_text_atomic
+from diffpose3d.model import DiffPoseModel
 from diffpose3d.skeleton import Skeleton
 from diffpose3d.training.batches import FrameBatches, TableBatches
-from diffpose3d.diffusion.hk import fit_depth_gmm
-from diffpose3d.inference.lifting import attach_context, predict_frames
-from diffpose3d.model import DiffPoseModel
 from diffpose3d.training.distributed import barrier, init_distributed, shutdown
 from diffpose3d.training.loop import Budget
 from diffpose3d.training.stages import lifter_mpjpe_mm, train_denoiser, train_encoder
@@ -151,7 +151,8 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False) -> dict:
     _, residual = lifter_mpjpe_mm(model, model.encoder, val_frames)
     model.residual_std.copy_(residual.std(dim=0).clamp_min(1e-3).to(device))
     if config.model.diffusion.depth_prior == "dataset":
-        model.set_depth_prior(fit_depth_gmm(training_poses(train_batches), config.model.diffusion.depth_components, seed=cfg.seed))
+        depth = fit_depth_gmm(training_poses(train_batches), config.model.diffusion.depth_components, seed=cfg.seed)
+        model.set_depth_prior(depth)
     t1 = time.monotonic()
     stage2 = train_denoiser(model, train_batches, val_frames, config, device, budget, **common)
     stage2["spread_scale"] = fit_spread_scale(model, val_frames, config)

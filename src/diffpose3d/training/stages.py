@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from diffpose3d.config import Config, InferenceConfig
-from diffpose3d.errors import ConfigError
 from diffpose3d.context import run_encoder
 from diffpose3d.data.frames import FrameSet
 from diffpose3d.diffusion.forward import q_sample
+from diffpose3d.errors import ConfigError
 from diffpose3d.inference.lifting import attach_context, predict_frames
 from diffpose3d.model import DiffPoseModel, anchored_prediction
 from diffpose3d.training.batches import FrameBatches, TableBatches

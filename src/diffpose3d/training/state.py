@@ -140,7 +140,7 @@ class StageCheckpoint:
             raise _Invalid(f"{path.name} is unreadable ({exc})") from None
         found = {k: tuple(v.shape) for k, v in tensors.items() if k.split(".", 1)[0] in ("model", "ema", "best")}
         missing = {"rng.generator", "rng.torch"} - set(tensors)
-        if found != shapes or missing or not _META_KEYS <= set(meta):
+        if found != shapes or missing or not set(meta) >= _META_KEYS:
             raise _Invalid(f"{path.name} does not hold this model's {self.stage} state")
         return tensors, meta
 

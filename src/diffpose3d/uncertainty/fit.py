@@ -129,7 +129,7 @@ def fit_from_frames(density, sets: list[CalibrationFrames], bins: int = 24) -> t
     factors = np.clip(factors / _home_neutral(home.ratio, home_score, knots, factors), MIN_FACTOR, None)
     ood = OutOfDomain(density, noise_knots, noise_scores, centre, scale, weights, knots, factors,
                       float(np.quantile(home_score, 0.99)))
-    radius_ok = lambda s, f: float(np.mean(s.ratio <= f[:, None]))  # noqa: E731
+    radius_ok = lambda s, f: float(np.mean(s.ratio <= f[:, None]))
     record: dict[str, Any] = {"signals": list(SIGNALS), "spearman_with_error_ratio": rho.round(3).tolist(),
                               "weights": weights.round(3).tolist(), "warn_at": round(ood.warn_at, 3),
                               "score_knots": knots.round(3).tolist(), "factors": factors.round(3).tolist(), "sets": {}}

@@ -93,7 +93,7 @@ class OutOfDomain:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "OutOfDomain":
+    def load(cls, path: str | Path) -> OutOfDomain:
         """Read `out_of_domain.npz` (plain arrays, no pickles); ValueError naming the problem."""
         try:
             with np.load(path, allow_pickle=False) as data:

@@ -40,7 +40,7 @@ class PoseFeatures:
     def __len__(self) -> int:
         return len(self.points)
 
-    def subset(self, rows: np.ndarray) -> "PoseFeatures":
+    def subset(self, rows: np.ndarray) -> PoseFeatures:
         return PoseFeatures(self.points[rows], self.present[rows], self.noise[rows])
 
 
@@ -109,7 +109,7 @@ class PoseDensity:
                 "covariances": self.covariances, "reference": self.reference}
 
     @classmethod
-    def from_arrays(cls, data: dict[str, np.ndarray], where: str | Path = "pose density") -> "PoseDensity":
+    def from_arrays(cls, data: dict[str, np.ndarray], where: str | Path = "pose density") -> PoseDensity:
         """Check shapes and finiteness; raise ValueError naming the problem."""
         try:
             density = cls(str(data["layout"]), *(np.asarray(data[k], np.float64) for k in ("mean", "basis")),

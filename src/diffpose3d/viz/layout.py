@@ -32,7 +32,7 @@ def lighter(colour: str, amount: float = 0.45) -> str:
     """`colour` (#rrggbb) mixed with white."""
     rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], float)
     mixed = rgb + (255.0 - rgb) * amount
-    return "#" + "".join(f"{int(round(v)):02x}" for v in mixed)
+    return "#" + "".join(f"{round(v):02x}" for v in mixed)
 
 
 def bone_colours(parents, left, right, person_id: int | None, centre: str = "#e6e6e6") -> list[str]:

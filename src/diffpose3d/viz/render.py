@@ -19,10 +19,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
-from diffpose3d.io.images import to_rgb_uint8
-from diffpose3d.metrics import hypothesis_covariance
 from diffpose3d.io.atomic import atomic_write
+from diffpose3d.io.images import to_rgb_uint8
 from diffpose3d.io.video import VideoWriter
+from diffpose3d.metrics import hypothesis_covariance
 from diffpose3d.viz.layout import PersonView, bone_colours, lighter, person_colour, spread_scale
 
 BACKGROUND = "#15171c"

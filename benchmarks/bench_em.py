@@ -34,7 +34,7 @@ def make_data(fits: int, n: int, d: int, m: int, seed: int) -> np.ndarray:
     centres = rng.normal(0, 4, (fits, m, d))
     spread = rng.uniform(0.3, 1.5, (fits, m, 1))
     label = rng.integers(0, m, (fits, n))
-    pick = lambda a: np.take_along_axis(a, label[..., None], 1)  # noqa: E731
+    pick = lambda a: np.take_along_axis(a, label[..., None], 1)
     return (pick(centres) + rng.normal(size=(fits, n, d)) * pick(spread)).astype(np.float32)
 
 

@@ -53,7 +53,7 @@ def measure(model, sequences, source: str, samples: int) -> dict:
                      "ece": cal.expected_calibration_error(curve), "spearman_spread": metrics.rank_correlation(spread, error),
                      "mean_spread_mm": 1000 * float(spread.mean())}
         if widen and pred.ood_signals is not None:
-            per_frame = lambda v: np.repeat(v[:, None], error.shape[1], 1)  # noqa: E731
+            per_frame = lambda v: np.repeat(v[:, None], error.shape[1], 1)
             out["spearman_signals"] = {
                 "disagreement": metrics.rank_correlation(np.linalg.norm(pred.lifter[:, keep] - pred.pose[:, keep], axis=-1), error),
                 "density": metrics.rank_correlation(per_frame(pred.ood_signals[:, 0]), error),

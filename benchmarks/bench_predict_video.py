@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import header
 from skimage import data
 
-from common import header
-from diffpose3d.inference.inputs import read_input
-from diffpose3d.io.video import VideoWriter
 from diffpose3d.inference.api import DiffPose
+from diffpose3d.inference.inputs import read_input
 from diffpose3d.inference.predict import PredictSettings, detector_factory, predict_path
+from diffpose3d.io.video import VideoWriter
 
 
 def make_clip(path: Path, frames: int) -> None:

@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-
 from common import header, median_seconds
+
 from diffpose3d.config import Config, load_config
 from diffpose3d.evidence import person_frame as pf
 from diffpose3d.model import DiffPoseModel

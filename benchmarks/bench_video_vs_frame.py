@@ -29,15 +29,15 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from bench_diffpose_vs_lifter import SHARED, budget_overrides, train_lifter_only
 from scipy.ndimage import gaussian_filter1d
 
-from bench_diffpose_vs_lifter import SHARED, budget_overrides, train_lifter_only
 from diffpose3d.checkpoint import load_bundle
 from diffpose3d.config import load_config
+from diffpose3d.data.frames import build_frames
 from diffpose3d.data.splits import training_splits
 from diffpose3d.evaluation.scoring import TEST_SEED_OFFSET, score_model
 from diffpose3d.evaluation.tables import evaluate_sequences
-from diffpose3d.data.frames import build_frames
 from diffpose3d.inference.lifting import predict_frames
 from diffpose3d.training.run import train
 

@@ -4,15 +4,13 @@ hypotheses scatter around the lifter exactly as H_K says (calibrated by construc
 import pytest
 import torch
 
-from diffpose3d.config import InferenceConfig
-
-from diffpose3d.config import load_config
+from diffpose3d.config import InferenceConfig, load_config
+from diffpose3d.diffusion.hk import excess_2d_std_in_metres
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence.mixture2d import point_mixture
-from diffpose3d.diffusion.hk import excess_2d_std_in_metres
-from diffpose3d.model import DiffPoseModel
-from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.evidence.summary import evidence_summary
+from diffpose3d.mixtures.gmm import GaussianMixture
+from diffpose3d.model import DiffPoseModel
 
 
 def _model(steps=50):

@@ -5,8 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffpose3d.data.base import load_pickled_npz
-from diffpose3d.data.base import PoseSequence
+from diffpose3d.data.base import PoseSequence, load_pickled_npz
 from diffpose3d.errors import InputFileError
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from diffpose3d.diffusion.forward import gather_component, q_sample
-from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.diffusion.sampler import DDIMSampler, deterministic_refine
 from diffpose3d.diffusion.schedule import Schedule, make_schedule
+from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.models.denoiser import Denoiser
 
 DATA = Path(__file__).parent / "data"

@@ -5,8 +5,8 @@ import torch
 
 from diffpose3d.diffusion.forward import sample_mixture
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws
-from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.diffusion.schedule import make_schedule
+from diffpose3d.mixtures.gmm import pick_components
 
 
 def toy_model(h: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
-
 from _motion import scene_joints, two_people
+from scipy.spatial.transform import Rotation
 
 pygltflib = pytest.importorskip("pygltflib", reason="the independent glTF reader is in the test extra (pip install pygltflib)")
 

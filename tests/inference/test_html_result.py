@@ -4,7 +4,6 @@ has them, side by side (root-relative) when not; plotly.js shared in the output 
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 

@@ -107,7 +107,8 @@ def main() -> None:
     diff = score_model(model, test, config.evidence, inference, "humaneva")
     authors = score_model(model, test, config.evidence, replace(inference, mode="authors"), "humaneva")["authors"]
     for name, report in (("(a) lifter alone (full budget)", lifter_alone),
-                         ("(b) DiffPose, N=%d, %d steps, %s" % (inference.hypotheses, inference.steps, inference.aggregate), diff["diffpose"]),
+                         (f"(b) DiffPose, N={inference.hypotheses}, {inference.steps} steps, {inference.aggregate}",
+                          diff["diffpose"]),
                          ("    its own stage-1 lifter", diff["lifter"]),
                          ("(c) authors mode (deterministic refinement, N=1, no f_ST)", authors)):
         print(f"\n===== {name}\n{report.format_table()}")

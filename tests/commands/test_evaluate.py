@@ -265,7 +265,7 @@ def test_an_out_that_is_not_a_regular_file_is_refused_first(tmp_path, h36m_file,
     import os
     import stat
 
-    data, positions = h36m_file
+    data, _ = h36m_file
     out = tmp_path / "report.json"
     if kind == "device":
         os.mknod(out, 0o600 | stat.S_IFCHR, os.makedev(1, 3))

@@ -1,7 +1,8 @@
 """Crowds made from single-person photos: how many people the detector finds, and how many chimeras.
 
 Scenes are composites of the four Human3.6M photographs of `../shared/data/photos` (each person
-cut out with a margin around their mocap 2D joints), scaled, mirrored and pasted side by side, overlapping, and staggered in depth (smaller and higher = further away, the
+cut out with a margin around their mocap 2D joints), scaled, mirrored and pasted side by side,
+overlapping, and staggered in depth (smaller and higher = further away, the
 nearer pasted last, over the further ones), so the true 2D joints of every person are known.
 
 Scoring, on the 13 joints both layouts define alike (nose, shoulders, elbows, wrists, hips, knees,
@@ -87,7 +88,7 @@ def compose(name: str, people: list[Person], placements: list[tuple[int, float, 
     for index, scale, fx, fy, flip in placements:
         p = _resize(people[index], scale, flip)
         ph, pw = p.image.shape[:2]
-        x0, y0 = int(round(fx - pw / 2)), int(round(fy - ph))
+        x0, y0 = round(fx - pw / 2), round(fy - ph)
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
         canvas[cy0:cy1, cx0:cx1] = p.image[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
         truth.append({j: q + [x0, y0] for j, q in p.joints.items()})

@@ -24,17 +24,16 @@ from pathlib import Path
 
 import torch
 
-from diffpose3d.checkpoint import load_bundle, save_bundle
+from diffpose3d.checkpoint import load_bundle, resolve_device, save_bundle
 from diffpose3d.config import load_config
+from diffpose3d.data.frames import build_frames
 from diffpose3d.data.splits import training_splits
 from diffpose3d.evaluation.scoring import TEST_SEED_OFFSET, score_model
-from diffpose3d.data.frames import build_frames
 from diffpose3d.model import DiffPoseModel
-from diffpose3d.checkpoint import resolve_device
-from diffpose3d.training.run import train
 from diffpose3d.training.batches import FrameBatches
-from diffpose3d.training.stages import train_encoder
 from diffpose3d.training.loop import Budget
+from diffpose3d.training.run import train
+from diffpose3d.training.stages import train_encoder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneva"
 DRAW_STRIDE = 10_007  # seed offset between two realisations of the test evidence
@@ -108,7 +107,8 @@ def main() -> None:
     diff = score_model(model, test, config.evidence, inference, "humaneva")
     authors = score_model(model, test, config.evidence, replace(inference, mode="authors"), "humaneva")["authors"]
     for name, report in (("(a) lifter alone (full budget)", lifter_alone),
-                         ("(b) DiffPose, N=%d, %d steps, %s" % (inference.hypotheses, inference.steps, inference.aggregate), diff["diffpose"]),
+                         (f"(b) DiffPose, N={inference.hypotheses}, {inference.steps} steps, {inference.aggregate}",
+                          diff["diffpose"]),
                          ("    its own stage-1 lifter", diff["lifter"]),
                          ("(c) authors mode (deterministic refinement, N=1, no f_ST)", authors)):
         print(f"\n===== {name}\n{report.format_table()}")

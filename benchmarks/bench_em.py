@@ -34,7 +34,7 @@ def make_data(fits: int, n: int, d: int, m: int, seed: int) -> np.ndarray:
     centres = rng.normal(0, 4, (fits, m, d))
     spread = rng.uniform(0.3, 1.5, (fits, m, 1))
     label = rng.integers(0, m, (fits, n))
-    pick = lambda a: np.take_along_axis(a, label[..., None], 1)  # noqa: E731
+    pick = lambda a: np.take_along_axis(a, label[..., None], 1)
     return (pick(centres) + rng.normal(size=(fits, n, d)) * pick(spread)).astype(np.float32)
 
 
@@ -63,10 +63,10 @@ def main() -> None:
         xt = torch.from_numpy(x)
         fit_gmm(xt[:64], covariance="full")  # warm-up
         for cov in ("diag", "full"):
-            ours = rate(lambda: fit_gmm(xt, num_components=5, covariance=cov, tol=1e-3), fits, args.repeats)
+            ours = rate(lambda xt=xt, cov=cov: fit_gmm(xt, num_components=5, covariance=cov, tol=1e-3), fits, args.repeats)
             sub = x[: args.sklearn_fits]
 
-            def sk() -> None:
+            def sk(sub: np.ndarray = sub, cov: str = cov) -> None:
                 with threadpool_limits(args.threads):
                     for i, xi in enumerate(sub):
                         GaussianMixture(5, covariance_type=cov, init_params="k-means++", tol=1e-3,

@@ -53,9 +53,10 @@ def measure(model, sequences, source: str, samples: int) -> dict:
                      "ece": cal.expected_calibration_error(curve), "spearman_spread": metrics.rank_correlation(spread, error),
                      "mean_spread_mm": 1000 * float(spread.mean())}
         if widen and pred.ood_signals is not None:
-            per_frame = lambda v: np.repeat(v[:, None], error.shape[1], 1)  # noqa: E731
+            per_frame = lambda v, joints=error.shape[1]: np.repeat(v[:, None], joints, 1)
             out["spearman_signals"] = {
-                "disagreement": metrics.rank_correlation(np.linalg.norm(pred.lifter[:, keep] - pred.pose[:, keep], axis=-1), error),
+                "disagreement": metrics.rank_correlation(
+                    np.linalg.norm(pred.lifter[:, keep] - pred.pose[:, keep], axis=-1), error),
                 "density": metrics.rank_correlation(per_frame(pred.ood_signals[:, 0]), error),
                 "out_of_domain": metrics.rank_correlation(per_frame(pred.out_of_domain), error),
             }
@@ -89,9 +90,10 @@ def main() -> None:
             sig = r.get("spearman_signals", {})
             for row in ("before", "after"):
                 v = r[row]
-                extra = "  ".join(f"{sig[k]:.2f}" for k in ("disagreement", "density", "out_of_domain")) if row == "after" and sig else ""
-                print(f"{where:>22s} {source:>10s} {row:>6s} {v['error_mm']:6.1f} {v['coverage_50']:6.3f} {v['coverage_90']:6.3f} "
-                      f"{v['ece']:6.3f} {v['spearman_spread']:10.2f}  {extra}", flush=True)
+                signals = ("disagreement", "density", "out_of_domain")
+                extra = "  ".join(f"{sig[k]:.2f}" for k in signals) if row == "after" and sig else ""
+                print(f"{where:>22s} {source:>10s} {row:>6s} {v['error_mm']:6.1f} {v['coverage_50']:6.3f} "
+                      f"{v['coverage_90']:6.3f} {v['ece']:6.3f} {v['spearman_spread']:10.2f}  {extra}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
 

@@ -87,7 +87,8 @@ def main() -> None:
             d, m = r[label]["diffpose"], r[label]["mediapipe"]
             star = "*" if r["held_out"] else " "
             print(f"{star}{r['photo']:41s}{d['mpjpe']:11.1f}{m['mpjpe']:10.1f}{d['p_mpjpe']:13.1f}{m['p_mpjpe']:12.1f}")
-        mean = {k: {m: float(np.mean([r[label][k][m] for r in rows])) for m in ("mpjpe", "p_mpjpe")} for k in ("diffpose", "mediapipe")}
+        mean = {k: {m: float(np.mean([r[label][k][m] for r in rows])) for m in ("mpjpe", "p_mpjpe")}
+                for k in ("diffpose", "mediapipe")}
         ratio = mean["diffpose"]["p_mpjpe"] / mean["mediapipe"]["p_mpjpe"]
         print(f"{'mean':42s}{mean['diffpose']['mpjpe']:11.1f}{mean['mediapipe']['mpjpe']:10.1f}"
               f"{mean['diffpose']['p_mpjpe']:13.1f}{mean['mediapipe']['p_mpjpe']:12.1f}   P-MPJPE ratio {ratio:.2f}")

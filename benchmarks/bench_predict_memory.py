@@ -60,7 +60,8 @@ def main() -> None:
                 cmd += ["--checkpoint", args.checkpoint]
             rss, sec = peak_rss_mb(cmd)
             results[minutes] = rss
-            print(f"{minutes:>2} min ({frames} frames): peak RSS {rss:.0f} MB, {sec:.1f} s, {frames / sec:.0f} frames/s end to end")
+            print(f"{minutes:>2} min ({frames} frames): peak RSS {rss:.0f} MB, {sec:.1f} s, "
+                  f"{frames / sec:.0f} frames/s end to end")
     print(f"10-min / 1-min peak RSS: {results[10] / results[1]:.3f} (target < 1.20)")
 
 

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from authors_sampler import AuthorsFrameSampler
 from bench_predict_memory import synthetic_keypoints
 from common import header

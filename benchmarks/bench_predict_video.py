@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import header
 from skimage import data
 
-from common import header
-from diffpose3d.inference.inputs import read_input
-from diffpose3d.io.video import VideoWriter
 from diffpose3d.inference.api import DiffPose
+from diffpose3d.inference.inputs import read_input
 from diffpose3d.inference.predict import PredictSettings, detector_factory, predict_path
+from diffpose3d.io.video import VideoWriter
 
 
 def make_clip(path: Path, frames: int) -> None:
@@ -57,7 +57,8 @@ def main() -> None:
     print(f"detection {'+ heatmaps ' if not args.no_heatmaps else ''}: {n / (t1 - t0):7.1f} frames/s")
     print(f"lifting (N={args.hypotheses}, 5 steps): {n / (t2 - t1):7.1f} frames/s")
     print(f"end to end (predict, files written): {n / (t3 - t2):7.1f} frames/s")
-    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; torch threads {torch.get_num_threads()}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak_mb:.0f} MB; torch threads {torch.get_num_threads()}")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> dict:
     cat = {k: np.concatenate(v) for k, v in rows.items()}
     return {
         "subject": "S8", "input": "Stacked-Hourglass detections" if args.detections else "ground-truth 2D",
-        "sequences": len(sequences), "frames": int(len(cat["truth"])),
+        "sequences": len(sequences), "frames": len(cat["truth"]),
         "camera_distance_m_mean": round(float(np.linalg.norm(cat["truth"], axis=1).mean()), 3),
         "seconds": round(time.perf_counter() - start, 1),
         "oracle pose": scores(cat["oracle"], cat["truth"]),

@@ -14,11 +14,10 @@ import importlib.util
 import time
 
 import torch
-
-from diffpose3d.config import InferenceConfig
-
 from common import count_flops, header, matmul_peak_gflops, median_seconds
+
 from diffpose3d.checkpoint import load_bundle
+from diffpose3d.config import InferenceConfig
 from diffpose3d.evidence.mixture2d import point_mixture
 from diffpose3d.model import POSES_PER_PASS
 
@@ -66,8 +65,9 @@ def main() -> None:
         print(f"backend {backend}")
         print(f"{'N':>3} {'steps':>5} {'poses/s':>10} {'frames/s':>10} {'GFLOP/s':>9} {'of peak':>8}")
         for n, steps in SETTINGS:
-            def run():
-                return model.sample(kp, gmm, InferenceConfig(hypotheses=n, steps=steps, antithetic=False), generator=torch.Generator().manual_seed(0))
+            def run(n: int = n, steps: int = steps):
+                inference = InferenceConfig(hypotheses=n, steps=steps, antithetic=False)
+                return model.sample(kp, gmm, inference, generator=torch.Generator().manual_seed(0))
 
             sec = median_seconds(run, repeats=args.repeats)
             poses = args.frames * n / sec

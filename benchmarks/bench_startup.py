@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import header
 
 
@@ -50,7 +49,8 @@ def main() -> None:
         cases = [
             ('python -c "import torch"', [sys.executable, "-c", "import torch"]),
             ("diffpose3d --help", [*tool, "--help"]),
-            ("predict, 1-frame keypoints file", [*tool, "predict", str(Path(tmp) / "one.npz"), "--out", str(Path(tmp) / "a"), *extra]),
+            ("predict, 1-frame keypoints file",
+             [*tool, "predict", str(Path(tmp) / "one.npz"), "--out", str(Path(tmp) / "a"), *extra]),
         ]
         if importlib.util.find_spec("mediapipe") is not None:
             from skimage import data

@@ -31,15 +31,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from common import header
 from torch.nn.parallel import DistributedDataParallel
 
-from common import header
 from diffpose3d.config import load_config
 from diffpose3d.model import DiffPoseModel
 from diffpose3d.training.loop import Autocast
 from diffpose3d.training.run import training_data
 from diffpose3d.training.stages import (
-    denoiser_loss, diffpose_val_mm, encoder_loss, lifter_mpjpe_mm, video_encoder_loss,
+    denoiser_loss,
+    diffpose_val_mm,
+    encoder_loss,
+    lifter_mpjpe_mm,
+    video_encoder_loss,
 )
 from diffpose3d.training.windows import TrainingWindows
 

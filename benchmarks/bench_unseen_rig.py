@@ -55,14 +55,18 @@ def core_errors(model_name: str | Path, sequences, inference_hypotheses: int | N
     """MPJPE / P-MPJPE (mm) on the common joints: the model's mean pose, and its lifter alone."""
     model, _ = load_bundle(model_name)
     frames = build_frames(sequences, model.skeleton, EvidenceConfig(source="keypoints"))
-    cfg = model.config.inference if inference_hypotheses is None else replace(model.config.inference, hypotheses=inference_hypotheses, steps=1)
+    cfg = model.config.inference
+    if inference_hypotheses is not None:
+        cfg = replace(cfg, hypotheses=inference_hypotheses, steps=1)
     pred = predict_frames(model, frames, cfg)
     truth = frames.target_xyz.numpy()  # humaneva15, root-relative
     he = get_skeleton("humaneva15")
     t = truth[:, [he.index(n) for n in CORE]]
     out = {}
     for name, poses in (("diffpose", pred.pose), ("lifter", pred.lifter)):
-        p = poses if model.skeleton.name == "humaneva15" else map_keypoints(poses, model.skeleton.name, "humaneva15", confidence=False)
+        p = poses
+        if model.skeleton.name != "humaneva15":
+            p = map_keypoints(poses, model.skeleton.name, "humaneva15", confidence=False)
         p = p[:, [he.index(n) for n in CORE]]
         out[name] = {"mpjpe": 1000 * float(metrics.mpjpe(p, t)), "p_mpjpe": 1000 * float(metrics.p_mpjpe(p, t))}
     return out

@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-
 from common import header, median_seconds
+
 from diffpose3d.config import Config, load_config
 from diffpose3d.evidence import person_frame as pf
 from diffpose3d.model import DiffPoseModel
@@ -94,7 +94,8 @@ def accuracy(train_steps: int, eval_every: int, subjects: list[str]) -> None:
         info = train_encoder(model, data[0], data[1], config, torch.device("cpu"), Budget(0), log=rows.append)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         curve = ", ".join(f"{r['stage']}@{r['epoch'] * eval_every}: {r['val_mpjpe_mm']:.1f}" for r in rows)
-        print(f"{name:22s} best {info['best_val_mpjpe_mm']:6.1f} mm  cpu {cpu / 60:5.1f} min  wall {wall / 60:5.1f} min  [{curve}]")
+        print(f"{name:22s} best {info['best_val_mpjpe_mm']:6.1f} mm  cpu {cpu / 60:5.1f} min  "
+              f"wall {wall / 60:5.1f} min  [{curve}]")
 
 
 def main() -> None:

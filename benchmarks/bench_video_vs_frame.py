@@ -29,15 +29,15 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from bench_diffpose_vs_lifter import SHARED, budget_overrides, train_lifter_only
 from scipy.ndimage import gaussian_filter1d
 
-from bench_diffpose_vs_lifter import SHARED, budget_overrides, train_lifter_only
 from diffpose3d.checkpoint import load_bundle
 from diffpose3d.config import load_config
+from diffpose3d.data.frames import build_frames
 from diffpose3d.data.splits import training_splits
 from diffpose3d.evaluation.scoring import TEST_SEED_OFFSET, score_model
 from diffpose3d.evaluation.tables import evaluate_sequences
-from diffpose3d.data.frames import build_frames
 from diffpose3d.inference.lifting import predict_frames
 from diffpose3d.training.run import train
 
@@ -88,11 +88,12 @@ def main() -> None:
     f = score_model(frame_model, test, frame.evidence, frame.inference, "humaneva")
     e = score_model(encoder_model, test, video.evidence, replace(video.inference, hypotheses=1), "humaneva")["lifter"]
     e_smooth = smoothed_encoder(encoder_model, test, video)
-    rows = [("(a) video DiffPose, N=%d, %d steps, mean, coherent" % (video.inference.hypotheses, video.inference.steps), v["diffpose"]),
+    vi, fi = video.inference, frame.inference
+    rows = [(f"(a) video DiffPose, N={vi.hypotheses}, {vi.steps} steps, mean, coherent", v["diffpose"]),
             ("    its own stage-1 video encoder", v["lifter"]),
-            ("(b) frame DiffPose, N=%d, %d steps, mean" % (frame.inference.hypotheses, frame.inference.steps), f["diffpose"]),
+            (f"(b) frame DiffPose, N={fi.hypotheses}, {fi.steps} steps, mean", f["diffpose"]),
             ("(c) video encoder alone (full budget)", e),
-            ("    reference: (c) with its whole pose low-passed (sigma %.1f frames)" % REFERENCE_SIGMA, e_smooth)]
+            (f"    reference: (c) with its whole pose low-passed (sigma {REFERENCE_SIGMA:.1f} frames)", e_smooth)]
     results = {}
     for name, report in rows:
         print(f"\n===== {name}\n{report.format_table()}")
@@ -103,7 +104,8 @@ def main() -> None:
         print(f"  {name:58s} P-MPJPE {s['p_mpjpe']:6.1f}  MPJPE {s['mpjpe']:6.1f}  MPJVE {s['mpjve']:5.2f}")
     a = v["diffpose"].summary
     for label, other in (("frame DiffPose", f["diffpose"].summary), ("video encoder alone", e.summary)):
-        print(f"  video DiffPose / {label}: P-MPJPE {a['p_mpjpe'] / other['p_mpjpe']:.3f}, MPJVE {a['mpjve'] / other['mpjve']:.3f}")
+        print(f"  video DiffPose / {label}: P-MPJPE {a['p_mpjpe'] / other['p_mpjpe']:.3f}, "
+              f"MPJVE {a['mpjve'] / other['mpjve']:.3f}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_results.json").write_text(json.dumps(results, indent=2))
 

@@ -17,7 +17,8 @@ class _Payload:
 
 @pytest.fixture()
 def bundle(tmp_path):
-    cfg = load_config(None, ["model.denoiser.width=8", "model.denoiser.blocks=1", "model.encoder.width=8", "model.encoder.blocks=1"])
+    cfg = load_config(None, ["model.denoiser.width=8", "model.denoiser.blocks=1", "model.encoder.width=8",
+                             "model.encoder.blocks=1"])
     torch.manual_seed(0)
     model = DiffPoseModel(cfg)
     save_bundle(model, cfg, tmp_path / "b", {"x": 1})

@@ -36,8 +36,8 @@ from diffpose3d.data.keypoints import FAR_OUTSIDE, load_keypoints
 from diffpose3d.data.mpi3dhp import load_3dhp
 from diffpose3d.errors import DiffPoseError
 from diffpose3d.inference.inputs import read_input
-from diffpose3d.io.images import read_image
 from diffpose3d.inference.outputs import load_result_npz, prediction_schema
+from diffpose3d.io.images import read_image
 from diffpose3d.io.video import VideoReader
 from diffpose3d.skeleton import get_skeleton
 
@@ -685,7 +685,7 @@ def predict_inputs(draw) -> tuple[str, bytes, list[str], np.ndarray | None]:
                                  "suffix"]))
     options: list[str] = []
     size = draw(st.sampled_from([None, (640, 480), None, None, (1, 1), (0, 5), (2**40, 3), (10**21, 9)]))
-    if size is not None or kind == "json" and draw(st.integers(0, 5)) < 5:
+    if size is not None or (kind == "json" and draw(st.integers(0, 5)) < 5):
         options += ["--image-size", *map(str, size or (640, 480))]
     layout = draw(st.sampled_from(LAYOUTS[:-1])) if draw(st.integers(0, 7)) == 7 else None
     if layout is not None:

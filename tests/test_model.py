@@ -4,49 +4,52 @@ hypotheses scatter around the lifter exactly as H_K says (calibrated by construc
 import pytest
 import torch
 
-from diffpose3d.config import InferenceConfig
-
-from diffpose3d.config import load_config
+from diffpose3d.config import InferenceConfig, load_config
+from diffpose3d.diffusion.hk import excess_2d_std_in_metres
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence.mixture2d import point_mixture
-from diffpose3d.diffusion.hk import excess_2d_std_in_metres
-from diffpose3d.model import DiffPoseModel
-from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.evidence.summary import evidence_summary
+from diffpose3d.mixtures.gmm import GaussianMixture
+from diffpose3d.model import DiffPoseModel
 
 
 def _model(steps=50):
     torch.manual_seed(0)
-    cfg = load_config(None, ["model.denoiser.width=16", "model.denoiser.blocks=1", "model.encoder.width=16", "model.encoder.blocks=1",
-                             f"model.diffusion.num_steps={steps}"])
+    cfg = load_config(None, ["model.denoiser.width=16", "model.denoiser.blocks=1", "model.encoder.width=16",
+                             "model.encoder.blocks=1", f"model.diffusion.num_steps={steps}"])
     model = DiffPoseModel(cfg).eval()
     model.residual_std.fill_(0.05)
     return model
+
+
+def _seeded_sample(model, kp, gmm, hypotheses: int, steps: int, seed: int, antithetic: bool = False):
+    inference = InferenceConfig(hypotheses=hypotheses, steps=steps, antithetic=antithetic)
+    return model.sample(kp, gmm, inference, generator=torch.Generator().manual_seed(seed))
 
 
 def test_untrained_g_maps_hk_samples_to_hypotheses_with_the_hk_spread():
     model = _model()
     kp = torch.rand(2, 15, 2) * 0.8 - 0.4
     gmm = point_mixture(kp, 0.01)
-    states, lifter = model.sample(kp, gmm, InferenceConfig(hypotheses=400, steps=50, antithetic=False), generator=torch.Generator().manual_seed(0))
+    states, lifter = _seeded_sample(model, kp, gmm, hypotheses=400, steps=50, seed=0)
     xyz = states[..., 2:]
     assert torch.allclose(xyz.mean(1), lifter, atol=0.01)  # centred on the lifter
     fine = float(xyz[:, :, 1:].std(1).mean())  # joints other than the root
     assert 0.045 < fine < 0.055
     # 5 coarse DDIM steps contract the spread (by about prod cos(dtheta) ~ 0.78 here); the
     # model's spread_scale, fitted on validation data after training, undoes such contraction.
-    states, _ = model.sample(kp, gmm, InferenceConfig(hypotheses=400, steps=5, antithetic=False), generator=torch.Generator().manual_seed(0))
+    states, _ = _seeded_sample(model, kp, gmm, hypotheses=400, steps=5, seed=0)
     coarse = float(states[..., 2:][:, :, 1:].std(1).mean())
     assert 0.7 < coarse / fine < 0.85
     model.spread_scale.fill_(fine / coarse)
-    states, _ = model.sample(kp, gmm, InferenceConfig(hypotheses=400, steps=5, antithetic=False), generator=torch.Generator().manual_seed(0))
+    states, _ = _seeded_sample(model, kp, gmm, hypotheses=400, steps=5, seed=0)
     assert abs(float(states[..., 2:][:, :, 1:].std(1).mean()) - fine) < 0.002
 
 
 def test_hypotheses_differ_and_the_root_is_not_special_in_the_state():
     model = _model()
     kp = torch.rand(1, 15, 2) * 0.8 - 0.4
-    states, _ = model.sample(kp, point_mixture(kp, 0.01), InferenceConfig(hypotheses=5, steps=5, antithetic=False), generator=torch.Generator().manual_seed(1))
+    states, _ = _seeded_sample(model, kp, point_mixture(kp, 0.01), hypotheses=5, steps=5, seed=1)
     assert float((states[0, 0] - states[0, 1]).abs().max()) > 1e-3
 
 
@@ -75,18 +78,18 @@ def test_antithetic_pairs_remove_the_monte_carlo_blur_of_the_mean():
     # with g = 0 the map from H_K noise to hypotheses is linear: zero-sum noise cancels exactly
     assert torch.allclose(xyz.mean(1), lifter, atol=1e-5)
     assert float((xyz[:, 0] - xyz[:, 1]).abs().max()) > 1e-3
-    odd, _ = model.sample(kp, gmm, InferenceConfig(hypotheses=5, steps=5, antithetic=True), generator=torch.Generator().manual_seed(2))
+    odd, _ = _seeded_sample(model, kp, gmm, hypotheses=5, steps=5, seed=2, antithetic=True)
     assert torch.allclose(odd[..., 2:].mean(1), lifter, atol=1e-5)
     dev = odd[..., 2:] - odd[..., 2:].mean(1, keepdim=True)  # (B, N, J, 3)
     cov = torch.einsum("bnjc,bnjd->bjcd", dev, dev) / 4
     assert float(torch.linalg.eigvalsh(cov[:, 1:].double()).min()) > 0  # N = 5: a full-rank covariance
-    plain, _ = model.sample(kp, gmm, InferenceConfig(hypotheses=4, steps=5, antithetic=False), generator=torch.Generator().manual_seed(2))
+    plain, _ = _seeded_sample(model, kp, gmm, hypotheses=4, steps=5, seed=2)
     assert float((plain[..., 2:].mean(1) - lifter).abs().max()) > 1e-3
 
 
 def test_g_is_conditioned_on_the_evidence_summary_with_the_anchor_last():
-    cfg = load_config(None, ["model.denoiser.width=16", "model.denoiser.blocks=1", "model.encoder.width=16", "model.encoder.blocks=1",
-                             "model.denoiser.evidence_features=true"])
+    cfg = load_config(None, ["model.denoiser.width=16", "model.denoiser.blocks=1", "model.encoder.width=16",
+                             "model.encoder.blocks=1", "model.denoiser.evidence_features=true"])
     model = DiffPoseModel(cfg).eval()
     kp = torch.rand(2, 15, 2) - 0.5
     gmm = point_mixture(kp, 0.01)

@@ -19,7 +19,8 @@ from diffpose3d.training import state as training_state
 from diffpose3d.training.loop import Budget, StageSpec, run_stage
 
 EPOCHS = 4
-X, Y = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), torch.randn(64, 1, generator=torch.Generator().manual_seed(1))
+X = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+Y = torch.randn(64, 1, generator=torch.Generator().manual_seed(1))
 CFG = TrainConfig(batch_size=16, eval_every=1, progress=False)
 
 

@@ -5,6 +5,7 @@ its saved config is refused in one line."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import tracemalloc
@@ -27,7 +28,7 @@ def _alias_bomb(levels: int = 9) -> str:
     """~2 KB of YAML that a plain safe_load expands to 9**levels strings."""
     names = "abcdefghijklmnop"
     lines = [f'{names[0]}: &{names[0]} ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    for prev, name in zip(names, names[1 : levels]):
+    for prev, name in itertools.pairwise(names[:levels]):
         lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
     return "\n".join(lines) + "\n"
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from diffpose3d.cli import main
-from diffpose3d.io.unpickle import load_pickled_npz
 from diffpose3d.errors import InputFileError
+from diffpose3d.io.unpickle import load_pickled_npz
 
 
 class _System:

@@ -10,9 +10,9 @@ import pytest
 
 from diffpose3d.cameras import load_h36m_cameras, load_humaneva_cameras, world_to_camera
 from diffpose3d.cli import main
-from diffpose3d.evaluation.predictions import predictions_from_file
 from diffpose3d.data.humaneva import load_humaneva
 from diffpose3d.errors import InputFileError
+from diffpose3d.evaluation.predictions import predictions_from_file
 from diffpose3d.skeleton import H36M32_TO_17
 
 FRAMES = 20
@@ -211,15 +211,14 @@ def test_block_needs_a_checkpoint_and_cuts_as_its_training_did(tmp_path, h36m_fi
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--block needs --checkpoint" in err and len(err.splitlines()) == 1
 
-    from diffpose3d.checkpoint import bundle_config
-    from diffpose3d.commands.evaluate import sequences_to_score
-    from diffpose3d.data.splits import holdout_split
     import argparse
-
     import shutil
     from dataclasses import replace
 
+    from diffpose3d.checkpoint import bundle_config
+    from diffpose3d.commands.evaluate import sequences_to_score
     from diffpose3d.config import save_config
+    from diffpose3d.data.splits import holdout_split
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
@@ -266,7 +265,7 @@ def test_an_out_that_is_not_a_regular_file_is_refused_first(tmp_path, h36m_file,
     import os
     import stat
 
-    data, positions = h36m_file
+    data, _ = h36m_file
     out = tmp_path / "report.json"
     if kind == "device":
         os.mknod(out, 0o600 | stat.S_IFCHR, os.makedev(1, 3))

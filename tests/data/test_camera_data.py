@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from diffpose3d.cameras import load_humaneva_cameras, world_to_camera
-from diffpose3d.data.camera_data import camera_frame_3d, camera_keypoints
 from diffpose3d.data.base import projected_keypoints
+from diffpose3d.data.camera_data import camera_frame_3d, camera_keypoints
 from diffpose3d.errors import InputFileError
 
 

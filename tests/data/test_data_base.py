@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffpose3d.io.unpickle import load_pickled_npz
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.errors import InputFileError
+from diffpose3d.io.unpickle import load_pickled_npz
 
 
 def _seq(t: int = 10) -> PoseSequence:

@@ -71,7 +71,8 @@ def test_training_splits_attach_the_configs_gmm_file(tmp_path: Path, h36m_files:
     path = tmp_path / "gmm.npz"
     write_gmm_file(path, data)
     common = ["data.dataset=h36m", f"data.data_3d={h36m_files['3d']}", f"data.data_2d={h36m_files['gt']}",
-              "data.actions=[]", "data.train_split=", "data.holdout=false", "data.holdout_gap_frames=0", "data.stride=2", "model.skeleton=h36m17", "evidence.source=gmm_file"]
+              "data.actions=[]", "data.train_split=", "data.holdout=false", "data.holdout_gap_frames=0", "data.stride=2",
+              "model.skeleton=h36m17", "evidence.source=gmm_file"]
     splits = training_splits(load_config(None, common + [f"evidence.gmm_file={path}"]))
     assert splits["train"] and splits["test"]
     for part in ("train", "val", "test"):

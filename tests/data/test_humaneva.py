@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from diffpose3d.cameras import load_humaneva_cameras, project_to_2d
-from diffpose3d.data.humaneva import load_humaneva
-from diffpose3d.data.humaneva import canonical_humaneva_action
+from diffpose3d.data.humaneva import canonical_humaneva_action, load_humaneva
 from diffpose3d.errors import InputFileError
 
 

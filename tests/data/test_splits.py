@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diffpose3d.data.base import PoseSequence
 from diffpose3d.data.h36m import load_h36m
 from diffpose3d.data.humaneva import load_humaneva
 from diffpose3d.data.protocols import protocol_filters
 from diffpose3d.data.splits import holdout_split
-from diffpose3d.data.base import PoseSequence
 
 
 def _seq(n: int, name: str = "a", camera: int = 0) -> PoseSequence:
@@ -83,12 +83,11 @@ def test_pose_table_validates_on_every_takes_held_out_block(h36m_files):
     its val block: no validation pose is in the table, and the test blocks are in neither."""
     import torch
 
+    from diffpose3d.config import load_config
     from diffpose3d.data.loading import load_sequences
     from diffpose3d.data.splits import heldout_blocks
     from diffpose3d.model import DiffPoseModel
     from diffpose3d.training.run import training_data
-
-    from diffpose3d.config import load_config
 
     cfg = load_config(None, [
         "data.dataset=h36m", f"data.data_3d={h36m_files['3d']}", "data.pose_table=true", "data.train_subjects=[S1]",

@@ -49,8 +49,10 @@ def test_a_level_unrolled_camera_keeps_the_world_upright() -> None:
 def test_look_rotations_are_rotations() -> None:
     n = 16
     g = torch.Generator().manual_seed(5)
-    rot = look_rotations(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), torch.rand(n, generator=g, dtype=torch.float64) * 6,
-                         torch.rand(n, generator=g, dtype=torch.float64) - 0.5, torch.rand(n, generator=g, dtype=torch.float64) - 0.5)
+    def uniform() -> torch.Tensor:
+        return torch.rand(n, generator=g, dtype=torch.float64)
+
+    rot = look_rotations(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), uniform() * 6, uniform() - 0.5, uniform() - 0.5)
     r = rot.numpy()
     np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape), atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-12)

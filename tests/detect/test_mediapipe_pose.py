@@ -25,7 +25,7 @@ LEGS = [25, 26, 27, 28, 29, 30, 31, 32]  # knees, ankles, heels, foot tips
 
 def _heatmap_argmax(det) -> np.ndarray:
     """Image-pixel position (J, 2) of each joint's heatmap maximum."""
-    j, h, w = det.heatmaps.shape
+    j, _, w = det.heatmaps.shape
     rows, cols = np.divmod(det.heatmaps.reshape(j, -1).argmax(axis=1), w)
     return np.stack([cols, rows, np.ones_like(cols)], axis=-1).astype(np.float64) @ det.heatmap_to_image.T
 

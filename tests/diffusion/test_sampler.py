@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from diffpose3d.diffusion.forward import gather_component, q_sample
-from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.diffusion.sampler import DDIMSampler, deterministic_refine
 from diffpose3d.diffusion.schedule import Schedule, make_schedule
+from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.models.denoiser import Denoiser
 
 DATA = Path(__file__).parent / "data"
@@ -75,7 +75,8 @@ def test_oracle_model_recovers_h0_from_any_start(mixture_factory, eta: float) ->
         return context  # the context carries the true h_0 of each frame
 
     sampler = DDIMSampler(make_schedule("cosine", 50), 5, eta=eta)
-    out = sampler.sample(oracle, weights, means, chol, target, hypotheses=N, generator=torch.Generator().manual_seed(0), antithetic=False)
+    out = sampler.sample(oracle, weights, means, chol, target, hypotheses=N, generator=torch.Generator().manual_seed(0),
+                         antithetic=False)
     assert out.shape == (B, N, J, 5)
     assert torch.allclose(out, target[:, None].expand(B, N, J, 5), atol=1e-6)
 
@@ -109,9 +110,8 @@ def test_seeded_and_inference_mode(mixture_factory) -> None:
     context = torch.randn(2, 4, 3)
     sampler = DDIMSampler(make_schedule("cosine", 10), 3, eta=0.5)
     with torch.inference_mode():
-        a = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(1), antithetic=False)
-        b = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(1), antithetic=False)
-        c = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(2), antithetic=False)
+        a, b, c = (sampler.sample(model, weights, means, chol, context, hypotheses=3,
+                                  generator=torch.Generator().manual_seed(seed), antithetic=False) for seed in (1, 1, 2))
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert not a[:, 0].equal(a[:, 1])  # hypotheses differ
 
@@ -129,7 +129,8 @@ def _tiny_run() -> np.ndarray:
     context = torch.randn(B, J, 3, generator=g)
     sampler = DDIMSampler(make_schedule("cosine", 10), 3, eta=0.5)
     with torch.inference_mode():
-        out = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(7), antithetic=False)
+        out = sampler.sample(model, weights, means, chol, context, hypotheses=3, generator=torch.Generator().manual_seed(7),
+                             antithetic=False)
     return out.numpy()
 
 

@@ -5,8 +5,8 @@ import torch
 
 from diffpose3d.diffusion.forward import sample_mixture
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws
-from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.diffusion.schedule import make_schedule
+from diffpose3d.mixtures.gmm import pick_components
 
 
 def toy_model(h: torch.Tensor, k: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -32,7 +32,8 @@ def test_frames_given_the_same_draws_share_their_hypotheses(eta: float, antithet
     sampler = DDIMSampler(make_schedule("cosine", 20), ddim_steps=S, eta=eta)
     per_window = NoiseDraws.draw(3, N, J, D, generator=torch.Generator().manual_seed(0), steps=S)
     draws = shared(per_window, [0, 0, 0, 1, 1, 1, 2])
-    out = sampler.sample(toy_model, w, mu, L, None, hypotheses=N, generator=torch.Generator().manual_seed(1), antithetic=antithetic, draws=draws)
+    out = sampler.sample(toy_model, w, mu, L, None, hypotheses=N, generator=torch.Generator().manual_seed(1),
+                         antithetic=antithetic, draws=draws)
     assert out.shape == (B, N, J, D)
     for group in ([0, 1, 2], [3, 4, 5], [6]):
         for b in group[1:]:
@@ -44,7 +45,8 @@ def test_frames_given_the_same_draws_share_their_hypotheses(eta: float, antithet
 
 def test_without_draws_identical_frames_get_different_draws(mixture_factory) -> None:
     w, mu, L = same_mixture_for_all_frames(4, 3, 2, 5, mixture_factory)
-    out = DDIMSampler(make_schedule("cosine", 20), 3).sample(toy_model, w, mu, L, None, hypotheses=5, generator=torch.Generator().manual_seed(0), antithetic=False)
+    sampler = DDIMSampler(make_schedule("cosine", 20), 3)
+    out = sampler.sample(toy_model, w, mu, L, None, hypotheses=5, generator=torch.Generator().manual_seed(0), antithetic=False)
     assert not torch.allclose(out[0], out[1])
 
 

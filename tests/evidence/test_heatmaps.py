@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from diffpose3d.evidence.heatmaps import heatmaps_to_gmm
-from diffpose3d.evidence.mixture2d import keypoints_to_gmm
-from diffpose3d.evidence.mixture2d import broad_mixture
+from diffpose3d.evidence.mixture2d import broad_mixture, keypoints_to_gmm
 
 IMAGE = (640, 480)
 # heatmap pixel (c, r) -> image (4 c + 100, 4 r + 50)

@@ -1,11 +1,11 @@
 import numpy as np
 import torch
 
+from diffpose3d.cameras import normalize_screen_coordinates
 from diffpose3d.data.gmm_files import decode_gmm
 from diffpose3d.evidence.mixture2d import broad_mixture, map_gmm, mixture_to_pixels, mixture_to_uv, top_mode
-from diffpose3d.cameras import normalize_screen_coordinates
-from diffpose3d.skeleton import get_skeleton, map_keypoints
 from diffpose3d.mixtures.gmm import GaussianMixture
+from diffpose3d.skeleton import get_skeleton, map_keypoints
 
 
 def _random_mixture(t, j, m, seed=0):

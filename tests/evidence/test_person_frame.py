@@ -6,7 +6,12 @@ import numpy as np
 import torch
 
 from diffpose3d.evidence.person_frame import (
-    CHANNELS, PRESENT_STD, PersonFrame, encoder_input, focal_guess, person_frame,
+    CHANNELS,
+    PRESENT_STD,
+    PersonFrame,
+    encoder_input,
+    focal_guess,
+    person_frame,
 )
 from diffpose3d.mixtures.gmm import GaussianMixture
 

@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.evidence.summary import EVIDENCE_CHANNELS, evidence_summary
+from diffpose3d.mixtures.gmm import GaussianMixture
 
 
 def test_summary_of_a_two_mode_joint_and_a_single_component_mixture() -> None:

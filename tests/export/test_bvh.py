@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _motion import scene_joints, two_people
 
 from diffpose3d.export.motion import person_motion
 from diffpose3d.export.rotations import solve_rotations
-
-from _motion import scene_joints, two_people
 
 bvh = pytest.importorskip("bvh", reason="the independent BVH reader is in the test extra (pip install 'bvh')")
 

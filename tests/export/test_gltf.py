@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
-
 from _motion import scene_joints, two_people
+from scipy.spatial.transform import Rotation
 
 pygltflib = pytest.importorskip("pygltflib", reason="the independent glTF reader is in the test extra (pip install pygltflib)")
 
@@ -113,7 +112,8 @@ def test_a_photo_of_one_frame_and_a_result_without_roots_export_too(tmp_path):
     times, joints = node_forward_kinematics(gltf, gltf.scenes[0].nodes[1])
     assert len(times) == 1 and np.allclose(joints["person1_pelvis"], 0.0)
     assert gltf.nodes[gltf.scenes[0].nodes[1]].extras["diffpose3d"]["placed_in_scene"] is False
-    np.testing.assert_allclose(joints["person1_l_wrist"][0], photo.pose_3d[1, photo.joint_names.index("l_wrist")] * [1, -1, -1], atol=1e-6)
+    l_wrist = photo.pose_3d[1, photo.joint_names.index("l_wrist")]
+    np.testing.assert_allclose(joints["person1_l_wrist"][0], l_wrist * [1, -1, -1], atol=1e-6)
     assert bvh_path.read_text().count("Frames: 1\n") == 1
     if shutil.which("node") and (VALIDATOR / "package.json").is_file():
         run = subprocess.run([shutil.which("node"), str(Path(__file__).with_name("validate_gltf.js")), str(VALIDATOR),

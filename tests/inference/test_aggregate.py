@@ -1,6 +1,5 @@
-import torch
-
 import numpy as np
+import torch
 
 from diffpose3d.inference.aggregate import aggregate, weak_perspective_residual
 from diffpose3d.metrics import hypothesis_covariance, hypothesis_spread, spread_from_covariance

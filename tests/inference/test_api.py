@@ -6,8 +6,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from diffpose3d.inference.outputs import load_result_npz, prediction_schema, write_result
 from diffpose3d.inference.api import DiffPose
+from diffpose3d.inference.outputs import load_result_npz, prediction_schema, write_result
 
 
 def _coco_keypoints(t=3):

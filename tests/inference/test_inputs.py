@@ -28,7 +28,8 @@ def people_evidence(heights_px: list[float], size: tuple[int, int]) -> Evidence2
 
 
 @settings(max_examples=40, derandomize=True, database=None, deadline=None)
-@given(st.lists(st.floats(20, 900), min_size=2, max_size=5, unique=True), st.sampled_from([(640, 480), (1920, 1080), (4000, 3000)]))
+@given(st.lists(st.floats(20, 900), min_size=2, max_size=5, unique=True),
+       st.sampled_from([(640, 480), (1920, 1080), (4000, 3000)]))
 def test_largest_picks_the_person_largest_in_pixels(heights, size):
     heights = [min(v, size[1] - 2) for v in heights]
     if len(set(heights)) < len(heights):

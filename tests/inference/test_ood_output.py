@@ -8,8 +8,8 @@ import numpy as np
 
 from diffpose3d.inference.outputs import load_result_npz, prediction_schema, write_result
 from diffpose3d.inference.predict import ood_warning
-from diffpose3d.viz.result_views import ood_note
 from diffpose3d.inference.result import PoseResult
+from diffpose3d.viz.result_views import ood_note
 
 
 def _result(scores: list[float] | None) -> PoseResult:

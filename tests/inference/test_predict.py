@@ -226,7 +226,8 @@ def test_a_folder_gives_one_result_per_photo_of_any_size_and_a_sequence_one_resu
     assert sorted(p.name for p in out.glob("*.npz")) == ["big.npz", "small.npz"]
     assert load_result_npz(out / "small.npz").image_size == (300, 300)
     assert len(captured.out.strip().splitlines()) == 2
-    assert captured.err.strip().splitlines() == [f"diffpose3d predict: warning: {folder / 'cup.png'}: no person found, nothing written"]
+    expected = f"diffpose3d predict: warning: {folder / 'cup.png'}: no person found, nothing written"
+    assert captured.err.strip().splitlines() == [expected]
 
     code = main(["predict", str(folder), "--out", str(tmp_path / "seq"), "--sequence", "--checkpoint", str(tiny_bundle)])
     err = capsys.readouterr().err.strip().splitlines()

@@ -21,12 +21,10 @@ def test_writes_land_at_the_exact_path(tmp_path: Path) -> None:
 def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as f:
-            f.write("partial")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        f.write("partial")
+        raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-    with pytest.raises(ValueError):
-        with atomic_write(target, "r"):
-            pass
+    with pytest.raises(ValueError), atomic_write(target, "r"):
+        pass

@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_results import fake_result  # tests/io is on the path (no __init__.py)
 
 from diffpose3d.errors import DiffPoseError
 from diffpose3d.inference.outputs import write_result
 from diffpose3d.io.atomic import check_output_file, save_json_atomic, save_npz_atomic
 from diffpose3d.io.results import LOCK_NAME, MANIFEST_SCHEMA, OutputFolder, own_file
-
-from test_results import fake_result  # tests/io is on the path (no __init__.py)
 
 NAME = "clip"
 OWN = [f"{NAME}.npz", f"{NAME}.json", f"{NAME}_render.png", f"{NAME}.html"]
@@ -214,9 +213,8 @@ def test_a_planted_commit_folder_moves_nothing_in(tmp_path):
     os.symlink(tmp_path / "precious.txt", commit / f"{NAME}.npz")
     doc = manifest_doc({f"{NAME}.npz": b"precious", "../precious.txt": b"precious"})
     (commit / f"{NAME}.manifest.json").write_text(json.dumps(doc))
-    with pytest.warns(UserWarning, match="not a commit this tool can verify"):
-        with OutputFolder(out):
-            pass
+    with pytest.warns(UserWarning, match="not a commit this tool can verify"), OutputFolder(out):
+        pass
     assert (tmp_path / "precious.txt").read_text() == "precious"
     assert not (out / f"{NAME}.npz").exists() and commit.is_dir()
 

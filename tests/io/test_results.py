@@ -56,7 +56,7 @@ def consistent_pair(folder: Path, name: str) -> int:
 
 
 def test_a_result_is_written_with_its_manifest_and_nothing_else(tmp_path):
-    npz, js = write_result(fake_result(3, 0), tmp_path / "out", "clip")
+    write_result(fake_result(3, 0), tmp_path / "out", "clip")
     assert listing(tmp_path / "out") == ["clip.json", "clip.manifest.json", "clip.npz"]
     manifest = json.loads((tmp_path / "out" / "clip.manifest.json").read_text())
     assert set(manifest["files"]) == {"clip.npz", "clip.json"} and consistent_pair(tmp_path / "out", "clip") == 3

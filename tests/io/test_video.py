@@ -67,10 +67,9 @@ def test_odd_size_mp4_is_padded_to_even(tmp_path):
 
 def test_writer_discards_output_on_error(tmp_path):
     path = tmp_path / "broken.mp4"
-    with pytest.raises(ValueError, match="expected"):
-        with VideoWriter(path, fps=10) as writer:
-            writer.write(np.zeros((48, 64, 3), np.uint8))
-            writer.write(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="expected"), VideoWriter(path, fps=10) as writer:
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+        writer.write(np.zeros((32, 32, 3), np.uint8))
     assert os.listdir(tmp_path) == []
     with pytest.raises(ValueError):
         VideoWriter(tmp_path / "x.avi", fps=10)

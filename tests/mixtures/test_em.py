@@ -117,8 +117,8 @@ def test_degenerate_inputs_give_finite_results() -> None:
 
 def test_float32_with_large_offsets_matches_float64() -> None:
     x = torch.from_numpy(_clustered(20, 150, 2, 2, seed=9)).double() * 0.5 + 3000.0  # pixel-like
-    g64, ll64 = fit_gmm(x, num_components=2, seed=0)
-    g32, ll32 = fit_gmm(x.float(), num_components=2, seed=0)
+    _, ll64 = fit_gmm(x, num_components=2, seed=0)
+    _, ll32 = fit_gmm(x.float(), num_components=2, seed=0)
     torch.testing.assert_close(ll32.double(), ll64, rtol=1e-3, atol=1e-3)
 
 

@@ -30,7 +30,8 @@ def test_log_prob_matches_scipy() -> None:
     ours = gmm.log_prob(x).numpy()
     for b in range(3):
         dens = sum(
-            float(gmm.weights[b, m]) * multivariate_normal(gmm.means[b, m].numpy(), gmm.covariances[b, m].numpy()).pdf(x[b].numpy())
+            float(gmm.weights[b, m])
+            * multivariate_normal(gmm.means[b, m].numpy(), gmm.covariances[b, m].numpy()).pdf(x[b].numpy())
             for m in range(4)
         )
         np.testing.assert_allclose(ours[b], np.log(dens), rtol=1e-9)

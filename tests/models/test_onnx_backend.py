@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from diffpose3d.config import InferenceConfig
-
 from diffpose3d.checkpoint import load_bundle
+from diffpose3d.config import InferenceConfig
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence.mixture2d import point_mixture
 
@@ -14,7 +13,8 @@ pytest.importorskip("onnxruntime", reason="optional backend: pip install 'diffpo
 
 
 def _sample(model, kp, gmm):
-    states, _ = model.sample(kp, gmm, InferenceConfig(hypotheses=3, steps=2, antithetic=False), generator=torch.Generator().manual_seed(0))
+    inference = InferenceConfig(hypotheses=3, steps=2, antithetic=False)
+    states, _ = model.sample(kp, gmm, inference, generator=torch.Generator().manual_seed(0))
     return states
 
 

@@ -98,9 +98,9 @@ def test_cli_train_then_evaluate_with_checkpoint(humaneva_dir, tmp_path):
 def test_dataset_depth_prior_is_fitted_saved_and_used(humaneva_dir, tmp_path):
     import torch
 
+    from diffpose3d.data.frames import build_frames
     from diffpose3d.data.splits import training_splits
     from diffpose3d.evidence.mixture2d import point_mixture
-    from diffpose3d.data.frames import build_frames
 
     cfg = load_config(None, [
         f"data.data_3d={humaneva_dir / 'data_3d_humaneva15_train.npz'}",

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from diffpose3d.config import load_config
+from diffpose3d.context import encode_sequences
+from diffpose3d.data.frames import build_frames
 from diffpose3d.data.humaneva import load_humaneva
 from diffpose3d.data.mirror import flip_keypoints, flip_pose
-from diffpose3d.data.frames import build_frames
 from diffpose3d.model import DiffPoseModel
 from diffpose3d.skeleton import get_skeleton
-from diffpose3d.training.stages import lifter_mpjpe_mm, train_encoder
-from diffpose3d.training.loop import Budget
-from diffpose3d.context import encode_sequences
 from diffpose3d.training.batches import FrameBatches
+from diffpose3d.training.loop import Budget
+from diffpose3d.training.stages import lifter_mpjpe_mm, train_encoder
 from diffpose3d.training.windows import TrainingWindows, window_loss
 
 SKELETON = get_skeleton("humaneva15")
@@ -103,7 +103,7 @@ def test_training_windows_pad_short_chunks_and_mark_real_frames(sequences) -> No
 
 def test_encode_sequences_gives_every_frame_of_every_sequence(trained, real) -> None:
     enc = trained[0]
-    (tkp, _), (vkp, _), (kkp, _) = real
+    _, (vkp, _), (kkp, _) = real
     seqs = [kkp[0], vkp[1], vkp[0]]  # 2, 27 and 90 frames
     assert [len(s) for s in seqs] == [2, 27, 90]
     out = encode_sequences(enc, seqs, WINDOW, stride=9, batch_windows=3)

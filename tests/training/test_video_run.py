@@ -12,10 +12,10 @@ import torch
 from diffpose3d.checkpoint import load_bundle
 from diffpose3d.cli import main
 from diffpose3d.config import load_config
+from diffpose3d.data.frames import build_frames
 from diffpose3d.data.mirror import flip_gmm, flip_keypoints, flip_pose
 from diffpose3d.data.splits import training_splits
 from diffpose3d.evaluation.scoring import evaluate_checkpoint
-from diffpose3d.data.frames import build_frames
 from diffpose3d.inference.lifting import predict_frames
 from diffpose3d.training.run import train
 

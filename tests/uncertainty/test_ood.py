@@ -9,7 +9,7 @@ import pytest
 from diffpose3d.inference.lifting import FramePredictions, widened
 from diffpose3d.uncertainty.fit import CalibrationFrames, fit_from_frames
 from diffpose3d.uncertainty.ood import MIN_FACTOR, OutOfDomain
-from diffpose3d.uncertainty.pose_density import PoseDensity, REFERENCE_LEVELS
+from diffpose3d.uncertainty.pose_density import REFERENCE_LEVELS, PoseDensity
 
 
 def _density() -> PoseDensity:

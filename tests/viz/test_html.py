@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from _viz_poses import LEFT, NAMES, PARENTS, POSE, RIGHT, hypotheses
 
 from diffpose3d.viz.html import write_html
-
-from _viz_poses import LEFT, NAMES, PARENTS, POSE, RIGHT, hypotheses
 
 
 def test_offline_page_with_all_frames(tmp_path):
@@ -43,10 +42,10 @@ def test_single_frame_without_hypotheses(tmp_path):
 def test_page_with_a_photo_several_people_all_hypotheses_and_the_renders_scale(tmp_path):
     import json
 
+    from _viz_poses import project
+
     from diffpose3d.viz.html import write_page
     from diffpose3d.viz.layout import PersonView
-
-    from _viz_poses import project
 
     n = 7
     cov = np.tile(np.eye(3) * 0.05**2, (len(POSE), 1, 1))

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _viz_poses import LEFT, NAMES, PARENTS, POSE, RIGHT, hypotheses, project
 
 from diffpose3d.viz.html import library_name, write_library, write_page
 from diffpose3d.viz.layout import PERSON_COLOURS, PersonView
-
-from _viz_poses import LEFT, NAMES, PARENTS, POSE, RIGHT, hypotheses, project
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")

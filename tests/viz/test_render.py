@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from _viz_poses import HEAD, LEFT, NAMES, PARENTS, POSE, R_ANKLE, RIGHT, hypotheses, project
 
 from diffpose3d.io.images import read_image
 from diffpose3d.io.video import VideoReader
 from diffpose3d.viz.render import render_frame, render_video, save_image
-
-from _viz_poses import HEAD, LEFT, NAMES, PARENTS, POSE, R_ANKLE, RIGHT, hypotheses, project
 
 SIZE = (640, 320)
 
@@ -53,7 +52,7 @@ def test_low_confidence_changes_only_the_2d_panel():
     conf = np.full(len(POSE), 0.9)
     low = conf.copy()
     low[13] = 0.05
-    rows, cols = _changed_rows(_render(conf=low), _render(conf=conf))
+    _, cols = _changed_rows(_render(conf=low), _render(conf=conf))
     assert len(cols) > 10 and cols.max() < SIZE[0] * 0.5
 
 

@@ -4,13 +4,12 @@ has them, side by side (root-relative) when not; plotly.js shared in the output 
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 
-from diffpose3d.viz.result_views import html_result
 from diffpose3d.inference.result import PoseResult
 from diffpose3d.viz.html import library_name
+from diffpose3d.viz.result_views import html_result
 
 J, N, T = 17, 3, 5
 PARENTS = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15]

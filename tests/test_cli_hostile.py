@@ -42,6 +42,8 @@ BASE = {
     "train": ["--config", "IN", "--out", "OUTDIR"],
     "fit-gmm": ["--data-2d", "IN", "--out", "OUT"],
     "calibrate": ["--checkpoint", "IN", "--dataset", "h36m", "--data-3d", "IN"],
+    "batch": ["IN", "--out", "OUTDIR"],
+    "fit-ood": ["--checkpoint", "IN"],
 }
 
 

@@ -13,12 +13,10 @@ import argparse
 import sys
 
 from diffpose3d.commands.predict import (
-    MAX_PEOPLE,
-    MAX_SIDE,
     add_inference_arguments,
+    add_result_arguments,
     check_steps,
     int_in,
-    person_choice,
 )
 
 MAX_WORKERS = 4096
@@ -51,18 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "this machine); inputs, --out and --checkpoint must be paths every node sees")
     parser.add_argument("--gpus-per-worker", type=gpu_share, default=0.0, metavar="G",
                         help="GPUs each worker takes (Ray's num_gpus; default 0: the workers run on CPU)")
-    parser.add_argument("--render", action="store_true", help="also write a picture (image) or an mp4 (video)")
-    parser.add_argument("--html", action="store_true", help="also write an interactive 3D page (offline)")
-    parser.add_argument("--heatmaps", action=argparse.BooleanOptionalAction, default=None,
-                        help="images and videos: H_K from the detector's heatmaps, or from its keypoints "
-                             "(default: what the model was trained for)")
-    parser.add_argument("--max-people", type=int_in(1, MAX_PEOPLE), default=10, metavar="N",
-                        help="the most people lifted per image or video frame (default 10)")
-    parser.add_argument("--person", type=person_choice, default="all", metavar="WHO",
-                        help="all (default), largest, or a person id")
-    parser.add_argument("--layout", default=None, help="joint layout of keypoints files that do not say")
-    parser.add_argument("--image-size", type=int_in(1, MAX_SIDE), nargs=2, metavar=("W", "H"), default=None,
-                        help="image size of keypoints files that do not say (COCO JSON)")
+    add_result_arguments(parser)
     parser.add_argument("--retry-failed", action="store_true",
                         help="run again the inputs that failed in the previous run on --out (default: an input "
                              "unchanged since it failed keeps its failed record)")

@@ -19,36 +19,31 @@ MAX_SIDE = 1 << 20
 MAX_FOCAL_PX = 1e7  # as scene.intrinsics.MAX_FOCAL_PX (not imported here: it brings torch)
 
 
-def int_in(low: int, high: int, what: str = "a whole number"):
-    """An argparse type: an integer in [low, high]."""
+def _number_in(cast: type, low: float, high: float, what: str, shown):
+    """An argparse type: a `cast` value in [low, high]; `shown(text, value)` is what the error names."""
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+            lo, hi = (low, high) if cast is int else (f"{low:g}", f"{high:g}")
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {shown(text, value)}")
         return value
 
-    parse.__name__ = "int"
+    parse.__name__ = cast.__name__
     return parse
+
+
+def int_in(low: int, high: int, what: str = "a whole number"):
+    """An argparse type: an integer in [low, high]."""
+    return _number_in(int, low, high, what, lambda text, value: value)
 
 
 def float_in(low: float, high: float):
     """An argparse type: a number in [low, high]."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
-        return value
-
-    parse.__name__ = "float"
-    return parse
+    return _number_in(float, low, high, "a number", lambda text, value: text)
 
 
 def device_name(text: str) -> str:
@@ -112,28 +107,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (gets <name>.npz, <name>.json, ... per result)")
     parser.add_argument("--checkpoint", default=None, help="model folder, or a bundled model's name (default: h36m_frame)")
     add_inference_arguments(parser)
-    parser.add_argument("--render", action="store_true", help="also write a picture (image) or an mp4 (video)")
-    parser.add_argument("--html", action="store_true", help="also write an interactive 3D page (offline)")
-    parser.add_argument("--heatmaps", action=argparse.BooleanOptionalAction, default=None,
-                        help="images and videos: H_K from the detector's heatmaps, or (--no-heatmaps) from its "
-                             "keypoints + visibility (default: what the model was trained for; h36m_frame: keypoints)")
-    parser.add_argument("--max-people", type=int_in(1, MAX_PEOPLE), default=10, metavar="N",
-                        help="the most people lifted per image or video frame (default 10)")
-    parser.add_argument("--person", type=person_choice, default="all", metavar="WHO",
-                        help="all (default), largest (the person largest in the picture), or a person id")
+    add_result_arguments(parser)
     parser.add_argument("--sequence", action="store_true",
                         help="a folder of images is the frames of one video: one result, people tracked "
                              "(default: one result per image)")
-    parser.add_argument("--layout", default=None,
-                        help="joint layout of a keypoints file that does not say (coco17, blazepose33, h36m17, ...)")
-    parser.add_argument("--image-size", type=int_in(1, MAX_SIDE), nargs=2, metavar=("W", "H"), default=None,
-                        help="image size of a keypoints file that does not say (COCO JSON)")
-    parser.add_argument("--focal", type=focal_px, default=None, metavar="PX",
-                        help="the camera's focal length in pixels, for the people's root positions (default: the "
-                             "photo's EXIF, else a field of view of 53.13 degrees across the longer side)")
-    parser.add_argument("--export", type=export_formats, default=(), metavar="FORMATS",
-                        help="also write the motion for 3D tools: bvh (<name>_person<ID>.bvh, one per person), gltf "
-                             "(<name>.glb, a skeleton per person); comma-separated, e.g. bvh,gltf")
     parser.add_argument("--camera", type=int_in(0, 63), default=None, metavar="N",
                         help="live from capture device N (/dev/videoN): frames lifted as they come, written to "
                              "DIR/camera<N>_live.mp4 with frames/s and latency on them")
@@ -219,6 +196,30 @@ def run(args: argparse.Namespace) -> int:
         predict_path(model, source, out, predict_settings(args), progress=not args.quiet and sys.stderr.isatty(),
                      on_result=print_report)
     return 0
+
+
+
+def add_result_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `predict` and `batch` write for each input, and how they read keypoints files."""
+    parser.add_argument("--render", action="store_true", help="also write a picture (image) or an mp4 (video)")
+    parser.add_argument("--html", action="store_true", help="also write an interactive 3D page (offline)")
+    parser.add_argument("--heatmaps", action=argparse.BooleanOptionalAction, default=None,
+                        help="images and videos: H_K from the detector's heatmaps, or (--no-heatmaps) from its "
+                             "keypoints + visibility (default: what the model was trained for; h36m_frame: keypoints)")
+    parser.add_argument("--max-people", type=int_in(1, MAX_PEOPLE), default=10, metavar="N",
+                        help="the most people lifted per image or video frame (default 10)")
+    parser.add_argument("--person", type=person_choice, default="all", metavar="WHO",
+                        help="all (default), largest (the person largest in the picture), or a person id")
+    parser.add_argument("--layout", default=None,
+                        help="joint layout of a keypoints file that does not say (coco17, blazepose33, h36m17, ...)")
+    parser.add_argument("--image-size", type=int_in(1, MAX_SIDE), nargs=2, metavar=("W", "H"), default=None,
+                        help="image size of a keypoints file that does not say (COCO JSON)")
+    parser.add_argument("--focal", type=focal_px, default=None, metavar="PX",
+                        help="the camera's focal length in pixels, for the people's root positions (default: the "
+                             "photo's EXIF, else a field of view of 53.13 degrees across the longer side)")
+    parser.add_argument("--export", type=export_formats, default=(), metavar="FORMATS",
+                        help="also write the motion for 3D tools: bvh (<name>_person<ID>.bvh, one per person), gltf "
+                             "(<name>.glb, a skeleton per person); comma-separated, e.g. bvh,gltf")
 
 
 def predict_settings(args: argparse.Namespace):

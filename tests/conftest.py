@@ -92,3 +92,25 @@ def tree_snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple]:
 def snapshot():
     """`snapshot(root, skip=None)`: `tree_snapshot` (compare one before and one after a run)."""
     return tree_snapshot
+
+
+def plant_non_regular(path: Path, kind: str, elsewhere: Path) -> None:
+    """Put at `path` what an output must never be written through: a device node (/dev/null's
+    numbers), a FIFO, a folder, or a link to the regular file `elsewhere`."""
+    import os
+    import stat
+
+    if kind == "device":
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        os.symlink(elsewhere, path)
+
+
+@pytest.fixture()
+def plant():
+    """`plant(path, kind, elsewhere)`: `plant_non_regular`."""
+    return plant_non_regular

@@ -261,21 +261,11 @@ def test_settings_that_do_not_apply_are_one_line_before_any_work(tmp_path, h36m_
 
 
 @pytest.mark.parametrize("kind", ["device", "fifo", "folder", "link"])
-def test_an_out_that_is_not_a_regular_file_is_refused_first(tmp_path, h36m_file, capsys, snapshot, kind):
-    import os
-    import stat
-
+def test_an_out_that_is_not_a_regular_file_is_refused_first(tmp_path, h36m_file, capsys, snapshot, plant, kind):
     data, _ = h36m_file
     out = tmp_path / "report.json"
-    if kind == "device":
-        os.mknod(out, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
-    elif kind == "fifo":
-        os.mkfifo(out)
-    elif kind == "folder":
-        out.mkdir()
-    else:
-        (tmp_path / "elsewhere.json").write_text("keep")
-        os.symlink(tmp_path / "elsewhere.json", out)
+    (tmp_path / "elsewhere.json").write_text("keep")
+    plant(out, kind, tmp_path / "elsewhere.json")
     before = snapshot(tmp_path)
     code = main(["evaluate", "--predictions", str(tmp_path / "missing.npz"), "--dataset", "h36m",
                  "--data-3d", str(data), "--out", str(out)])

@@ -102,22 +102,12 @@ def test_an_unrelated_parts_folder_is_never_emptied(tmp_path: Path, capsys: pyte
 
 
 @pytest.mark.parametrize("kind", ["device", "fifo", "folder", "link"])
-def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str, capsys, snapshot) -> None:
-    import os
-    import stat
-
+def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str, capsys, snapshot, plant) -> None:
     src = tmp_path / "in.npz"
     _write_2d(src)
     out = tmp_path / "out.npz"
-    if kind == "device":
-        os.mknod(out, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
-    elif kind == "fifo":
-        os.mkfifo(out)
-    elif kind == "folder":
-        out.mkdir()
-    else:
-        (tmp_path / "elsewhere.npz").write_bytes(b"x")
-        os.symlink(tmp_path / "elsewhere.npz", out)
+    (tmp_path / "elsewhere.npz").write_bytes(b"x")
+    plant(out, kind, tmp_path / "elsewhere.npz")
     before = snapshot(tmp_path)
     assert main(_args(src, out)) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -220,17 +220,10 @@ def test_a_planted_commit_folder_moves_nothing_in(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "folder", "link"])
-def test_every_atomic_write_refuses_a_path_that_is_not_a_regular_file(tmp_path, kind, snapshot):
+def test_every_atomic_write_refuses_a_path_that_is_not_a_regular_file(tmp_path, kind, snapshot, plant):
     target = tmp_path / "target"
     (tmp_path / "elsewhere").write_text("elsewhere")
-    if kind == "fifo":
-        os.mkfifo(target)
-    elif kind == "device":
-        os.mknod(target, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
-    elif kind == "folder":
-        target.mkdir()
-    else:
-        os.symlink(tmp_path / "elsewhere", target)
+    plant(target, kind, tmp_path / "elsewhere")
     before = snapshot(tmp_path)
     for write in (lambda: save_json_atomic(target, {}), lambda: save_npz_atomic(target, a=[1]),
                   lambda: check_output_file(target)):

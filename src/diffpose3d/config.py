@@ -39,6 +39,7 @@ class VirtualCameraConfig:
     size: list[float] = field(default_factory=lambda: [0.08, 0.5])  # log-uniform
     offset: float = 0.8  # the root's image position, uniform in [-offset, offset] of each half-extent
     aspects: list[float] = field(default_factory=lambda: [0.5625, 0.75, 1.0, 1.3333, 1.7778])  # h / w
+    bone_scale: float = 0.0  # log-normal spread of each bone's length in the virtual views (other bodies)
 
 
 @dataclass

@@ -122,6 +122,7 @@ RANGES: dict[str, Check] = {
     "data.virtual.size": numbers(0, lo_open=True, length=2, ordered=True),
     "data.virtual.offset": SHARE,
     "data.virtual.aspects": numbers(0, lo_open=True, nonempty=True),
+    "data.virtual.bone_scale": number(0, 1),
     "evidence.source": registry("diffpose3d.data.frames", "SOURCES"),
     "evidence.keypoint_std_px": POSITIVE,
     "evidence.seed": SEED,

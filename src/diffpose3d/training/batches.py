@@ -24,6 +24,7 @@ from diffpose3d.config import EvidenceConfig, VirtualCameraConfig
 from diffpose3d.data.frames import FrameSet
 from diffpose3d.data.mirror import flip_gmm, flip_keypoints, flip_pose
 from diffpose3d.data.pose_table import PoseTable
+from diffpose3d.data.bodies import scale_bones
 from diffpose3d.data.virtual_cameras import random_views
 from diffpose3d.evidence.mixture2d import broad_mixture, fill_missing, point_mixture, top_mode
 from diffpose3d.evidence.person_frame import FOCAL_GUESS
@@ -99,7 +100,9 @@ class TableBatches:
         aspect = size[:, 1] / size[:, 0]
         virtual = torch.rand(b, generator=gen) < self.virtual.share
         if bool(virtual.any()):
-            views = random_views(t.world[index[virtual]], t.up, self.virtual, gen)
+            world = scale_bones(t.world[index[virtual]], self.skeleton.parents, self.skeleton.flip_permutation(),
+                                self.virtual.bone_scale, gen)
+            views = random_views(world, t.up, self.virtual, gen)
             xyz[virtual], uv[virtual], focal[virtual], aspect[virtual] = views.xyz, views.uv, views.focal, views.aspect
         detections = None if t.detections is None else t.detections[index, cams]
         gmm, missing = self._evidence(uv, aspect, virtual, detections, gen)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from diffpose3d.config import Config, VirtualCameraConfig
+from diffpose3d.data.bodies import scale_bones
 from diffpose3d.data.loading import load_sequences
 from diffpose3d.data.pose_table import build_pose_table
 from diffpose3d.errors import ConfigError
@@ -68,19 +69,6 @@ def input_batches(config: Config, skeleton: Skeleton, subjects: list[str]) -> Ta
     return TableBatches(table, skeleton, config.evidence, d.virtual)
 
 
-def _scale_bones(world: torch.Tensor, parents: tuple[int, ...], mirror: list[int], sigma: float,
-                 gen: torch.Generator) -> torch.Tensor:
-    """Every bone (child - parent) scaled by a log-normal factor per sample, the same left and right."""
-    b, j = world.shape[:2]
-    bone = torch.minimum(torch.arange(j), torch.tensor(mirror))[None].expand(b, j)  # one id per left/right pair
-    factor = torch.exp(sigma * torch.randn(b, j, generator=gen, dtype=world.dtype)).gather(1, bone)
-    out = world.clone()
-    for c, p in enumerate(parents):
-        if p >= 0:
-            out[:, c] = out[:, p] + factor[:, c, None] * (world[:, c] - world[:, p])
-    return out
-
-
 def draw_inputs(batches: TableBatches, n: int, seed: int, shift: Shift | None = None, chunk: int = 4096) -> Batch:
     """`n` samples drawn as training draws them (no mirror), moved by `shift`."""
     gen = torch.Generator().manual_seed(seed)
@@ -92,7 +80,7 @@ def draw_inputs(batches: TableBatches, n: int, seed: int, shift: Shift | None = 
         if shift is not None and shift.bone_scale > 0:
             saved = table.world
             table.world = saved.clone()
-            table.world[index] = _scale_bones(saved[index], batches.skeleton.parents,
+            table.world[index] = scale_bones(saved[index], batches.skeleton.parents,
                                               batches.skeleton.flip_permutation(), shift.bone_scale, gen)
         if shift is not None and shift.virtual is not None:
             batches.virtual = shift.virtual

@@ -2,8 +2,9 @@
 store it in the bundle as `out_of_domain.npz`.
 
 The pose density is fitted on the bundle's training subjects' 2D as training draws it (real and
-virtual cameras), the score -> widening map on its held-out subjects (`data.val_subjects`) and
-synthetic shifts of them; no other dataset is used. Run it after `calibrate` (the map is fitted on
+virtual cameras), the score -> widening map on its held-out subjects (`data.val_subjects`; for a
+bundle trained on every subject, the takes' validation blocks) and synthetic shifts of them; no
+other dataset is used. Run it after `calibrate` (the map is fitted on
 top of the conformal scaling). The data files are the ones the bundle's config names, or
 `--data-3d` / `--data-2d`.
 """

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..cameras import Camera, world_to_camera
 from ..errors import InputFileError
-from .base import projected_keypoints, read_camera_2d, trim_to_3d
+from .base import PoseSequence, projected_keypoints, read_camera_2d, trim_to_3d
 
 
 def camera_frame_3d(world: np.ndarray | None, camera: Camera | None, source: str | Path,
@@ -41,3 +41,12 @@ def camera_keypoints(
     if pose_3d is not None:
         kp, conf = trim_to_3d(kp, conf, len(pose_3d), data_2d, what)
     return kp, conf, layout
+
+
+def camera_sequence(dataset: str, subject: str, name: str, action: str, split: str, c: int, camera: Camera | None,
+                    image_size: tuple[int, int], layout: str, keypoints: np.ndarray, confidence: np.ndarray | None,
+                    pose_3d: np.ndarray | None) -> PoseSequence:
+    """Camera `c`'s `PoseSequence` of one take, every frame kept (`frame_indices` 0..T-1)."""
+    return PoseSequence(dataset=dataset, subject=subject, action=action, name=name, camera_index=c, skeleton=layout,
+                        keypoints_2d=keypoints, image_size=image_size, confidence=confidence, pose_3d=pose_3d,
+                        camera=camera, split=split, frame_indices=np.arange(len(keypoints)))

@@ -40,7 +40,7 @@ from .base import (
     sorted_names,
     wanted,
 )
-from .camera_data import camera_frame_3d, camera_keypoints
+from .camera_data import camera_frame_3d, camera_keypoints, camera_sequence
 
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
 IMAGE_SIZES = ((1000, 1002), (1000, 1000), (1000, 1000), (1000, 1002))
@@ -113,18 +113,4 @@ def _sequence(subject: str, name: str, c: int, camera: Camera | None, world: np.
     if pose_3d is not None and layout == "h36m16":
         pose_3d = pose_3d[:, _H36M17_TO_16]
     size = camera.image_size if camera is not None else IMAGE_SIZES[min(c, len(IMAGE_SIZES) - 1)]
-    return PoseSequence(
-        dataset="h36m",
-        subject=subject,
-        action=canonical_h36m_action(name),
-        name=name,
-        camera_index=c,
-        skeleton=layout,
-        keypoints_2d=kp,
-        image_size=size,
-        confidence=conf,
-        pose_3d=pose_3d,
-        camera=camera,
-        split="",
-        frame_indices=np.arange(len(kp)),
-    )
+    return camera_sequence("h36m", subject, name, canonical_h36m_action(name), "", c, camera, size, layout, kp, conf, pose_3d)

@@ -25,7 +25,7 @@ from .base import (
     sorted_names,
     wanted,
 )
-from .camera_data import camera_frame_3d, camera_keypoints
+from .camera_data import camera_frame_3d, camera_keypoints, camera_sequence
 
 LAYOUT = "humaneva15"
 IMAGE_SIZE = (640, 480)
@@ -101,18 +101,5 @@ def _sequence(key: str, subject: str, split_name: str, name: str, action: str, c
               data_2d: str | Path | None, meta: object, cam_source: str | Path) -> PoseSequence:
     pose_3d = camera_frame_3d(world, camera, cam_source, f"no calibration for subject {subject} camera {c}")
     kp, conf, _ = camera_keypoints(views, c, f"'{key}/{name}' camera {c}", data_2d, meta, LAYOUT, pose_3d, camera, LAYOUT)
-    return PoseSequence(
-        dataset="humaneva",
-        subject=subject,
-        action=action,
-        name=name,
-        camera_index=c,
-        skeleton=LAYOUT,
-        keypoints_2d=kp,
-        image_size=camera.image_size if camera is not None else IMAGE_SIZE,
-        confidence=conf,
-        pose_3d=pose_3d,
-        camera=camera,
-        split=split_name,
-        frame_indices=np.arange(len(kp)),
-    )
+    size = camera.image_size if camera is not None else IMAGE_SIZE
+    return camera_sequence("humaneva", subject, name, action, split_name, c, camera, size, LAYOUT, kp, conf, pose_3d)

@@ -2,7 +2,8 @@
 
 1. The pose density: the exact 2D of training subjects' frames drawn as training draws them (real
    and virtual cameras, `uncertainty.samples`), in the person's frame.
-2. Calibration frames: the held-out subjects (`data.val_subjects`) drawn the same way (in-domain),
+2. Calibration frames: the held-out subjects (`data.val_subjects`) or, for a bundle trained on
+   every subject, the takes' validation blocks (`held_out_parts`), drawn the same way (in-domain),
    and the same subjects under synthetic shifts (other bodies, steep views, truncation); the model
    runs on all of them without widening.
 3. The signals' noise correction and standardisation on the in-domain frames; their weights and the
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 
 from diffpose3d import metrics
+from diffpose3d.config import Config
+from diffpose3d.data.protocols import protocol_subjects
 from diffpose3d.errors import ConfigError
 from diffpose3d.evaluation import calibration as cal
 from diffpose3d.evidence.mixture2d import point_mixture
@@ -76,25 +79,48 @@ def _monotone(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.concatenate([np.full(int(c), v) for v, _, c in blocks])
 
 
+@dataclass(frozen=True)
+class Part:
+    """Some subjects of a bundle's dataset, whole (`block` None) or one hold-out block of each take."""
+
+    subjects: list[str]
+    block: str | None = None
+
+    def describe(self) -> str:
+        names = ", ".join(self.subjects)
+        return names if self.block is None else f"the {self.block} blocks of {names}"
+
+
+def held_out_parts(config: Config) -> tuple[Part, Part]:
+    """(what training saw, what it never saw but validated on) for a bundle's config: its training
+    subjects and `data.val_subjects`, or, for a bundle trained on every subject (`data.holdout`),
+    the takes' 'train' and 'val' blocks (the 'test' blocks stay for the conformal calibration and
+    the reported figures)."""
+    d = config.data
+    subjects = list(d.train_subjects or protocol_subjects(d.dataset, "train"))
+    if d.val_subjects:
+        return Part([s for s in subjects if s not in d.val_subjects]), Part(list(d.val_subjects))
+    if d.holdout:
+        return Part(subjects, "train"), Part(subjects, "val")
+    raise ConfigError("fitting the out-of-domain model needs held-out data: data.val_subjects or data.holdout")
+
+
 def fit_out_of_domain(
     model: DiffPoseModel, *, train_samples: int = 40_000, calibration_samples: int = 3000, shift_samples: int = 1500,
     seed: int = 0, bins: int = 24, log: Callable[[str], None] = print,
 ) -> tuple[OutOfDomain, dict[str, Any]]:
     """The out-of-domain model of `model` and a record of the fit (module docstring)."""
     config = model.config
-    d = config.data
-    if not d.val_subjects:
-        raise ConfigError("fitting the out-of-domain model needs data.val_subjects (held-out subjects to calibrate on)")
-    train_subjects = [s for s in d.train_subjects if s not in d.val_subjects]
+    fit_on, home = held_out_parts(config)
     torch.manual_seed(seed)
-    log(f"pose density: {train_samples} training-like frames of {', '.join(train_subjects)}")
-    train = draw_inputs(input_batches(config, model.skeleton, train_subjects), train_samples, seed)
+    log(f"pose density: {train_samples} training-like frames of {fit_on.describe()}")
+    train = draw_inputs(input_batches(config, model.skeleton, fit_on.subjects, fit_on.block), train_samples, seed)
     exact = pose_features(train.target_uv, point_mixture(train.target_uv, EXACT_STD_UV))
-    held = input_batches(config, model.skeleton, list(d.val_subjects))
+    held = input_batches(config, model.skeleton, home.subjects, home.block)
     in_domain = draw_inputs(held, calibration_samples, seed + 1)
     density = fit_pose_density(model.skeleton.name, exact.points[exact.present.all(1)],
                                pose_features(in_domain.keypoints_uv, in_domain.uv_gmm), seed=seed)
-    log(f"calibration: {calibration_samples} in-domain frames of {', '.join(d.val_subjects)} and "
+    log(f"calibration: {calibration_samples} in-domain frames of {home.describe()} and "
         f"{shift_samples} per synthetic shift")
     sets = [_run(model, in_domain, "in-domain", density)]
     for k, shift in enumerate(default_shifts(config)):

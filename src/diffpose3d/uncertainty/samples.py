@@ -19,6 +19,7 @@ from diffpose3d.config import Config, VirtualCameraConfig
 from diffpose3d.data.bodies import scale_bones
 from diffpose3d.data.loading import load_sequences
 from diffpose3d.data.pose_table import build_pose_table
+from diffpose3d.data.splits import heldout_blocks
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence.mixture2d import broad_mixture, fill_missing, top_mode
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -54,8 +55,9 @@ def default_shifts(config: Config) -> tuple[Shift, ...]:
     )
 
 
-def input_batches(config: Config, skeleton: Skeleton, subjects: list[str]) -> TableBatches:
-    """A `TableBatches` of `subjects` of the bundle's dataset, with the detections of `data.data_2d`."""
+def input_batches(config: Config, skeleton: Skeleton, subjects: list[str], block: str | None = None) -> TableBatches:
+    """A `TableBatches` of `subjects` of the bundle's dataset, with the detections of `data.data_2d`;
+    with `block` ('train', 'val' or 'test') only that block of every take (`data.splits.heldout_blocks`)."""
     d = config.data
     if d.dataset not in ("h36m", "humaneva"):
         raise ConfigError(f"training-like inputs need a dataset with cameras (h36m, humaneva), not {d.dataset}")
@@ -65,6 +67,9 @@ def input_batches(config: Config, skeleton: Skeleton, subjects: list[str]) -> Ta
     detections = load_sequences(config, subjects=subjects, split=split) if d.data_2d else None
     if not poses:
         raise ConfigError(f"no sequences of subjects {subjects} in {d.data_3d}")
+    if block is not None:
+        poses = heldout_blocks(poses, d, block)
+        detections = heldout_blocks(detections, d, block) if detections is not None else None
     table = build_pose_table(poses, detections, skeleton.name)
     return TableBatches(table, skeleton, config.evidence, d.virtual)
 

@@ -1,6 +1,7 @@
-"""Honest uncertainty off-domain (#28): the Human3.6M bundle in-domain (held-out S8) beside
-off-domain (the shared HumanEva-I Train split, a rig and people it never saw), on the joints both
-layouts share (`evaluation.joint_match`: 13), with ground-truth 2D and the synthetic detector.
+"""Honest uncertainty off-domain (#28): the Human3.6M bundle in-domain (what it never trained on:
+its held-out subject, or its takes' test blocks) beside off-domain (the shared HumanEva-I Train
+split, a rig and people it never saw), on the joints both layouts share (`evaluation.joint_match`:
+13), with ground-truth 2D and the synthetic detector.
 
 Per signal (the hypotheses' spread, the lifter-g disagreement, the pose density, the combined
 `out_of_domain` score) the Spearman correlation of the signal with the error per (frame, joint);
@@ -26,6 +27,7 @@ from diffpose3d.checkpoint import load_bundle
 from diffpose3d.data.frames import build_frames
 from diffpose3d.data.h36m import load_h36m
 from diffpose3d.data.humaneva import load_humaneva
+from diffpose3d.data.splits import heldout_blocks
 from diffpose3d.evaluation import calibration as cal
 from diffpose3d.evaluation.joint_match import match_joints
 from diffpose3d.inference.lifting import predict_frames
@@ -65,9 +67,21 @@ def measure(model, sequences, source: str, samples: int) -> dict:
     return out
 
 
+def in_domain(config, stride: int) -> tuple[list, str]:
+    """Human3.6M frames the bundle never trained on: its held-out subjects (every 5 x `stride`-th frame
+    from frame 3) or, for a bundle trained on every subject, its takes' test blocks (every
+    `stride`-th frame from frame 2)."""
+    d = config.data
+    if d.val_subjects:
+        seqs = load_h36m(SHARED / "h36m" / "data_3d_h36m.npz", None, subjects=list(d.val_subjects))
+        return [s.slice(start=3, step=stride * 5) for s in seqs], f"H36M {'+'.join(d.val_subjects)} (in)"
+    seqs = heldout_blocks(load_h36m(SHARED / "h36m" / "data_3d_h36m.npz", None, subjects=list(d.train_subjects)), d, "test")
+    return [s.slice(start=2, step=stride) for s in seqs], "H36M test blocks (in)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default="h36m_frame")
+    ap.add_argument("--bundle", default="h36m_frame", help="a bundle name or folder")
     ap.add_argument("--stride", type=int, default=40, help="every n-th frame of each HumanEva-I sequence (S8: 5 x this)")
     ap.add_argument("--samples", type=int, default=20, help="hypotheses per pose (coverage, ECE)")
     ap.add_argument("--out", default="runs/bench_ood.json")
@@ -79,11 +93,11 @@ def main() -> None:
     he = [s.slice(step=args.stride) for s in load_humaneva(
         SHARED / "humaneva" / "data_3d_humaneva15_train.npz", SHARED / "humaneva" / "data_2d_humaneva15_gt_train.npz",
         split="Train")]
-    s8 = [s.slice(start=3, step=args.stride * 5) for s in load_h36m(SHARED / "h36m" / "data_3d_h36m.npz", None, subjects=["S8"])]
+    home, where_home = in_domain(model.config, args.stride)
     results = {}
     print(f"{'data':>22s} {'2D':>10s} {'widen':>6s} {'error':>6s} {'cov50':>6s} {'cov90':>6s} {'ECE':>6s} {'rho spread':>10s}"
           f"  rho: disagreement density out_of_domain")
-    for where, seqs in (("H36M S8 (in)", s8), ("HumanEva-I Train (off)", he)):
+    for where, seqs in ((where_home, home), ("HumanEva-I Train (off)", he)):
         for source in ("keypoints", "synthetic"):
             r = measure(model, seqs, source, args.samples)
             results[f"{where} / {source}"] = r

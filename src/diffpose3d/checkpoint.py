@@ -29,7 +29,7 @@ CONFIG = "config.yaml"
 INFO = "info.json"
 DEFAULT_MODEL = "h36m_frame"
 # Buffers a bundle may lack (made before they existed): the model's defaults stand.
-OPTIONAL_BUFFERS = frozenset({"conformal_scale"})
+OPTIONAL_BUFFERS = frozenset({"conformal_scale", "radial_map"})
 
 
 def resolve_device(name: str) -> torch.device:

@@ -46,7 +46,7 @@ from diffpose3d.diffusion import hk
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, deterministic_refine
 from diffpose3d.diffusion.schedule import Schedule, make_schedule
 from diffpose3d.errors import ConfigError
-from diffpose3d.evaluation.calibration import scale_hypotheses
+from diffpose3d.evaluation.calibration import identity_radial_map, reshape_hypotheses, scale_hypotheses
 from diffpose3d.evidence import person_frame as pf
 from diffpose3d.evidence.summary import EVIDENCE_CHANNELS, evidence_summary
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -144,6 +144,9 @@ class DiffPoseModel(nn.Module):
         # Split-conformal factor per joint (`evaluation.calibration.conformal_scale`, fitted on a
         # calibration split by `diffpose3d calibrate`): ones until then.
         self.register_buffer("conformal_scale", torch.ones(j))
+        # The radial shape of the hypotheses (`evaluation.calibration.fit_radial_map`, fitted by
+        # `diffpose3d calibrate` after the conformal scale): the identity until then.
+        self.register_buffer("radial_map", identity_radial_map())
         # The bundle's out-of-domain model (`uncertainty.ood`, its `out_of_domain.npz`): None where the
         # bundle has none; then predictions carry no out_of_domain score and nothing is widened.
         self.out_of_domain = None
@@ -339,7 +342,7 @@ class DiffPoseModel(nn.Module):
                            draws=None if draws is None else draws[sl])
             for sl in (slice(i, i + block) for i in range(0, keypoints_uv.shape[0], block))
         ])
-        return scale_hypotheses(states, self.spread_scale, self.conformal_scale), xyz
+        return reshape_hypotheses(scale_hypotheses(states, self.spread_scale, self.conformal_scale), self.radial_map), xyz
 
     def g(self, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         """The reverse-process network as the sampler calls it: predicted h_0 (B, J, 5)."""

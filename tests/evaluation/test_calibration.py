@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from diffpose3d.evaluation import calibration as cal
@@ -81,3 +82,43 @@ def test_reliability_diagram_is_a_png(tmp_path) -> None:
     hyps, truth = _draws(50, 20, 2, 1.0)
     path = cal.reliability_diagram(tmp_path / "r.png", {"model": cal.calibration_curve(hyps, truth)}, "test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _heavy_tailed(frames: int, samples: int, joints: int, seed: int):
+    """Hypotheses ~ N(c, I); truth = c + a Student-t (3 dof) radius along a random direction: errors
+    far heavier-tailed than the hypotheses (many joints almost exact, a few far off)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(frames, 1, joints, 3))
+    hyps = centre + rng.normal(size=(frames, samples, joints, 3))
+    direction = rng.normal(size=(frames, joints, 3))
+    direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+    radius = np.abs(stats.t.rvs(3, size=(frames, joints, 1), random_state=rng))
+    return hyps, centre[:, 0] + radius * direction
+
+
+def test_the_radial_map_calibrates_every_level_of_heavy_tailed_errors() -> None:
+    fit_h, fit_t = _heavy_tailed(1500, 200, 3, seed=3)
+    test_h, test_t = _heavy_tailed(1500, 200, 3, seed=4)
+    before = cal.expected_calibration_error(cal.calibration_curve(test_h, test_t))
+    source, target = cal.fit_radial_map(fit_h, fit_t)
+    assert source[0] == target[0] == 0.0 and np.all(np.diff(source) > 0) and np.all(np.diff(target) >= 0)
+    # the truth's radius in units of the hypotheses' RMS radius (sqrt(3) for N(c, I)) is a scaled |t_3|:
+    # from the median up (where the sample mean's own error no longer counts) the map's knots follow
+    # its closed-form quantiles at the knots' levels
+    levels = np.linspace(0.0, cal.RADIAL_TOP_LEVEL, cal.RADIAL_KNOTS)
+    upper = (levels >= 0.5) & (levels < 0.98)
+    np.testing.assert_allclose(target[upper], stats.t.ppf(0.5 + levels[upper] / 2, 3) / np.sqrt(3), rtol=0.08)
+    mapped = cal.reshape_hypotheses(torch.as_tensor(test_h), torch.as_tensor(np.stack([source, target]))).numpy()
+    after = cal.expected_calibration_error(cal.calibration_curve(mapped, test_t))
+    assert before > 0.08 and after < 0.02
+    np.testing.assert_allclose(mapped.mean(1), test_h.mean(1), atol=1e-12)  # the pose (the mean) is kept
+
+
+def test_the_identity_radial_map_changes_nothing_and_extrapolates_in_proportion() -> None:
+    states = torch.randn(6, 5, 4, 5, dtype=torch.float64)
+    np.testing.assert_allclose(cal.reshape_hypotheses(states, cal.identity_radial_map().double()), states, atol=1e-12)
+    # a map that doubles every radius (beyond the last knot too) doubles every offset from the mean
+    line = torch.linspace(0.0, 0.5, 9, dtype=torch.float64)
+    doubled = cal.reshape_hypotheses(states, torch.stack([line, 2 * line]))
+    centre = states.mean(1, keepdim=True)
+    np.testing.assert_allclose(doubled - centre, 2 * (states - centre), atol=1e-12)

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from diffpose3d.commands.evaluate import FILTER_OPTIONS, add_block_argument, sequences_to_score
-from diffpose3d.commands.predict import device_name
+from diffpose3d.commands.predict import device_name, int_in
 from diffpose3d.data.protocols import BENCHMARKS
 from diffpose3d.errors import ConfigError, InputFileError
 
@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
     parser.add_argument("--evidence", choices=["keypoints", "synthetic"], default="keypoints")
     parser.add_argument("--level", type=float, default=0.9, help="coverage level (default 0.9)")
+    parser.add_argument("--radial-samples", type=int_in(0, 1000), default=50, metavar="N",
+                        help="hypotheses per frame for the radial shape fitted after the scale (default 50; 0: leave it)")
+    parser.add_argument("--radial-frames", type=int_in(1, 1_000_000), default=2000, metavar="F",
+                        help="at most this many calibration frames for it, evenly spread (default 2000)")
     parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
 
 
@@ -57,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputFileError(args.checkpoint, "not a bundle folder (calibrate rewrites a bundle you trained)")
     sequences = [s.slice(start=args.offset, step=args.stride) for s in sequences_to_score(args)]
     record = calibrate_checkpoint(args.checkpoint, sequences, evidence_source=args.evidence, level=args.level,
-                                  device=args.device)
+                                  device=args.device, radial_samples=args.radial_samples, radial_frames=args.radial_frames)
     print(f"conformal {record['level']:.0%} ball on {record['frames']} calibration frames: coverage "
           f"{record['coverage_before']:.3f} -> {record['coverage_after']:.3f}; per-joint scale "
           f"{min(record['scale'][1:]):.2f} .. {max(record['scale'][1:]):.2f}; written to {args.checkpoint}")
+    if "radial" in record:
+        r = record["radial"]
+        print(f"radial shape on {r['frames']} frames x {r['samples']} hypotheses: "
+              f"ECE {r['ece_before']:.3f} -> {r['ece_after']:.3f}")
     return 0

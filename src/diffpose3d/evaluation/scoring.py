@@ -183,13 +183,31 @@ def quantile_calibration(
     return result
 
 
+def _fit_radial(model: DiffPoseModel, frames: FrameSet, keep: np.ndarray, samples: int, max_frames: int) -> dict[str, Any]:
+    """Fit `model.radial_map` on `frames` (after its conformal scaling) and return its record."""
+    if max_frames and len(frames) > max_frames:
+        frames = frames.subset(torch.linspace(0, len(frames) - 1, max_frames).long())
+    model.radial_map.copy_(cal.identity_radial_map())
+    inference = replace(model.config.inference, hypotheses=samples, widen_off_domain=False)
+    truth = frames.target_xyz.numpy()[:, 1:]  # the data's joints, in the order of `keep`
+    joints = keep[1:]  # the root is exact by construction
+    before = predict_frames(model, frames, inference).hypotheses
+    source, target = cal.fit_radial_map(before[:, :, joints], truth)
+    model.radial_map.copy_(torch.as_tensor(np.stack([source, target]), dtype=model.radial_map.dtype))
+    after = predict_frames(model, frames, inference).hypotheses
+    ece = lambda h: cal.expected_calibration_error(cal.calibration_curve(h[:, :, joints], truth))
+    return {"samples": samples, "frames": len(frames), "ece_before": round(ece(before), 4), "ece_after": round(ece(after), 4),
+            "from": [round(float(v), 4) for v in source], "to": [round(float(v), 4) for v in target]}
+
+
 def calibrate_checkpoint(
     checkpoint: str | Path, sequences: list[PoseSequence], *, evidence_source: str | None = None,
-    level: float = cal.CONFORMAL_LEVEL, device: str = "auto",
+    level: float = cal.CONFORMAL_LEVEL, device: str = "auto", radial_samples: int = 50, radial_frames: int = 2000,
 ) -> dict[str, Any]:
-    """Fit the bundle's split-conformal scaling (`evaluation.calibration`) on `sequences` (a
-    calibration split: neither training nor test data) and store it in the bundle
-    (`checkpoint.store_conformal`)."""
+    """Fit the bundle's split-conformal scaling and then its radial shape (`evaluation.calibration`;
+    `radial_samples` hypotheses on at most `radial_frames` of the frames, evenly spread; 0: the shape
+    is left as it is) on `sequences` (a calibration split: neither training nor test data) and store
+    them in the bundle (`checkpoint.store_conformal`)."""
     model, info = load_bundle(checkpoint, device=resolve_device(device))
     config = model.config
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)
@@ -210,5 +228,7 @@ def calibrate_checkpoint(
         "coverage_before": float(np.mean(scores[:, 1:] <= radius)),
         "coverage_after": float(np.mean(scores[:, 1:] <= radius * scale[keep[1:]])),
     }
+    if radial_samples > 1:
+        record["radial"] = _fit_radial(model, frames, keep, radial_samples, radial_frames)
     store_conformal(model, checkpoint, info, record)
     return record

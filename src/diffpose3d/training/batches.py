@@ -21,10 +21,10 @@ import torch
 
 from diffpose3d.cameras import inside_image
 from diffpose3d.config import EvidenceConfig, VirtualCameraConfig
+from diffpose3d.data.bodies import scale_bones
 from diffpose3d.data.frames import FrameSet
 from diffpose3d.data.mirror import flip_gmm, flip_keypoints, flip_pose
 from diffpose3d.data.pose_table import PoseTable
-from diffpose3d.data.bodies import scale_bones
 from diffpose3d.data.virtual_cameras import random_views
 from diffpose3d.evidence.mixture2d import broad_mixture, fill_missing, point_mixture, top_mode
 from diffpose3d.evidence.person_frame import FOCAL_GUESS

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evidence", choices=["keypoints", "synthetic"], default="keypoints")
     parser.add_argument("--level", type=float, default=0.9, help="coverage level (default 0.9)")
     parser.add_argument("--radial-samples", type=int_in(0, 1000), default=50, metavar="N",
-                        help="hypotheses per frame for the radial shape fitted after the scale (default 50; 0: leave it)")
+                        help="hypotheses per frame for the radial shape fitted after the scale (default 50; 0: none)")
     parser.add_argument("--radial-frames", type=int_in(1, 1_000_000), default=2000, metavar="F",
                         help="at most this many calibration frames for it, evenly spread (default 2000)")
     parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.level < 1.0:
         raise ConfigError(f"--level must be in (0, 1), got {args.level}")
     check_level(args.level)
+    if args.radial_samples == 1:
+        raise ConfigError("--radial-samples must be 0 (no radial shape) or at least 2, got 1")
     if args.stride < 1 or args.offset < 0:
         raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
     if not Path(args.checkpoint).is_dir():

@@ -187,7 +187,6 @@ def _fit_radial(model: DiffPoseModel, frames: FrameSet, keep: np.ndarray, sample
     """Fit `model.radial_map` on `frames` (after its conformal scaling) and return its record."""
     if max_frames and len(frames) > max_frames:
         frames = frames.subset(torch.linspace(0, len(frames) - 1, max_frames).long())
-    model.radial_map.copy_(cal.identity_radial_map())
     inference = replace(model.config.inference, hypotheses=samples, widen_off_domain=False)
     truth = frames.target_xyz.numpy()[:, 1:]  # the data's joints, in the order of `keep`
     joints = keep[1:]  # the root is exact by construction
@@ -205,14 +204,15 @@ def calibrate_checkpoint(
     level: float = cal.CONFORMAL_LEVEL, device: str = "auto", radial_samples: int = 50, radial_frames: int = 2000,
 ) -> dict[str, Any]:
     """Fit the bundle's split-conformal scaling and then its radial shape (`evaluation.calibration`;
-    `radial_samples` hypotheses on at most `radial_frames` of the frames, evenly spread; 0: the shape
-    is left as it is) on `sequences` (a calibration split: neither training nor test data) and store
+    `radial_samples` hypotheses on at most `radial_frames` of the frames, evenly spread; 0: no shape,
+    the identity) on `sequences` (a calibration split: neither training nor test data) and store
     them in the bundle (`checkpoint.store_conformal`)."""
     model, info = load_bundle(checkpoint, device=resolve_device(device))
     config = model.config
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)
     frames = build_frames(sequences, model.skeleton, evidence, seed_offset=TEST_SEED_OFFSET // 2)
     model.conformal_scale.fill_(1.0)
+    model.radial_map.copy_(cal.identity_radial_map())  # refitted below, after the scale
     # without the out-of-domain widening: `fit-ood` fits that on top of this scaling (run it after)
     pred = predict_frames(model, frames, replace(config.inference, widen_off_domain=False))
     truth = frames.target_xyz.numpy()

@@ -151,7 +151,10 @@ def identity_radial_map(knots: int = RADIAL_KNOTS) -> torch.Tensor:
 def reshape_hypotheses(states: torch.Tensor, radial_map: torch.Tensor) -> torch.Tensor:
     """Hypotheses `(B, N, J, D)` with each one's offset from the mean rescaled so its radius `u` (in
     units of the RMS radius) becomes the map's value (`fit_radial_map`; `(2, K)` knots, linear in
-    between, proportional beyond the last); the mean is kept exactly."""
+    between, proportional beyond the last), then all of a frame and joint's offsets by one factor
+    that keeps their RMS radius: the map changes the shape, never the mean (the pose) nor the
+    spread (so the conformal ball of any N keeps its coverage; the errors' radii have an RMS of
+    about one spread once the conformal scale is fitted, so the shape's quantiles still hold)."""
     source, target = radial_map.to(states.dtype)
     centre = states.mean(dim=1, keepdim=True)
     offsets = states - centre
@@ -163,7 +166,9 @@ def reshape_hypotheses(states: torch.Tensor, radial_map: torch.Tensor) -> torch.
     mapped = torch.where(u > source[-1], u * (target[-1] / source[-1]), inside)
     factor = torch.where(u > 0, mapped / u.clamp_min(1e-12), torch.zeros_like(u))
     moved = offsets * factor[..., None]
-    return centre + moved - moved.mean(dim=1, keepdim=True)
+    moved = moved - moved.mean(dim=1, keepdim=True)
+    _, rms_after = hypothesis_radii(moved)
+    return centre + moved * (rms / rms_after.clamp_min(1e-12))[..., None]
 
 
 def ball_coverage(mean: np.ndarray, spread: np.ndarray, truth: np.ndarray, level: float = CONFORMAL_LEVEL) -> float:

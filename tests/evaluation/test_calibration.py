@@ -128,3 +128,12 @@ def test_the_radial_map_keeps_the_spread_and_only_its_shape_counts() -> None:
     np.testing.assert_allclose(shaped.mean(1), states.mean(1), atol=1e-12)
     np.testing.assert_allclose(after[1], before[1], atol=1e-12)
     assert not torch.allclose(after[0], before[0])
+
+
+def test_the_spread_scale_is_the_ratio_of_error_to_spread() -> None:
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=(4000, 5, 3))
+    pose = truth + 0.03 * rng.normal(size=truth.shape)  # 3 cm per axis
+    covariance = np.broadcast_to((0.01**2) * np.eye(3), (4000, 5, 3, 3))  # the hypotheses say 1 cm
+    assert cal.spread_scale(pose, covariance, truth) == pytest.approx(3.0, rel=0.02)
+    assert cal.spread_scale(pose, covariance * 1e6, truth) == 0.5  # clamped

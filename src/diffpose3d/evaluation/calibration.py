@@ -88,6 +88,15 @@ def conformal_scale(scores: np.ndarray, level: float = CONFORMAL_LEVEL) -> np.nd
     return q / gaussian_ball_radius(level)
 
 
+def spread_scale(pose: np.ndarray, covariance: np.ndarray, truth: np.ndarray) -> float:
+    """The global factor that makes the hypotheses' spread match the error of their mean: s^2 =
+    E ||mean - truth||^2 / E trace(covariance) over the non-root joints, clamped to [0.5, 10]
+    (`pose`, `truth (F, J, 3)`, `covariance (F, J, 3, 3)`; fitted after training's stage 2)."""
+    err2 = np.square(np.asarray(pose) - np.asarray(truth)).sum(-1)[:, 1:]
+    var = np.trace(np.asarray(covariance), axis1=-2, axis2=-1)[:, 1:]
+    return float(np.clip(np.sqrt(err2.mean() / max(var.mean(), 1e-12)), 0.5, 10.0))
+
+
 def usable_scale(scale: np.ndarray, dtype: torch.dtype, level: float) -> torch.Tensor:
     """`scale` as the bundle stores it (`dtype`), refused (`ConfigError`) when a value is not a
     positive finite number there: such a bundle could not be loaded or would predict no spread."""
@@ -103,7 +112,7 @@ def usable_scale(scale: np.ndarray, dtype: torch.dtype, level: float) -> torch.T
 
 def scale_hypotheses(states: torch.Tensor, spread_scale: torch.Tensor, conformal_scale: torch.Tensor) -> torch.Tensor:
     """Hypotheses `(B, N, J, D)` scaled about their mean by the fitted calibration: the global
-    `spread_scale` (`training.run.fit_spread_scale`) times the per-joint `conformal_scale (J,)`
+    `spread_scale` (`spread_scale`, fitted by `training.run.fit_spread_scale`) times the per-joint `conformal_scale (J,)`
     (`conformal_scale`, fitted by `diffpose3d calibrate`)."""
     centre = states.mean(dim=1, keepdim=True)
     scale = spread_scale * conformal_scale.to(states.dtype)[:, None]  # (J, 1)

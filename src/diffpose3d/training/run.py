@@ -13,7 +13,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from diffpose3d.checkpoint import resolve_device, save_bundle
@@ -26,6 +25,7 @@ from diffpose3d.data.protocols import protocol_subjects
 from diffpose3d.data.splits import heldout_blocks, training_splits
 from diffpose3d.diffusion.hk import fit_depth_gmm
 from diffpose3d.errors import ConfigError, InputFileError
+from diffpose3d.evaluation import calibration as cal
 from diffpose3d.inference.lifting import attach_context, predict_frames
 from diffpose3d.io.atomic import check_output_file, save_text_atomic
 from diffpose3d.model import DiffPoseModel
@@ -38,8 +38,7 @@ from diffpose3d.training.stages import lifter_mpjpe_mm, train_denoiser, train_en
 
 @torch.no_grad()
 def fit_spread_scale(model: DiffPoseModel, val: FrameSet, config: Config) -> float:
-    """The factor that makes the hypotheses' spread match the error of their mean on validation data:
-    s^2 = E ||mean - truth||^2 / E trace(covariance), over non-root joints, clamped to [0.5, 10]."""
+    """Fit and set the model's `spread_scale` on validation data (`evaluation.calibration.spread_scale`)."""
     cap = config.train.val_max_frames
     attach_context(model, val)
     if cap and len(val) > cap:
@@ -48,9 +47,7 @@ def fit_spread_scale(model: DiffPoseModel, val: FrameSet, config: Config) -> flo
     cfg = InferenceConfig(hypotheses=max(config.train.val_hypotheses, 2), steps=config.train.val_steps, seed=config.train.seed,
                           precision="fp32")
     pred = predict_frames(model, val, cfg)
-    err2 = np.square(pred.pose - val.target_xyz.numpy()).sum(-1)[:, 1:]
-    var = np.trace(pred.covariance, axis1=-2, axis2=-1)[:, 1:]
-    scale = float(np.clip(np.sqrt(err2.mean() / max(var.mean(), 1e-12)), 0.5, 10.0))
+    scale = cal.spread_scale(pred.pose, pred.covariance, val.target_xyz.numpy())
     model.spread_scale.fill_(scale)
     return scale
 

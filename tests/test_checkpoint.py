@@ -45,6 +45,26 @@ def test_a_half_precision_export_halves_the_file_and_loads_back_within_rounding(
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=k)
 
 
+def test_storing_a_calibration_keeps_an_exported_bundles_type_and_readable_files(bundle, tmp_path):
+    import os
+    import stat
+
+    from diffpose3d.checkpoint import store_conformal
+
+    folder, _ = bundle
+    half = export_bundle(folder, tmp_path / "half")
+    model, info = load_bundle(half)
+    model.conformal_scale.fill_(1.25)
+    store_conformal(model, half, info, {"level": 0.9})
+    stored = load_file(str(half / "model.safetensors"))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    assert float(load_bundle(half)[0].conformal_scale[0]) == 1.25
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("model.safetensors", "config.yaml", "info.json"):
+        assert stat.S_IMODE((half / name).stat().st_mode) == 0o666 & ~mask, name
+
+
 def test_a_pickle_in_place_of_the_weights_is_refused_and_never_run(bundle, tmp_path, monkeypatch):
     folder, _ = bundle
     monkeypatch.chdir(tmp_path)

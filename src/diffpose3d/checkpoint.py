@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from diffpose3d.config import Config, config_from_dict, read_yaml_file, save_config
 from diffpose3d.errors import ConfigError, InputFileError, OutputFileError
-from diffpose3d.io.atomic import atomic_write, check_output_file
+from diffpose3d.io.atomic import atomic_write, check_output_file, current_umask
 from diffpose3d.uncertainty.ood import FILE as OOD_FILE
 
 WEIGHTS = "model.safetensors"
@@ -88,6 +88,7 @@ def save_bundle(
             for k, v in model.state_dict().items()
         }
         save_file(tensors, str(staging / WEIGHTS))
+        os.chmod(staging / WEIGHTS, 0o666 & ~current_umask())  # safetensors writes 0600: a bundle is for sharing
         save_config(config, staging / CONFIG)
         if ood is not None:
             ood.save(staging)
@@ -116,7 +117,10 @@ def save_bundle(
 def store_conformal(model: torch.nn.Module, folder: str | Path, info: dict, record: dict) -> Path:
     """Rewrite the bundle at `folder` with `model`'s fitted conformal scaling, `record` (the fit's
     summary) stored under `conformal` in its info (`evaluation.scoring.calibrate_checkpoint`)."""
-    return save_bundle(model, model.config, Path(folder), {**info, "conformal": record})
+    stored = info.get("weights_dtype")  # an exported bundle stays in its weights' type (float16: half the size)
+    dtype = getattr(torch, stored, None) if isinstance(stored, str) else None
+    return save_bundle(model, model.config, Path(folder), {**info, "conformal": record},
+                       dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None)
 
 
 def export_bundle(source: str | Path, target: str | Path, dtype: torch.dtype = torch.float16) -> Path:

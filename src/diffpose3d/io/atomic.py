@@ -58,7 +58,8 @@ def check_output_file(path: str | Path) -> Path:
     return p
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read without changing it for good)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -84,7 +85,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = None)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         check_output_file(target)  # again: something may have appeared there while we wrote
         os.replace(tmp, target)
     except BaseException:

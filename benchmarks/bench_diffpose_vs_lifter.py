@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from diffpose3d.checkpoint import load_bundle, resolve_device, save_bundle
+from diffpose3d.bundle import load_bundle, resolve_device, save_bundle
 from diffpose3d.config import load_config
 from diffpose3d.data.frames import build_frames
 from diffpose3d.data.splits import training_splits

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.config import EvidenceConfig
 from diffpose3d.data.h36m import load_h36m
 from diffpose3d.data.pose_table import build_pose_table

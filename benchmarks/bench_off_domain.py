@@ -27,7 +27,7 @@ import torch
 from scipy import optimize
 
 from diffpose3d import metrics
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.config import EvidenceConfig
 from diffpose3d.data.frames import FrameSet, build_frames
 from diffpose3d.data.h36m import load_h36m

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from diffpose3d import metrics
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.data.frames import build_frames
 from diffpose3d.data.h36m import load_h36m
 from diffpose3d.data.humaneva import load_humaneva

@@ -16,7 +16,7 @@ import time
 import torch
 from common import count_flops, header, matmul_peak_gflops, median_seconds
 
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.config import InferenceConfig
 from diffpose3d.evidence.mixture2d import point_mixture
 from diffpose3d.model import POSES_PER_PASS

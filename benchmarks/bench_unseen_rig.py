@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from diffpose3d import metrics
-from diffpose3d.checkpoint import load_bundle, save_bundle
+from diffpose3d.bundle import load_bundle, save_bundle
 from diffpose3d.config import EvidenceConfig, load_config
 from diffpose3d.data.frames import build_frames
 from diffpose3d.data.humaneva import load_humaneva

@@ -32,7 +32,7 @@ import torch
 from bench_diffpose_vs_lifter import SHARED, budget_overrides, train_lifter_only
 from scipy.ndimage import gaussian_filter1d
 
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.config import load_config
 from diffpose3d.data.frames import build_frames
 from diffpose3d.data.splits import training_splits

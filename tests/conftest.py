@@ -35,7 +35,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
     """
     import torch
 
-    from diffpose3d.checkpoint import save_bundle
+    from diffpose3d.bundle import save_bundle
     from diffpose3d.config import load_config
     from diffpose3d.model import DiffPoseModel
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.cli import main
 from diffpose3d.config import Config, load_config
 from diffpose3d.config_ranges import RANGES

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffpose3d.checkpoint import load_bundle, save_bundle
+from diffpose3d.bundle import load_bundle, save_bundle
 from diffpose3d.cli import main
 from diffpose3d.errors import ConfigError, OutputFileError
 from diffpose3d.evaluation.calibration import usable_scale

@@ -215,7 +215,7 @@ def test_block_needs_a_checkpoint_and_cuts_as_its_training_did(tmp_path, h36m_fi
     import shutil
     from dataclasses import replace
 
-    from diffpose3d.checkpoint import bundle_config
+    from diffpose3d.bundle import bundle_config
     from diffpose3d.commands.evaluate import sequences_to_score
     from diffpose3d.config import save_config
     from diffpose3d.data.splits import holdout_split

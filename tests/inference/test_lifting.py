@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.evidence.mixture2d import point_mixture
 from diffpose3d.inference.lifting import lift_batches
 

@@ -12,7 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from diffpose3d.checkpoint import default_checkpoint
+from diffpose3d.bundle import default_checkpoint
 from diffpose3d.cli import main
 from diffpose3d.inference.outputs import load_result_npz, prediction_schema
 

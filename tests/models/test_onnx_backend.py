@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.config import InferenceConfig
 from diffpose3d.errors import ConfigError
 from diffpose3d.evidence.mixture2d import point_mixture

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from diffpose3d.bundle import load_bundle
 from diffpose3d.cameras import load_h36m_cameras, project_to_2d, world_to_camera
-from diffpose3d.checkpoint import load_bundle
 from diffpose3d.config import load_config
 from diffpose3d.evidence.mixture2d import point_mixture
 from diffpose3d.inference.lifting import lift_batches

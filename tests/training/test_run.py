@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.cli import main
 from diffpose3d.config import load_config
 from diffpose3d.data.splits import training_splits

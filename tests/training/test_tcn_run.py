@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffpose3d.checkpoint import load_bundle
+from diffpose3d.bundle import load_bundle
 from diffpose3d.cli import main
 from diffpose3d.config import load_config
 from diffpose3d.data.frames import build_frames

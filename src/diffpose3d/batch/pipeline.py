@@ -57,7 +57,7 @@ class BatchOutcome:
 def expected_result(job: BatchJob) -> Expected:
     """What a kept result must have been made with; checks the model's config and the inference
     settings on the driver (one line, before any work), without loading the weights."""
-    from diffpose3d.checkpoint import bundle_config
+    from diffpose3d.bundle import bundle_config
     from diffpose3d.config_ranges import check_config
 
     _, config = bundle_config(job.checkpoint)

@@ -103,7 +103,7 @@ def sequences_to_score(args: argparse.Namespace) -> list[PoseSequence]:
         raise InputFileError(args.data_3d, f"no sequences match the filters {filters} ('all' lifts one)")
     block = getattr(args, "block", None)
     if block:
-        from diffpose3d.checkpoint import bundle_config
+        from diffpose3d.bundle import bundle_config
         from diffpose3d.data.splits import heldout_blocks
 
         if getattr(args, "checkpoint", None) is None:

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffpose3d.checkpoint import load_bundle, resolve_device
+    from diffpose3d.bundle import load_bundle, resolve_device
     from diffpose3d.io.atomic import save_json_atomic
     from diffpose3d.uncertainty.fit import fit_out_of_domain
 

@@ -155,7 +155,7 @@ def check_steps(args: argparse.Namespace) -> None:
         return
     import yaml
 
-    from diffpose3d.checkpoint import CONFIG, resolve_checkpoint
+    from diffpose3d.bundle import CONFIG, resolve_checkpoint
     from diffpose3d.errors import ConfigError, InputFileError
     from diffpose3d.io.limits import read_bytes_bounded
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffpose3d.checkpoint import load_bundle, resolve_device, store_conformal
+from diffpose3d.bundle import load_bundle, resolve_device, store_conformal
 from diffpose3d.config import EvidenceConfig, InferenceConfig
 from diffpose3d.data.base import PoseSequence
 from diffpose3d.data.frames import FrameSet, build_frames
@@ -206,7 +206,7 @@ def calibrate_checkpoint(
     """Fit the bundle's split-conformal scaling and then its radial shape (`evaluation.calibration`;
     `radial_samples` hypotheses on at most `radial_frames` of the frames, evenly spread; 0: no shape,
     the identity) on `sequences` (a calibration split: neither training nor test data) and store
-    them in the bundle (`checkpoint.store_conformal`)."""
+    them in the bundle (`bundle.store_conformal`)."""
     model, info = load_bundle(checkpoint, device=resolve_device(device))
     config = model.config
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)

@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from diffpose3d.bundle import load_bundle, resolve_device
 from diffpose3d.cameras import image_coordinates, inside_image
-from diffpose3d.checkpoint import load_bundle, resolve_device
 from diffpose3d.config import InferenceConfig
 from diffpose3d.data.gmm_files import decode_gmm
 from diffpose3d.errors import ConfigError, InputFileError

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from diffpose3d.checkpoint import resolve_device, save_bundle
+from diffpose3d.bundle import resolve_device, save_bundle
 from diffpose3d.config import Config, InferenceConfig, save_config
 from diffpose3d.config_ranges import clamp_threads
 from diffpose3d.data.frames import FrameSet, build_frames

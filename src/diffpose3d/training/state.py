@@ -6,7 +6,7 @@ A save (`StageCheckpoint`) is one self-describing file, `<dir>/<stage>-e<epoch>.
 history and best validation with a checksum), then `<dir>/<stage>.json`, a pointer to it written
 last; the previous save is kept until the pointer names the new one, so a run killed anywhere
 resumes from a complete save, and a damaged one is detected, not resumed from.
-Nothing is ever unpickled. (This is training state; a model bundle is `diffpose3d.checkpoint`.)
+Nothing is ever unpickled. (This is training state; a model bundle is `diffpose3d.bundle`.)
 """
 
 from __future__ import annotations

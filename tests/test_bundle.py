@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from diffpose3d.checkpoint import export_bundle, load_bundle, save_bundle
+from diffpose3d.bundle import export_bundle, load_bundle, save_bundle
 from diffpose3d.config import load_config
 from diffpose3d.errors import InputFileError
 from diffpose3d.model import DiffPoseModel
@@ -49,7 +49,7 @@ def test_storing_a_calibration_keeps_an_exported_bundles_type_and_readable_files
     import os
     import stat
 
-    from diffpose3d.checkpoint import store_conformal
+    from diffpose3d.bundle import store_conformal
 
     folder, _ = bundle
     half = export_bundle(folder, tmp_path / "half")
@@ -88,7 +88,7 @@ def test_missing_and_mismatched_bundles(bundle, tmp_path):
 
 
 def test_packaged_bundles_load_by_name(tmp_path, monkeypatch):
-    from diffpose3d.checkpoint import default_checkpoint, packaged_models, resolve_checkpoint
+    from diffpose3d.bundle import default_checkpoint, packaged_models, resolve_checkpoint
 
     assert set(packaged_models()) >= {"h36m_frame", "h36m_video", "humaneva_frame", "humaneva_video"}
     assert resolve_checkpoint(None) == default_checkpoint() == packaged_models()["h36m_frame"]

@@ -89,3 +89,35 @@ def test_one_radial_sample_is_refused(tiny_bundle, tmp_path, capsys):
                  "--radial-samples", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--radial-samples" in err[0], err
+
+
+def test_new_subjects_carry_the_development_runs_ratio_and_shape(tiny_bundle, tmp_path):
+    from diffpose3d.evaluation.scoring import shift_to_new_subjects
+
+    folders = {}
+    for name, scale, top in (("target", 0.5, 4.0), ("blocks", 1.0, 4.0), ("subject", 2.0, 6.0)):
+        folders[name] = tmp_path / name
+        shutil.copytree(tiny_bundle, folders[name])
+        model, info = load_bundle(folders[name])
+        model.conformal_scale.fill_(scale)
+        model.conformal_scale[3] = scale * (3.0 if name == "subject" else 1.0)
+        model.radial_map[1] = torch.linspace(0.0, top, model.radial_map.shape[1])
+        save_bundle(model, model.config, folders[name], {**info, "conformal": {"level": 0.9}})
+    shift = shift_to_new_subjects(folders["target"], folders["blocks"], folders["subject"])
+    model, info = load_bundle(folders["target"])
+    expected = torch.full_like(model.conformal_scale, 1.0)
+    expected[3] = 3.0
+    torch.testing.assert_close(model.conformal_scale, expected)
+    torch.testing.assert_close(model.radial_map, load_bundle(folders["subject"])[0].radial_map)
+    assert shift["ratio"][3] == 6.0 and info["conformal"]["new_subjects"]["scale"][3] == 3.0
+
+
+def test_new_subjects_must_name_bundle_folders(tiny_bundle, tmp_path, capsys, snapshot):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    before = snapshot(tmp_path)
+    code = main(["calibrate", "--checkpoint", str(bundle), "--dataset", "h36m", "--data-3d", str(tmp_path / "x.npz"),
+                 "--new-subjects", str(bundle), str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "nowhere" in err[0] and "--new-subjects" in err[0], err
+    assert snapshot(tmp_path) == before

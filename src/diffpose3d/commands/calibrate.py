@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=float, default=0.9, help="coverage level (default 0.9)")
     parser.add_argument("--radial-samples", type=int_in(0, 1000), default=50, metavar="N",
                         help="hypotheses per frame for the radial shape fitted after the scale (default 50; 0: none)")
+    parser.add_argument("--new-subjects", nargs=2, metavar=("DEV_BLOCKS", "DEV_SUBJECT"),
+                        help="after fitting on blocks of the training subjects, carry the calibration over to new "
+                             "subjects: a development run of the same recipe calibrated on its blocks and on a subject "
+                             "it never saw (the per-joint ratio of their scales, and the new subject's radial shape)")
     parser.add_argument("--radial-frames", type=int_in(1, 1_000_000), default=2000, metavar="F",
                         help="at most this many calibration frames for it, evenly spread (default 2000)")
     parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -50,7 +54,7 @@ def check_level(level: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffpose3d.evaluation.scoring import calibrate_checkpoint
+    from diffpose3d.evaluation.scoring import calibrate_checkpoint, shift_to_new_subjects
 
     if not 0.0 < args.level < 1.0:
         raise ConfigError(f"--level must be in (0, 1), got {args.level}")
@@ -61,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
     if not Path(args.checkpoint).is_dir():
         raise InputFileError(args.checkpoint, "not a bundle folder (calibrate rewrites a bundle you trained)")
+    for folder in args.new_subjects or ():
+        if not Path(folder).is_dir():
+            raise InputFileError(folder, "not a bundle folder (--new-subjects takes two calibrated bundles)")
     sequences = [s.slice(start=args.offset, step=args.stride) for s in sequences_to_score(args)]
     record = calibrate_checkpoint(args.checkpoint, sequences, evidence_source=args.evidence, level=args.level,
                                   device=args.device, radial_samples=args.radial_samples, radial_frames=args.radial_frames)
@@ -71,4 +78,8 @@ def run(args: argparse.Namespace) -> int:
         r = record["radial"]
         print(f"radial shape on {r['frames']} frames x {r['samples']} hypotheses: "
               f"ECE {r['ece_before']:.3f} -> {r['ece_after']:.3f}")
+    if args.new_subjects:
+        shift = shift_to_new_subjects(args.checkpoint, *args.new_subjects)
+        print(f"carried over to new subjects: per-joint scale x {min(shift['ratio'][1:]):.2f} .. "
+              f"{max(shift['ratio'][1:]):.2f} (from {args.new_subjects[0]} vs {args.new_subjects[1]})")
     return 0

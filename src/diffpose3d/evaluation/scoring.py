@@ -232,3 +232,27 @@ def calibrate_checkpoint(
         record["radial"] = _fit_radial(model, frames, keep, radial_samples, radial_frames)
     store_conformal(model, checkpoint, info, record)
     return record
+
+
+def shift_to_new_subjects(checkpoint: str | Path, dev_blocks: str | Path, dev_subject: str | Path) -> dict[str, Any]:
+    """Carry a bundle's calibration, fitted on blocks of the subjects it trained on, over to new
+    subjects, by what a development run of the same recipe measured: `dev_blocks` and `dev_subject`
+    are that run's bundle calibrated on its training subjects' blocks and on a subject it never saw.
+    Per joint the bundle's conformal scale is multiplied by the ratio of the development run's two
+    scales (its errors on a new subject over those on its blocks, in units of its spread), and the
+    radial shape becomes the one fitted on the new subject; stored in the bundle."""
+    model, info = load_bundle(checkpoint)
+    blocks, _ = load_bundle(dev_blocks)
+    subject, subject_info = load_bundle(dev_subject)
+    if not (blocks.conformal_scale.shape == subject.conformal_scale.shape == model.conformal_scale.shape):
+        raise ConfigError(f"{dev_blocks} and {dev_subject} are not of {checkpoint}'s joint layout")
+    ratio = subject.conformal_scale.double() / blocks.conformal_scale.double().clamp_min(1e-9)
+    scale = model.conformal_scale.double() * ratio
+    model.conformal_scale.copy_(cal.usable_scale(scale.numpy(), model.conformal_scale.dtype, cal.CONFORMAL_LEVEL))
+    model.radial_map.copy_(subject.radial_map)
+    record = {**info.get("conformal", {}), "new_subjects": {
+        "dev_blocks": str(dev_blocks), "dev_subject": str(dev_subject),
+        "dev_subject_calibration": {k: v for k, v in subject_info.get("conformal", {}).items() if k != "radial"},
+        "ratio": [round(float(v), 4) for v in ratio], "scale": [round(float(v), 4) for v in scale]}}
+    store_conformal(model, checkpoint, info, record)
+    return record["new_subjects"]

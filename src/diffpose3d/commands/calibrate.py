@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
     parser.add_argument("--evidence", choices=["keypoints", "synthetic"], default="keypoints")
     parser.add_argument("--level", type=float, default=0.9, help="coverage level (default 0.9)")
-    parser.add_argument("--radial-samples", type=int_in(0, 1000), default=50, metavar="N",
-                        help="hypotheses per frame for the radial shape fitted after the scale (default 50; 0: none)")
+    parser.add_argument("--radial-samples", type=int_in(0, 1000), default=0, metavar="N",
+                        help="fit the hypotheses' radial shape after the scale from N hypotheses per frame (e.g. 50; "
+                             "default 0: none; it acts on each joint alone, so check that hypotheses stay bodies)")
     parser.add_argument("--new-subjects", nargs=2, metavar=("DEV_BLOCKS", "DEV_SUBJECT"),
                         help="after fitting on blocks of the training subjects, carry the calibration over to new "
                              "subjects: a development run of the same recipe calibrated on its blocks and on a subject "

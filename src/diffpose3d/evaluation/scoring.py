@@ -201,7 +201,7 @@ def _fit_radial(model: DiffPoseModel, frames: FrameSet, keep: np.ndarray, sample
 
 def calibrate_checkpoint(
     checkpoint: str | Path, sequences: list[PoseSequence], *, evidence_source: str | None = None,
-    level: float = cal.CONFORMAL_LEVEL, device: str = "auto", radial_samples: int = 50, radial_frames: int = 2000,
+    level: float = cal.CONFORMAL_LEVEL, device: str = "auto", radial_samples: int = 0, radial_frames: int = 2000,
 ) -> dict[str, Any]:
     """Fit the bundle's split-conformal scaling and then its radial shape (`evaluation.calibration`;
     `radial_samples` hypotheses on at most `radial_frames` of the frames, evenly spread; 0: no shape,

@@ -12,8 +12,6 @@ import torch
 from diffpose3d.bundle import load_bundle
 from diffpose3d.cli import main
 from diffpose3d.config import load_config
-from diffpose3d.data.frames import build_frames
-from diffpose3d.data.mirror import flip_gmm, flip_keypoints
 from diffpose3d.data.splits import training_splits
 from diffpose3d.evaluation.scoring import evaluate_checkpoint
 from diffpose3d.models.context_tcn import TemporalConvEncoder
@@ -92,16 +90,10 @@ def test_predict_and_evaluate_take_the_tcn_path(tcn_run, tmp_path):
         assert result["pose_3d"].shape == (len(seq), 17, 3) and np.isfinite(result["pose_3d"]).all()
 
 
-def test_tcn_context_is_mirror_symmetric_with_flip_tta(tcn_run):
+def test_tcn_context_is_mirror_symmetric_with_flip_tta(tcn_run, mirrored_context):
     """What stage 2 relies on to mirror a batch without re-encoding it."""
     out, _, cfg = tcn_run
-    model, _ = load_bundle(out)
-    perm = model.skeleton.flip_permutation()
-    frames = build_frames(training_splits(cfg)["test"][:1], model.skeleton, cfg.evidence)
-    xyz, feats = model.encode(model.prepare(frames.keypoints_uv, frames.uv_gmm))
-    mirrored = model.prepare(flip_keypoints(frames.keypoints_uv, perm), flip_gmm(frames.uv_gmm, perm))
-    xyz_m, feats_m = model.encode(mirrored)
-    xyz_f, feats_f = model.flip_context(xyz, feats, torch.as_tensor(perm))
+    _, _, _, (xyz_m, feats_m), (xyz_f, feats_f) = mirrored_context(out, cfg)
     torch.testing.assert_close(xyz_f, xyz_m, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(feats_f, feats_m, atol=1e-4, rtol=1e-4)
 

@@ -13,7 +13,7 @@ from diffpose3d.bundle import load_bundle
 from diffpose3d.cli import main
 from diffpose3d.config import load_config
 from diffpose3d.data.frames import build_frames
-from diffpose3d.data.mirror import flip_gmm, flip_keypoints, flip_pose
+from diffpose3d.data.mirror import flip_pose
 from diffpose3d.data.splits import training_splits
 from diffpose3d.evaluation.scoring import evaluate_checkpoint
 from diffpose3d.inference.lifting import predict_frames
@@ -70,16 +70,11 @@ def test_predict_on_a_keypoints_sequence_uses_the_video_model(video_run, humanev
         assert result["hypotheses"].shape == (len(seq), 5, 15, 3)
 
 
-def test_video_context_is_mirror_symmetric_with_flip_tta(video_run):
+def test_video_context_is_mirror_symmetric_with_flip_tta(video_run, mirrored_context):
     out, _, cfg = video_run
-    model, _ = load_bundle(out)
-    perm = model.skeleton.flip_permutation()
-    frames = build_frames(training_splits(cfg)["test"][:1], model.skeleton, cfg.evidence)
-    xyz, feats = model.encode(model.prepare(frames.keypoints_uv, frames.uv_gmm))
-    xyz_m, feats_m = model.encode(model.prepare(flip_keypoints(frames.keypoints_uv, perm), flip_gmm(frames.uv_gmm, perm)))
+    model, perm, (xyz, feats), (xyz_m, feats_m), (xyz_f, feats_f) = mirrored_context(out, cfg)
     # What stage 2 relies on to mirror a batch without re-encoding it.
     assert torch.allclose(xyz_m, flip_pose(xyz, perm), atol=1e-5)
-    xyz_f, feats_f = model.flip_context(xyz, feats, torch.as_tensor(perm))
     assert torch.allclose(xyz_f, xyz_m) and torch.allclose(feats_f, feats_m, atol=1e-5)
     width = model.config.model.encoder.width
     assert torch.allclose(feats_m[..., :width], feats[:, perm, :width], atol=1e-5)

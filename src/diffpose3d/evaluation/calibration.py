@@ -165,6 +165,8 @@ def reshape_hypotheses(states: torch.Tensor, radial_map: torch.Tensor) -> torch.
     spread (so the conformal ball of any N keeps its coverage; the errors' radii have an RMS of
     about one spread once the conformal scale is fitted, so the shape's quantiles still hold)."""
     source, target = radial_map.to(states.dtype)
+    if torch.equal(source, target):  # the identity (every bundle without a fitted shape): nothing to do
+        return states
     centre = states.mean(dim=1, keepdim=True)
     offsets = states - centre
     dist, rms = hypothesis_radii(offsets)

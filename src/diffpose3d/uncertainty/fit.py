@@ -185,12 +185,3 @@ def _home_neutral(ratio: np.ndarray, score: np.ndarray, knots: np.ndarray, facto
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if coverage(mid) > target else (lo, mid)
     return hi
-
-
-def attach(model: DiffPoseModel, ood: OutOfDomain | None) -> DiffPoseModel:
-    """Set the model's out-of-domain model (None: no widening, no score)."""
-    model.out_of_domain = ood
-    return model
-
-
-

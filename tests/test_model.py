@@ -107,3 +107,26 @@ def test_g_is_conditioned_on_the_evidence_summary_with_the_anchor_last():
 def test_motion_channels_need_a_video_context():
     with pytest.raises(ConfigError, match="motion_radius needs a video context"):
         DiffPoseModel(load_config(None, ["model.denoiser.motion_radius=3"]))
+
+
+def test_a_calibrated_model_that_keeps_bones_widens_directions_not_bone_lengths():
+    from dataclasses import replace
+
+    model = _model()
+    kp = torch.rand(3, 15, 2) * 0.8 - 0.4
+    gmm = point_mixture(kp, 0.01)
+    cfg = InferenceConfig(hypotheses=40, steps=5)
+    plain, _ = model.sample(kp, gmm, cfg, generator=torch.Generator().manual_seed(2))
+    model.conformal_scale.fill_(3.0)
+    linear, _ = model.sample(kp, gmm, cfg, generator=torch.Generator().manual_seed(2))
+    kept, _ = model.sample(kp, gmm, replace(cfg, keep_bones=True), generator=torch.Generator().manual_seed(2))
+    parents = list(model.skeleton.parents)
+
+    def bones(states):
+        xyz = states[..., 2:]
+        return (xyz[..., 1:, :] - xyz[..., parents[1:], :]).norm(dim=-1)
+
+    torch.testing.assert_close(kept[..., 2:].mean(1), linear[..., 2:].mean(1))  # the same pose
+    stretched = (bones(linear) - bones(plain)).abs().mean()
+    assert (bones(kept) - bones(plain)).abs().mean() < 0.5 * stretched
+    assert float(kept[..., 2:].std(1).mean()) > 1.5 * float(plain[..., 2:].std(1).mean())

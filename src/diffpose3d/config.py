@@ -221,6 +221,9 @@ class InferenceConfig:
     # With the bundle's out-of-domain model (`uncertainty.ood`): scale each frame's hypotheses by the
     # factor its out_of_domain score calls for (False: report the score, widen nothing).
     widen_off_domain: bool = True
+    # Hypotheses scaled by the calibration (and widened off-domain) keep their own bone lengths
+    # (`evaluation.calibration.keep_bones`); `calibrate` fits its scale for this and switches it on.
+    keep_bones: bool = False
 
 
 @dataclass

@@ -46,7 +46,7 @@ from diffpose3d.diffusion import hk
 from diffpose3d.diffusion.sampler import DDIMSampler, NoiseDraws, deterministic_refine
 from diffpose3d.diffusion.schedule import Schedule, make_schedule
 from diffpose3d.errors import ConfigError
-from diffpose3d.evaluation.calibration import identity_radial_map, reshape_hypotheses, scale_hypotheses
+from diffpose3d.evaluation.calibration import identity_radial_map, keep_bones, reshape_hypotheses, scale_hypotheses
 from diffpose3d.evidence import person_frame as pf
 from diffpose3d.evidence.summary import EVIDENCE_CHANNELS, evidence_summary
 from diffpose3d.mixtures.gmm import GaussianMixture
@@ -342,7 +342,8 @@ class DiffPoseModel(nn.Module):
                            draws=None if draws is None else draws[sl])
             for sl in (slice(i, i + block) for i in range(0, keypoints_uv.shape[0], block))
         ])
-        return reshape_hypotheses(scale_hypotheses(states, self.spread_scale, self.conformal_scale), self.radial_map), xyz
+        scaled = reshape_hypotheses(scale_hypotheses(states, self.spread_scale, self.conformal_scale), self.radial_map)
+        return (keep_bones(scaled, states, self.skeleton.parents) if cfg.keep_bones else scaled), xyz
 
     def g(self, h_k: torch.Tensor, k: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         """The reverse-process network as the sampler calls it: predicted h_0 (B, J, 5)."""

@@ -74,7 +74,8 @@ def test_calibrate_fits_the_radial_shape_and_keeps_mean_pose_and_spread(tiny_bun
     # the map moves the hypotheses, never their mean (the pose) nor their spread
     frames = build_frames(load_humaneva(data_3d, subjects="S1", actions="Walk", stride=97), model.skeleton,
                           model.config.evidence, seed_offset=5)
-    cfg = replace(model.config.inference, seed=3)
+    assert model.config.inference.keep_bones and info["conformal"]["keep_bones"]  # calibrate switches it on
+    cfg = replace(model.config.inference, seed=3, keep_bones=False)  # the map alone
     shaped = predict_frames(model, frames, cfg)
     model.radial_map.copy_(torch.stack([model.radial_map[0], model.radial_map[0]]))
     plain = predict_frames(model, frames, cfg)
@@ -103,13 +104,19 @@ def test_new_subjects_carry_the_development_runs_ratio_and_shape(tiny_bundle, tm
         model.conformal_scale[3] = scale * (3.0 if name == "subject" else 1.0)
         model.radial_map[1] = torch.linspace(0.0, top, model.radial_map.shape[1])
         save_bundle(model, model.config, folders[name], {**info, "conformal": {"level": 0.9}})
-    shift = shift_to_new_subjects(folders["target"], folders["blocks"], folders["subject"])
+    target = tmp_path / "copy"
+    shutil.copytree(folders["target"], target)
+    shift = shift_to_new_subjects(folders["target"], [(folders["blocks"], folders["subject"])])
     model, info = load_bundle(folders["target"])
     expected = torch.full_like(model.conformal_scale, 1.0)
     expected[3] = 3.0
     torch.testing.assert_close(model.conformal_scale, expected)
     torch.testing.assert_close(model.radial_map, load_bundle(folders["subject"])[0].radial_map)
     assert shift["ratio"][3] == 6.0 and info["conformal"]["new_subjects"]["scale"][3] == 3.0
+    # two development runs: the geometric mean of their ratios (2 x 6 and 2 x 1 -> 2 x sqrt(6))
+    shift = shift_to_new_subjects(target, [(folders["blocks"], folders["subject"]), (folders["blocks"], folders["blocks"])])
+    np.testing.assert_allclose(shift["ratio"][3], 6.0**0.5, atol=1e-4)
+    np.testing.assert_allclose(float(load_bundle(target)[0].conformal_scale[3]), 0.5 * 6.0**0.5, rtol=1e-5)
 
 
 def test_new_subjects_must_name_bundle_folders(tiny_bundle, tmp_path, capsys, snapshot):
@@ -120,4 +127,8 @@ def test_new_subjects_must_name_bundle_folders(tiny_bundle, tmp_path, capsys, sn
                  "--new-subjects", str(bundle), str(tmp_path / "nowhere")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nowhere" in err[0] and "--new-subjects" in err[0], err
+    code = main(["calibrate", "--checkpoint", str(bundle), "--dataset", "h36m", "--data-3d", str(tmp_path / "x.npz"),
+                 "--new-subjects", str(bundle), str(bundle), str(bundle)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "pairs" in err[0] and "--new-subjects" in err[0], err
     assert snapshot(tmp_path) == before

@@ -137,3 +137,70 @@ def test_the_spread_scale_is_the_ratio_of_error_to_spread() -> None:
     covariance = np.broadcast_to((0.01**2) * np.eye(3), (4000, 5, 3, 3))  # the hypotheses say 1 cm
     assert cal.spread_scale(pose, covariance, truth) == pytest.approx(3.0, rel=0.02)
     assert cal.spread_scale(pose, covariance * 1e6, truth) == 0.5  # clamped
+
+
+def _bodies(frames: int, samples: int, spread: float, seed: int = 4) -> np.ndarray:
+    """Root-relative h36m17 hypotheses `(F, N, 17, 3)`: per frame a random pose, per hypothesis its
+    joints moved by `spread` metres per axis (so each hypothesis has bones of its own lengths)."""
+    from diffpose3d.skeleton import get_skeleton
+
+    rng = np.random.default_rng(seed)
+    parents = get_skeleton("h36m17").parents
+    pose = np.zeros((frames, 1, 17, 3))
+    for j, p in enumerate(parents[1:], start=1):
+        pose[:, :, j] = pose[:, :, p] + rng.normal(scale=0.15, size=(frames, 1, 3))
+    hyps = pose + spread * rng.normal(size=(frames, samples, 17, 3))
+    return hyps - hyps[:, :, :1]
+
+
+def _bone_lengths(h: np.ndarray) -> np.ndarray:
+    from diffpose3d.skeleton import get_skeleton
+
+    parents = list(get_skeleton("h36m17").parents)
+    return np.linalg.norm(h[..., 1:, :] - h[..., parents[1:], :], axis=-1)
+
+
+def test_keep_bones_sets_each_hypothesis_bones_back_and_keeps_the_mean() -> None:
+    from diffpose3d.skeleton import get_skeleton
+
+    parents = get_skeleton("h36m17").parents
+    h = torch.as_tensor(_bodies(40, 30, 0.02))
+    centre = h.mean(1, keepdim=True)
+    scale = torch.linspace(1.0, 3.0, 17, dtype=h.dtype)[:, None]
+    scaled = centre + scale * (h - centre)
+    kept = cal.keep_bones(scaled, h, parents)
+    torch.testing.assert_close(kept.mean(1), scaled.mean(1))  # the pose is exactly the scaled one's
+    before = np.abs(_bone_lengths(scaled.numpy()) - _bone_lengths(h.numpy()))
+    after = np.abs(_bone_lengths(kept.numpy()) - _bone_lengths(h.numpy()))
+    # the only change left is the per-joint shift back to the mean: small against the stretching
+    assert after.mean() < 0.4 * before.mean() and np.percentile(after, 99) < 0.3 * np.percentile(before, 99)
+    spread = lambda x: x.sub(x.mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()
+    # joints scaled 2x or more stay clearly wider than unscaled: the spread is moved into directions, not lost
+    assert (spread(kept)[:, 8:] > 1.3 * spread(h)[:, 8:]).float().mean() > 0.95
+    torch.testing.assert_close(cal.keep_bones(h, h, parents), h)  # nothing scaled: nothing moves
+    # the first D - 3 channels (g's u, v) are passed through
+    five = torch.cat([torch.ones_like(scaled[..., :2]), scaled], dim=-1)
+    torch.testing.assert_close(cal.keep_bones(five, torch.cat([five[..., :2], h], -1), parents)[..., :2], five[..., :2])
+    with pytest.raises(ValueError, match="parents first"):
+        cal.keep_bones(scaled, h, [-1, 2, 0] + list(parents[3:]))
+
+
+def test_the_scale_fitted_through_keep_bones_covers_its_level_and_reproduces_its_scores() -> None:
+    from diffpose3d.skeleton import get_skeleton
+
+    parents = get_skeleton("h36m17").parents
+    raw = _bodies(3000, 5, 0.01, seed=5)
+    rng = np.random.default_rng(6)
+    truth = raw.mean(1) + 0.03 * rng.normal(size=(3000, 17, 3))  # the errors 3x the spread
+    truth[:, 0] = 0.0
+    joints = np.arange(17)
+    scale, scores = cal.conformal_scale_keeping_bones(raw, 1.5, truth, joints, parents)
+    covered = (scores[:, 1:] <= cal.gaussian_ball_radius()).mean(0)
+    np.testing.assert_allclose(covered, 0.9, atol=0.01)  # every joint at its level on the fitted frames
+    assert scale[0] == 1.0 and (scale[1:] > 1.0).all()  # wider than the linear answer 3 / 1.5 = 2 needs
+    h = torch.as_tensor(raw)
+    centre = h.mean(1, keepdim=True)
+    kept = cal.keep_bones(centre + torch.as_tensor(1.5 * scale)[:, None] * (h - centre), h, parents).numpy()
+    from diffpose3d.metrics import hypothesis_spread
+
+    np.testing.assert_allclose(cal.nonconformity(raw.mean(1), hypothesis_spread(kept), truth), scores)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from diffpose3d.inference.lifting import FramePredictions, widened
 from diffpose3d.uncertainty.fit import CalibrationFrames, fit_from_frames
@@ -66,3 +67,22 @@ def test_widened_scales_the_spread_around_the_mean():
     np.testing.assert_allclose(out.hypotheses.mean(1), hyps.mean(1), atol=1e-12)
     np.testing.assert_allclose(out.spread, pred.spread * np.array([1.0, 2.0, 0.5])[:, None])
     np.testing.assert_allclose(spread_from_covariance(hypothesis_covariance(out.hypotheses)), out.spread)
+
+
+def test_widened_with_the_skeleton_keeps_bones_and_reports_the_spread_it_made():
+    from diffpose3d.evaluation.calibration import keep_bones
+    from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
+    from diffpose3d.skeleton import get_skeleton
+
+    parents = get_skeleton("h36m17").parents
+    hyps = np.random.default_rng(1).normal(scale=0.1, size=(3, 8, 17, 3))
+    cov = hypothesis_covariance(hyps)
+    pred = FramePredictions(hyps.mean(1), hyps, cov, spread_from_covariance(cov), hyps.mean(1))
+    factor = np.array([1.0, 2.0, 3.0])
+    out = widened(pred, factor, parents)
+    linear = widened(pred, factor).hypotheses
+    expected = keep_bones(torch.from_numpy(linear), torch.from_numpy(hyps), parents).numpy()
+    np.testing.assert_allclose(out.hypotheses, expected)
+    np.testing.assert_allclose(out.spread, spread_from_covariance(hypothesis_covariance(out.hypotheses)))
+    np.testing.assert_allclose(out.pose, pred.pose)
+    np.testing.assert_allclose(out.hypotheses[0], hyps[0], atol=1e-12)  # a factor of 1 moves nothing

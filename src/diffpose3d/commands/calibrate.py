@@ -32,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radial-samples", type=int_in(0, 1000), default=0, metavar="N",
                         help="fit the hypotheses' radial shape after the scale from N hypotheses per frame (e.g. 50; "
                              "default 0: none; it acts on each joint alone, so check that hypotheses stay bodies)")
-    parser.add_argument("--new-subjects", nargs=2, metavar=("DEV_BLOCKS", "DEV_SUBJECT"),
+    parser.add_argument("--new-subjects", nargs="+", metavar="DIR",
                         help="after fitting on blocks of the training subjects, carry the calibration over to new "
-                             "subjects: a development run of the same recipe calibrated on its blocks and on a subject "
-                             "it never saw (the per-joint ratio of their scales, and the new subject's radial shape)")
+                             "subjects: pairs DEV_BLOCKS DEV_SUBJECT, each a development run of the same recipe "
+                             "calibrated on its blocks and on a subject it never saw (the per-joint ratio of their "
+                             "scales, geometric mean over the pairs; the first pair's radial shape)")
     parser.add_argument("--radial-frames", type=int_in(1, 1_000_000), default=2000, metavar="F",
                         help="at most this many calibration frames for it, evenly spread (default 2000)")
     parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
     if not Path(args.checkpoint).is_dir():
         raise InputFileError(args.checkpoint, "not a bundle folder (calibrate rewrites a bundle you trained)")
+    if args.new_subjects and len(args.new_subjects) % 2:
+        raise ConfigError(f"--new-subjects takes pairs DEV_BLOCKS DEV_SUBJECT, got {len(args.new_subjects)} folders")
     for folder in args.new_subjects or ():
         if not Path(folder).is_dir():
             raise InputFileError(folder, "not a bundle folder (--new-subjects takes two calibrated bundles)")
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"radial shape on {r['frames']} frames x {r['samples']} hypotheses: "
               f"ECE {r['ece_before']:.3f} -> {r['ece_after']:.3f}")
     if args.new_subjects:
-        shift = shift_to_new_subjects(args.checkpoint, *args.new_subjects)
+        pairs = list(zip(args.new_subjects[::2], args.new_subjects[1::2]))
+        shift = shift_to_new_subjects(args.checkpoint, pairs)
         print(f"carried over to new subjects: per-joint scale x {min(shift['ratio'][1:]):.2f} .. "
-              f"{max(shift['ratio'][1:]):.2f} (from {args.new_subjects[0]} vs {args.new_subjects[1]})")
+              f"{max(shift['ratio'][1:]):.2f} (from {len(pairs)} development run(s))")
     return 0

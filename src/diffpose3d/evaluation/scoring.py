@@ -130,7 +130,8 @@ def scored_joints(model_joints: int, data_joints: int) -> np.ndarray:
 def conformal_coverage(model: DiffPoseModel, pose: np.ndarray, spread: np.ndarray, truth: np.ndarray,
                        keep: np.ndarray) -> dict[str, float]:
     """Coverage of the conformal ball (`evaluation.calibration`) over non-root joints, with the
-    model's conformal scaling (`after`) and without it (`before`); `keep` the model's joints scored."""
+    model's conformal scaling (`after`) and without it (`before`: the scores times the scale, exact for a
+    bundle that scales linearly, an estimate for one that keeps bones); `keep` the model's joints scored."""
     scale = model.conformal_scale.detach().cpu().numpy()[keep]
     scores = cal.nonconformity(pose[:, 1:], spread[:, 1:], truth[:, 1:])
     radius = cal.gaussian_ball_radius(cal.CONFORMAL_LEVEL)
@@ -206,27 +207,36 @@ def calibrate_checkpoint(
     """Fit the bundle's split-conformal scaling and then its radial shape (`evaluation.calibration`;
     `radial_samples` hypotheses on at most `radial_frames` of the frames, evenly spread; 0: no shape,
     the identity) on `sequences` (a calibration split: neither training nor test data) and store
-    them in the bundle (`bundle.store_conformal`)."""
+    them in the bundle (`bundle.store_conformal`). The scale is fitted for hypotheses that keep their
+    bone lengths (`evaluation.calibration.keep_bones`), which the bundle's config then switches on."""
     model, info = load_bundle(checkpoint, device=resolve_device(device))
     config = model.config
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)
     frames = build_frames(sequences, model.skeleton, evidence, seed_offset=TEST_SEED_OFFSET // 2)
     model.conformal_scale.fill_(1.0)
     model.radial_map.copy_(cal.identity_radial_map())  # refitted below, after the scale
-    # without the out-of-domain widening: `fit-ood` fits that on top of this scaling (run it after)
-    pred = predict_frames(model, frames, replace(config.inference, widen_off_domain=False))
+    # the hypotheses as the denoiser and the global spread scale leave them, without keeping bones and
+    # without the out-of-domain widening (`fit-ood` fits that on top of this scaling: run it after)
+    pred = predict_frames(model, frames, replace(config.inference, widen_off_domain=False, keep_bones=False))
     truth = frames.target_xyz.numpy()
     keep = scored_joints(pred.pose.shape[1], truth.shape[1])
-    scores = cal.nonconformity(pred.pose[:, keep], pred.spread[:, keep], truth)
-    scale = np.ones(model.skeleton.num_joints)
-    scale[keep[1:]] = cal.conformal_scale(scores[:, 1:], level)  # the root is exact by construction
+    before = cal.nonconformity(pred.pose[:, keep], pred.spread[:, keep], truth)
+    spread_scale = float(model.spread_scale)
+    centre = pred.hypotheses.mean(1, keepdims=True)
+    raw = centre + (pred.hypotheses - centre) / spread_scale
+    scale, _ = cal.conformal_scale_keeping_bones(raw, spread_scale, truth, keep, model.skeleton.parents, level)
     model.conformal_scale.copy_(cal.usable_scale(scale, model.conformal_scale.dtype, level))
+    config.inference.keep_bones = True
+    # the fit took the root-relative hypotheses for g's states (whose root wobbles by a millimetre or
+    # two): the coverage stated is measured through the model as it will predict
+    pred = predict_frames(model, frames, replace(config.inference, widen_off_domain=False))
+    after = cal.nonconformity(pred.pose[:, keep], pred.spread[:, keep], truth)
     radius = cal.gaussian_ball_radius(level)
     record = {
         "level": level, "frames": len(frames), "sequences": len(sequences), "evidence": evidence.source,
-        "scale": [round(float(v), 4) for v in scale],
-        "coverage_before": float(np.mean(scores[:, 1:] <= radius)),
-        "coverage_after": float(np.mean(scores[:, 1:] <= radius * scale[keep[1:]])),
+        "scale": [round(float(v), 4) for v in scale], "keep_bones": True,
+        "coverage_before": float(np.mean(before[:, 1:] <= radius)),
+        "coverage_after": float(np.mean(after[:, 1:] <= radius)),
     }
     if radial_samples > 1:
         record["radial"] = _fit_radial(model, frames, keep, radial_samples, radial_frames)
@@ -234,25 +244,30 @@ def calibrate_checkpoint(
     return record
 
 
-def shift_to_new_subjects(checkpoint: str | Path, dev_blocks: str | Path, dev_subject: str | Path) -> dict[str, Any]:
+def shift_to_new_subjects(checkpoint: str | Path, pairs: list[tuple[str | Path, str | Path]]) -> dict[str, Any]:
     """Carry a bundle's calibration, fitted on blocks of the subjects it trained on, over to new
-    subjects, by what a development run of the same recipe measured: `dev_blocks` and `dev_subject`
-    are that run's bundle calibrated on its training subjects' blocks and on a subject it never saw.
-    Per joint the bundle's conformal scale is multiplied by the ratio of the development run's two
-    scales (its errors on a new subject over those on its blocks, in units of its spread), and the
-    radial shape becomes the one fitted on the new subject; stored in the bundle."""
+    subjects, by what development runs of the same recipe measured: each pair is one run's bundle
+    calibrated on its training subjects' blocks and on a subject it never saw. Per joint the
+    bundle's conformal scale is multiplied by the ratio of a run's two scales (its errors on a new
+    subject over those on its blocks, in units of its spread), the geometric mean over the pairs;
+    the radial shape becomes the one fitted on the first pair's new subject; stored in the bundle."""
     model, info = load_bundle(checkpoint)
-    blocks, _ = load_bundle(dev_blocks)
-    subject, subject_info = load_bundle(dev_subject)
-    if not (blocks.conformal_scale.shape == subject.conformal_scale.shape == model.conformal_scale.shape):
-        raise ConfigError(f"{dev_blocks} and {dev_subject} are not of {checkpoint}'s joint layout")
-    ratio = subject.conformal_scale.double() / blocks.conformal_scale.double().clamp_min(1e-9)
+    ratios, calibrations = [], []
+    for dev_blocks, dev_subject in pairs:
+        blocks, _ = load_bundle(dev_blocks)
+        subject, subject_info = load_bundle(dev_subject)
+        if not (blocks.conformal_scale.shape == subject.conformal_scale.shape == model.conformal_scale.shape):
+            raise ConfigError(f"{dev_blocks} and {dev_subject} are not of {checkpoint}'s joint layout")
+        ratios.append(subject.conformal_scale.double() / blocks.conformal_scale.double().clamp_min(1e-9))
+        calibrations.append({k: v for k, v in subject_info.get("conformal", {}).items() if k != "radial"})
+        if len(ratios) == 1:
+            model.radial_map.copy_(subject.radial_map)
+    ratio = torch.stack(ratios).log().mean(0).exp()
     scale = model.conformal_scale.double() * ratio
     model.conformal_scale.copy_(cal.usable_scale(scale.numpy(), model.conformal_scale.dtype, cal.CONFORMAL_LEVEL))
-    model.radial_map.copy_(subject.radial_map)
     record = {**info.get("conformal", {}), "new_subjects": {
-        "dev_blocks": str(dev_blocks), "dev_subject": str(dev_subject),
-        "dev_subject_calibration": {k: v for k, v in subject_info.get("conformal", {}).items() if k != "radial"},
+        "pairs": [[str(a), str(b)] for a, b in pairs], "dev_subject_calibrations": calibrations,
+        "ratios": [[round(float(v), 4) for v in r] for r in ratios],
         "ratio": [round(float(v), 4) for v in ratio], "scale": [round(float(v), 4) for v in scale]}}
     store_conformal(model, checkpoint, info, record)
     return record["new_subjects"]

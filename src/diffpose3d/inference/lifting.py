@@ -10,6 +10,7 @@ import torch
 from diffpose3d.config import InferenceConfig
 from diffpose3d.data.frames import FrameSet
 from diffpose3d.diffusion.sampler import NoiseDraws
+from diffpose3d.evaluation.calibration import keep_bones
 from diffpose3d.evidence.person_frame import focal_guess
 from diffpose3d.inference.aggregate import aggregate
 from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
@@ -107,19 +108,25 @@ def lift_batches(
         z = ood.standardise(ood.raw_signals(keypoints_uv, uv_gmm, pose, lifter, pred.spread))
         pred.out_of_domain, pred.ood_signals = ood.score(z), z
         if widen and cfg.widen_off_domain and hypotheses.shape[1] > 1:
-            pred = widened(pred, ood.factor(pred.out_of_domain))
+            pred = widened(pred, ood.factor(pred.out_of_domain), model.skeleton.parents if cfg.keep_bones else None)
     return pred
 
 
-def widened(pred: FramePredictions, factor: np.ndarray) -> FramePredictions:
+def widened(pred: FramePredictions, factor: np.ndarray, parents: tuple[int, ...] | None = None) -> FramePredictions:
     """`pred` with each frame's hypotheses scaled around their mean by `factor (F,)` (spread x factor,
-    covariance x factor^2; the aggregated pose is kept)."""
+    covariance x factor^2; the aggregated pose is kept); with the skeleton's `parents`, each hypothesis
+    then keeps its bone lengths (`evaluation.calibration.keep_bones`: the spread grows a little less)."""
     f = factor.astype(pred.hypotheses.dtype)
     centre = pred.hypotheses.mean(1, keepdims=True)
     hyps = centre + f[:, None, None, None] * (pred.hypotheses - centre)
-    return FramePredictions(pose=pred.pose, hypotheses=hyps, covariance=pred.covariance * (f**2)[:, None, None, None],
-                            spread=pred.spread * f[:, None], lifter=pred.lifter, out_of_domain=pred.out_of_domain,
-                            ood_signals=pred.ood_signals, widening=factor)
+    if parents is None:
+        cov, spread = pred.covariance * (f**2)[:, None, None, None], pred.spread * f[:, None]
+    else:
+        hyps = keep_bones(torch.from_numpy(hyps), torch.from_numpy(pred.hypotheses), parents).numpy()
+        cov = hypothesis_covariance(hyps)
+        spread = spread_from_covariance(cov)
+    return FramePredictions(pose=pred.pose, hypotheses=hyps, covariance=cov, spread=spread, lifter=pred.lifter,
+                            out_of_domain=pred.out_of_domain, ood_signals=pred.ood_signals, widening=factor)
 
 
 def attach_context(model: DiffPoseModel, frames: FrameSet) -> FrameSet:

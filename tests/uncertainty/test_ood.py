@@ -40,6 +40,20 @@ def test_factor_grows_with_the_score_and_lifts_shifted_coverage():
     assert ood.warn_at > 0
 
 
+def test_a_calibration_sized_for_new_subjects_is_only_ever_widened():
+    from diffpose3d.uncertainty.fit import widening_floor
+
+    assert widening_floor({"level": 0.9}) == MIN_FACTOR and widening_floor({"new_subjects": {}}) == 1.0
+    # in-domain errors half the spread's ball: a free map would narrow the typical frame to 0.7
+    home = _set("in-domain", 3000, 0.0, 0)
+    home.ratio *= 0.5
+    sets = [home, _set("shift", 1500, 2.5, 1)]
+    free, _ = fit_from_frames(_density(), sets, bins=12)
+    floored, record = fit_from_frames(_density(), sets, bins=12, floor=1.0)
+    assert free.factors.min() < 1.0 and floored.factors.min() == 1.0 and record["floor"] == 1.0
+    assert record["sets"]["shift"]["coverage_90_after"] > record["sets"]["shift"]["coverage_90_before"]
+
+
 def test_file_round_trip_and_refusal(tmp_path):
     ood, _ = fit_from_frames(_density(), [_set("in-domain", 800, 0.0, 2), _set("shift", 400, 2.0, 3)], bins=6)
     path = ood.save(tmp_path)

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from diffpose3d.bundle import load_bundle, resolve_device
     from diffpose3d.io.atomic import save_json_atomic
-    from diffpose3d.uncertainty.fit import fit_out_of_domain
+    from diffpose3d.uncertainty.fit import fit_out_of_domain, widening_floor
 
     for flag, value, low in (("--train-samples", args.train_samples, 1000),
                              ("--calibration-samples", args.calibration_samples, 500),
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     model.config = replace(model.config, data=data)
     model.out_of_domain = None
     ood, record = fit_out_of_domain(model, train_samples=args.train_samples, calibration_samples=args.calibration_samples,
-                                    shift_samples=args.shift_samples, seed=args.seed)
+                                    shift_samples=args.shift_samples, seed=args.seed,
+                                    floor=widening_floor(info.get("conformal", {})))
     path = ood.save(folder)
     info["out_of_domain"] = record
     save_json_atomic(folder / "info.json", info)

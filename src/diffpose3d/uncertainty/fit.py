@@ -107,9 +107,10 @@ def held_out_parts(config: Config) -> tuple[Part, Part]:
 
 def fit_out_of_domain(
     model: DiffPoseModel, *, train_samples: int = 40_000, calibration_samples: int = 3000, shift_samples: int = 1500,
-    seed: int = 0, bins: int = 24, log: Callable[[str], None] = print,
+    seed: int = 0, bins: int = 24, floor: float = MIN_FACTOR, log: Callable[[str], None] = print,
 ) -> tuple[OutOfDomain, dict[str, Any]]:
-    """The out-of-domain model of `model` and a record of the fit (module docstring)."""
+    """The out-of-domain model of `model` and a record of the fit (module docstring); no frame's
+    spread is scaled by less than `floor` (`widening_floor`)."""
     config = model.config
     fit_on, home = held_out_parts(config)
     torch.manual_seed(seed)
@@ -125,13 +126,23 @@ def fit_out_of_domain(
     sets = [_run(model, in_domain, "in-domain", density)]
     for k, shift in enumerate(default_shifts(config)):
         sets.append(_run(model, draw_inputs(held, shift_samples, seed + 2 + k, shift), shift.name, density))
-    ood, record = fit_from_frames(density, sets, bins)
+    ood, record = fit_from_frames(density, sets, bins, floor)
     return ood, record
 
 
-def fit_from_frames(density, sets: list[CalibrationFrames], bins: int = 24) -> tuple[OutOfDomain, dict[str, Any]]:
+def widening_floor(conformal: dict[str, Any]) -> float:
+    """The least factor the map may give, for a bundle calibrated as `conformal` (its info's record):
+    `MIN_FACTOR` (typical frames may narrow) for a calibration on the in-domain frames fit-ood also
+    uses, 1 for one carried over to new subjects (`calibrate --new-subjects`): that spread is sized
+    for people the held-out frames under-represent, and narrowing the typical frame back to their
+    level would undo it."""
+    return 1.0 if "new_subjects" in conformal else MIN_FACTOR
+
+
+def fit_from_frames(density, sets: list[CalibrationFrames], bins: int = 24,
+                    floor: float = MIN_FACTOR) -> tuple[OutOfDomain, dict[str, Any]]:
     """The noise correction, standardisation, weights and factor map from calibration sets (the first
-    is in-domain)."""
+    is in-domain); the factors are at least `floor`."""
     home = sets[0]
     ok = np.isfinite(home.density)
     noise_knots, noise_scores = _binned(home.noise[ok], home.density[ok], min(12, max(1, ok.sum() // 50)), np.median)
@@ -152,12 +163,12 @@ def fit_from_frames(density, sets: list[CalibrationFrames], bins: int = 24) -> t
     knots, needed = _binned(score, ratio, bins, lambda r: float(np.quantile(r, cal.CONFORMAL_LEVEL)))
     factors = _monotone(needed, np.ones(len(needed)))
     home_score = score[: len(home.ratio)]
-    factors = np.clip(factors / _home_neutral(home.ratio, home_score, knots, factors), MIN_FACTOR, None)
+    factors = np.clip(factors / _home_neutral(home.ratio, home_score, knots, factors), floor, None)
     ood = OutOfDomain(density, noise_knots, noise_scores, centre, scale, weights, knots, factors,
                       float(np.quantile(home_score, 0.99)))
     radius_ok = lambda s, f: float(np.mean(s.ratio <= f[:, None]))
     record: dict[str, Any] = {"signals": list(SIGNALS), "spearman_with_error_ratio": rho.round(3).tolist(),
-                              "weights": weights.round(3).tolist(), "warn_at": round(ood.warn_at, 3),
+                              "weights": weights.round(3).tolist(), "warn_at": round(ood.warn_at, 3), "floor": floor,
                               "score_knots": knots.round(3).tolist(), "factors": factors.round(3).tolist(), "sets": {}}
     start = 0
     for s in sets:

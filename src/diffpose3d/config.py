@@ -224,6 +224,9 @@ class InferenceConfig:
     # Hypotheses scaled by the calibration (and widened off-domain) keep their own bone lengths
     # (`evaluation.calibration.keep_bones`); `calibrate` fits its scale for this and switches it on.
     keep_bones: bool = False
+    # Per joint, grow the spread in quadrature by this many times the metres by which the 3D misses
+    # its own 2D beyond the evidence's noise (`uncertainty.reprojection`); 0: off.
+    reprojection_widening: float = 0.0
 
 
 @dataclass

@@ -216,6 +216,7 @@ class DiffPose:
             frame_indices=np.arange(t) if frame_indices is None else frame_indices,
             meta=self._meta(),
             out_of_domain=pred.out_of_domain,
+            reprojection_miss=pred.reprojection_miss,
         )
 
     def _meta(self) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from diffpose3d.inference.aggregate import aggregate
 from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
 from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.model import STATE_DIM, DiffPoseModel
+from diffpose3d.uncertainty.reprojection import excess_miss, widening_factors
 
 
 @dataclass
@@ -32,6 +33,9 @@ class FramePredictions:
     out_of_domain: np.ndarray | None = None
     ood_signals: np.ndarray | None = None
     widening: np.ndarray | None = None
+    # With `inference.reprojection_widening`: per frame and joint the metres by which the 3D misses
+    # its 2D beyond the evidence's noise (`uncertainty.reprojection`), which widened the spread.
+    reprojection_miss: np.ndarray | None = None
 
 
 def sequence_draws(num_sequences: int, cfg: InferenceConfig, joints: int) -> NoiseDraws:
@@ -109,24 +113,31 @@ def lift_batches(
         pred.out_of_domain, pred.ood_signals = ood.score(z), z
         if widen and cfg.widen_off_domain and hypotheses.shape[1] > 1:
             pred = widened(pred, ood.factor(pred.out_of_domain), model.skeleton.parents if cfg.keep_bones else None)
+    if widen and cfg.reprojection_widening > 0 and cfg.mode == "diffpose" and hypotheses.shape[1] > 1 and n:
+        miss = excess_miss(pred.pose, keypoints_uv.cpu().numpy(), uv_gmm.to("cpu"), focal.cpu().numpy())
+        factor = widening_factors(miss, pred.spread, cfg.reprojection_widening)
+        pred = widened(pred, factor, model.skeleton.parents if cfg.keep_bones else None)
+        pred.reprojection_miss = miss
     return pred
 
 
 def widened(pred: FramePredictions, factor: np.ndarray, parents: tuple[int, ...] | None = None) -> FramePredictions:
-    """`pred` with each frame's hypotheses scaled around their mean by `factor (F,)` (spread x factor,
-    covariance x factor^2; the aggregated pose is kept); with the skeleton's `parents`, each hypothesis
-    then keeps its bone lengths (`evaluation.calibration.keep_bones`: the spread grows a little less)."""
-    f = factor.astype(pred.hypotheses.dtype)
+    """`pred` with each frame's hypotheses scaled around their mean by `factor`, `(F,)` or per joint
+    `(F, J)` (spread x factor, covariance x factor^2; the aggregated pose is kept); with the skeleton's
+    `parents`, each hypothesis then keeps its bone lengths (`evaluation.calibration.keep_bones`: the
+    spread grows a little less)."""
+    f = np.asarray(factor, pred.hypotheses.dtype)
+    per_joint = f if f.ndim == 2 else np.repeat(f[:, None], pred.spread.shape[1], 1)  # (F, J)
     centre = pred.hypotheses.mean(1, keepdims=True)
-    hyps = centre + f[:, None, None, None] * (pred.hypotheses - centre)
+    hyps = centre + per_joint[:, None, :, None] * (pred.hypotheses - centre)
     if parents is None:
-        cov, spread = pred.covariance * (f**2)[:, None, None, None], pred.spread * f[:, None]
+        cov, spread = pred.covariance * (per_joint**2)[..., None, None], pred.spread * per_joint
     else:
         hyps = keep_bones(torch.from_numpy(hyps), torch.from_numpy(pred.hypotheses), parents).numpy()
         cov = hypothesis_covariance(hyps)
         spread = spread_from_covariance(cov)
-    return FramePredictions(pose=pred.pose, hypotheses=hyps, covariance=cov, spread=spread, lifter=pred.lifter,
-                            out_of_domain=pred.out_of_domain, ood_signals=pred.ood_signals, widening=factor)
+    return replace(pred, hypotheses=hyps, covariance=cov, spread=spread,
+                   widening=factor if f.ndim == 1 else pred.widening)
 
 
 def attach_context(model: DiffPoseModel, frames: FrameSet) -> FrameSet:

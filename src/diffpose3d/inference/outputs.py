@@ -81,6 +81,8 @@ def person_to_json(result: PoseResult, r: int) -> dict:
         entry["detector_score"] = round(float(result.detector_score[r]), 4)
     if result.out_of_domain is not None:
         entry["out_of_domain"] = round(float(result.out_of_domain[r]), 4)
+    if result.reprojection_miss is not None:
+        entry["reprojection_miss"] = _round(result.reprojection_miss[r], 4)
     return entry
 
 
@@ -155,6 +157,8 @@ def _write_npz(result: PoseResult, npz_path: Path) -> None:
         arrays["root_hypotheses"] = result.root_hypotheses.astype(np.float32)
     if result.out_of_domain is not None:
         arrays["out_of_domain"] = result.out_of_domain.astype(np.float32)
+    if result.reprojection_miss is not None:
+        arrays["reprojection_miss"] = result.reprojection_miss.astype(np.float32)
     with open(npz_path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
 
@@ -195,6 +199,7 @@ def load_result_npz(path: str | Path) -> PoseResult:
             root=f.get("root"),
             root_hypotheses=f.get("root_hypotheses"),
             out_of_domain=f.get("out_of_domain"),
+            reprojection_miss=f.get("reprojection_miss"),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise InputFileError(path, f"not a diffpose3d prediction npz ({exc.__class__.__name__}: {exc})") from None

@@ -15,7 +15,8 @@ import numpy as np
 # Per-row arrays (the first axis is the row), in the order they are written.
 ROW_ARRAYS = ("pose_3d", "hypotheses", "covariance", "uncertainty", "keypoints_2d", "confidence", "missing",
               "lifter_3d", "frame_indices", "person_ids")
-OPTIONAL_ROW_ARRAYS = ("detector_world_3d", "detector_score", "root", "root_hypotheses", "out_of_domain")
+OPTIONAL_ROW_ARRAYS = ("detector_world_3d", "detector_score", "root", "root_hypotheses", "out_of_domain",
+                       "reprojection_miss")
 
 
 @dataclass
@@ -43,6 +44,9 @@ class PoseResult:
     # (R,) how unlike the bundle's training input each row is (`uncertainty.ood`; 0 = a typical
     # held-out frame, `meta["out_of_domain_warn_at"]` = the 1 % most unusual); None: the bundle has none
     out_of_domain: np.ndarray | None = None
+    # (R, J) metres by which each joint's 3D misses its 2D beyond the evidence's noise, which widened
+    # its spread (`uncertainty.reprojection`); None: the bundle does not widen for it
+    reprojection_miss: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.person_ids is None:

@@ -7,7 +7,8 @@ Per signal (the hypotheses' spread, the lifter-g disagreement, the pose density,
 `out_of_domain` score) the Spearman correlation of the signal with the error per (frame, joint);
 and for the reported spread without and with the out-of-domain widening (the bundle's
 `out_of_domain.npz`, fitted by `fit-ood` on Human3.6M only): mean error, 50 / 90 % coverage of the
-per-joint Gaussian ball, the quantile-calibration ECE, and Spearman(spread, error).
+per-joint Gaussian ball, the quantile-calibration ECE, and Spearman(spread, error); with the bundle's
+`inference.reprojection_widening`, also the per-joint reprojection miss (`uncertainty.reprojection`).
 
     nice -n 15 python benchmarks/bench_ood.py --stride 40
 """
@@ -62,6 +63,9 @@ def measure(model, sequences, source: str, samples: int) -> dict:
                 "density": metrics.rank_correlation(per_frame(pred.ood_signals[:, 0]), error),
                 "out_of_domain": metrics.rank_correlation(per_frame(pred.out_of_domain), error),
             }
+            if pred.reprojection_miss is not None:
+                out["spearman_signals"]["reprojection_miss"] = metrics.rank_correlation(
+                    pred.reprojection_miss[:, keep], error)
             out["mean_out_of_domain"] = float(np.mean(pred.out_of_domain))
             out["mean_factor"] = float(np.mean(pred.widening)) if pred.widening is not None else 1.0
     return out
@@ -96,7 +100,7 @@ def main() -> None:
     home, where_home = in_domain(model.config, args.stride)
     results = {}
     print(f"{'data':>22s} {'2D':>10s} {'widen':>6s} {'error':>6s} {'cov50':>6s} {'cov90':>6s} {'ECE':>6s} {'rho spread':>10s}"
-          f"  rho: disagreement density out_of_domain")
+          f"  rho: disagreement density out_of_domain [reprojection_miss]")
     for where, seqs in ((where_home, home), ("HumanEva-I Train (off)", he)):
         for source in ("keypoints", "synthetic"):
             r = measure(model, seqs, source, args.samples)
@@ -104,8 +108,8 @@ def main() -> None:
             sig = r.get("spearman_signals", {})
             for row in ("before", "after"):
                 v = r[row]
-                signals = ("disagreement", "density", "out_of_domain")
-                extra = "  ".join(f"{sig[k]:.2f}" for k in signals) if row == "after" and sig else ""
+                signals = ("disagreement", "density", "out_of_domain", "reprojection_miss")
+                extra = "  ".join(f"{sig[k]:.2f}" for k in signals if k in sig) if row == "after" and sig else ""
                 print(f"{where:>22s} {source:>10s} {row:>6s} {v['error_mm']:6.1f} {v['coverage_50']:6.3f} "
                       f"{v['coverage_90']:6.3f} {v['ece']:6.3f} {v['spearman_spread']:10.2f}  {extra}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

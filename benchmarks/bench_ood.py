@@ -45,7 +45,9 @@ def measure(model, sequences, source: str, samples: int) -> dict:
     out: dict = {"frames": len(frames), "joints": list(match.names)}
     inference = replace(model.config.inference, hypotheses=samples)
     for name, widen in (("before", False), ("after", True)):
-        pred = predict_frames(model, frames, replace(inference, widen_off_domain=widen))
+        # 'before': no widening at all; 'after': the out-of-domain widening and the bundle's reprojection one
+        pred = predict_frames(model, frames, replace(inference, widen_off_domain=widen,
+                                                     reprojection_widening=inference.reprojection_widening if widen else 0.0))
         hyps = pred.hypotheses[:, :, keep]
         error = np.linalg.norm(pred.pose[:, keep] - truth, axis=-1)
         spread = pred.spread[:, keep]

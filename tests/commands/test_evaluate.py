@@ -272,3 +272,18 @@ def test_an_out_that_is_not_a_regular_file_is_refused_first(tmp_path, h36m_file,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(out) in err[0] and "refusing to replace it" in err[0]
     assert snapshot(tmp_path) == before
+
+
+def test_stride_cuts_a_whole_length_predictions_file_as_the_sequences(tmp_path, h36m_file):
+    data, positions = h36m_file
+    predictions = _camera_frame(positions, load_h36m_cameras(), keep=H36M32_TO_17)
+    for actions in predictions.values():
+        for cams in actions.values():
+            for pose in cams:
+                pose[1::3, 1:] += np.array([0.0, 0.03, 0.0])  # only the frames scored are off, by 30 mm
+    code, report = _run(tmp_path, predictions, "h36m", data, "--stride", "3", "--offset", "1")
+    assert code == 0
+    assert report["summary"]["mpjpe"] == pytest.approx(30.0 * 16 / 17, abs=1e-3)
+    strided = {s: {a: [p[1::3] for p in cams] for a, cams in actions.items()} for s, actions in predictions.items()}
+    code, again = _run(tmp_path, strided, "h36m", data, "--stride", "3", "--offset", "1")
+    assert code == 0 and again["summary"] == report["summary"]

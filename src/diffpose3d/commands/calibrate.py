@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for option in FILTER_OPTIONS:
         parser.add_argument(f"--{option}", help="reader filter, as in `evaluate` ('all' lifts it)")
     add_block_argument(parser)
-    parser.add_argument("--stride", type=int, default=10, help="every n-th frame (default 10)")
+    parser.add_argument("--stride", type=int, default=10,
+                        help="every n-th frame (default 10; a video model still sees consecutive frames)")
     parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
     parser.add_argument("--evidence", choices=["keypoints", "synthetic"], default="keypoints")
     parser.add_argument("--level", type=float, default=0.9, help="coverage level (default 0.9)")
@@ -72,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     for folder in args.new_subjects or ():
         if not Path(folder).is_dir():
             raise InputFileError(folder, "not a bundle folder (--new-subjects takes two calibrated bundles)")
-    sequences = [s.slice(start=args.offset, step=args.stride) for s in sequences_to_score(args)]
-    record = calibrate_checkpoint(args.checkpoint, sequences, evidence_source=args.evidence, level=args.level,
-                                  device=args.device, radial_samples=args.radial_samples, radial_frames=args.radial_frames)
+    record = calibrate_checkpoint(args.checkpoint, sequences_to_score(args), evidence_source=args.evidence, level=args.level,
+                                  device=args.device, radial_samples=args.radial_samples, radial_frames=args.radial_frames,
+                                  cut=slice(args.offset, None, args.stride))
     print(f"conformal {record['level']:.0%} ball on {record['frames']} calibration frames: coverage "
           f"{record['coverage_before']:.3f} -> {record['coverage_after']:.3f}; per-joint scale "
           f"{min(record['scale'][1:]):.2f} .. {max(record['scale'][1:]):.2f}; written to {args.checkpoint}")

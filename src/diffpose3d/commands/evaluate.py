@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --checkpoint: the 2D evidence of H_K: the 2D file's keypoints (default), "
                              "synthetic detector-like evidence made from them, or --gmm-file")
     parser.add_argument("--gmm-file", metavar="FILE", help="an authors'-layout *_gmm.npz for --evidence gmm_file")
-    parser.add_argument("--stride", type=int, default=1, help="score every n-th frame of each sequence (default 1: all)")
+    parser.add_argument("--stride", type=int, default=1,
+                        help="score every n-th frame of each sequence (default 1: all); a video model still sees "
+                             "consecutive frames")
     parser.add_argument("--offset", type=int, default=0,
                         help="with --stride: starting at this frame (e.g. frames neither validation nor calibrate used)")
     parser.add_argument("--calibration-samples", type=int, default=200,
@@ -115,6 +117,13 @@ def sequences_to_score(args: argparse.Namespace) -> list[PoseSequence]:
     return sequences
 
 
+def cut_prediction(value: Any, key: tuple, cut: slice, sequences: list[PoseSequence]) -> Any:
+    """A file's prediction for the sequence `key`, cut as the sequence is when it has the sequence's
+    whole length (a file of the strided frames alone is taken as it is)."""
+    length = next(len(s) for s in sequences if s.key == key)
+    return value[cut] if len(value) == length else value
+
+
 def add_block_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", choices=["train", "val", "test"],
                         help="only this block of every sequence, cut as the bundle's own training cut its takes "
@@ -139,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration_samples == 1:
         raise ConfigError("--calibration-samples must be 0 (skip) or >= 2, got 1")
     sequences = sequences_to_score(args)
-    if args.stride > 1 or args.offset > 0:
-        sequences = [s.slice(start=args.offset, step=args.stride) for s in sequences]
+    cut = slice(args.offset, None, args.stride)
     if args.predictions is None:
         from diffpose3d.data.gmm_files import attach_gmm
         from diffpose3d.evaluation.scoring import evaluate_checkpoint
@@ -153,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint or None, sequences=sequences, evidence_source=args.evidence,
             inference=inference_overrides(args), protocol=args.dataset, device=args.device,
             calibration_samples=args.calibration_samples, calibration_frames=args.calibration_frames,
-            diagram=Path(args.out).with_suffix(".reliability.png"),
+            diagram=Path(args.out).with_suffix(".reliability.png"), cut=cut,
         )
         for name, report in reports.items():
             print(f"== {name}\n{report.format_table()}\n")
@@ -163,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         from diffpose3d.evaluation.tables import evaluate_sequences
 
         predictions = match_predictions(predictions_from_file(args.predictions), sequences)
+        predictions = {key: cut_prediction(value, key, cut, sequences) for key, value in predictions.items()}
+        sequences = [s.slice(cut.start, cut.stop, cut.step) for s in sequences]
         report = evaluate_sequences(sequences, predictions, protocol=args.dataset, source=args.predictions)
         print(report.format_table())
         result = report.to_dict()

@@ -21,6 +21,7 @@ would report).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -135,11 +136,7 @@ def build_frames(
         raise ValueError("no frames to build: every sequence is empty")
     return FrameSet(
         keypoints_uv=torch.cat(kps),
-        uv_gmm=GaussianMixture(
-            torch.cat([g.weights for g in gmms]),
-            torch.cat([g.means for g in gmms]),
-            torch.cat([g.covariances for g in gmms]),
-        ),
+        uv_gmm=GaussianMixture.cat(gmms),
         target_uv=torch.cat(tuv),
         target_xyz=torch.cat(txyz) if has_3d else None,
         sequence_index=np.concatenate(seq_idx),
@@ -149,6 +146,49 @@ def build_frames(
         evidence=evidence,
         seed_offset=seed_offset,
         focal=torch.cat(focals),
+    )
+
+
+
+def build_frames_cut(
+    sequences: list[PoseSequence],
+    skeleton: Skeleton,
+    evidence: EvidenceConfig,
+    cut: slice,
+    *,
+    seed_offset: int = 0,
+    whole: Callable[[FrameSet], FrameSet] | None = None,
+) -> FrameSet:
+    """The frames `cut` (e.g. `slice(offset, None, stride)`) of every sequence, as a frame set over
+    the sequences cut so. With `whole`, each sequence is first built in full (its evidence drawn as
+    `build_frames` draws it for the whole list) and passed through `whole`, then cut: a video model's
+    context (`inference.lifting.attach_context`) needs the neighbouring frames at the rate it was
+    trained on, which a stride would thin out."""
+    scored = [s.slice(cut.start, cut.stop, cut.step) for s in sequences]
+    if whole is None:
+        return build_frames(scored, skeleton, evidence, seed_offset=seed_offset)
+    parts = []
+    for s, seq in enumerate(sequences):
+        rows = np.arange(len(seq))[cut]
+        if len(rows):
+            full = whole(build_frames([seq], skeleton, evidence, seed_offset=seed_offset + s))
+            parts.append(replace(full.subset(rows), sequence_index=np.full(len(rows), s), frame_index=np.arange(len(rows))))
+    if not parts:
+        raise ValueError("no frames to build: every sequence is empty")
+    contexts = [p.context for p in parts]
+    return FrameSet(
+        keypoints_uv=torch.cat([p.keypoints_uv for p in parts]),
+        uv_gmm=GaussianMixture.cat([p.uv_gmm for p in parts]),
+        target_uv=torch.cat([p.target_uv for p in parts]),
+        target_xyz=None if parts[0].target_xyz is None else torch.cat([p.target_xyz for p in parts]),
+        sequence_index=np.concatenate([p.sequence_index for p in parts]),
+        frame_index=np.concatenate([p.frame_index for p in parts]),
+        sequences=scored,
+        skeleton=skeleton,
+        evidence=evidence,
+        seed_offset=seed_offset,
+        context=None if contexts[0] is None else (torch.cat([c[0] for c in contexts]), torch.cat([c[1] for c in contexts])),
+        focal=torch.cat([p.focal for p in parts]),
     )
 
 

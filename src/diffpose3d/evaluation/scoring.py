@@ -14,7 +14,7 @@ import torch
 from diffpose3d.bundle import load_bundle, resolve_device, store_conformal
 from diffpose3d.config import EvidenceConfig, InferenceConfig
 from diffpose3d.data.base import PoseSequence
-from diffpose3d.data.frames import FrameSet, build_frames
+from diffpose3d.data.frames import FrameSet, build_frames_cut
 from diffpose3d.errors import ConfigError
 from diffpose3d.evaluation import calibration as cal
 from diffpose3d.evaluation.joint_match import JointMatch, match_joints, restrict_sequence
@@ -37,6 +37,7 @@ def score_model(
     calibration_samples: int = 0,
     calibration_frames: int = 1000,
     diagram: str | Path | None = None,
+    cut: slice = slice(None),
 ) -> dict[str, EvaluationReport]:
     """{'diffpose': hypotheses scored (mean/median/... pose + best-of-N + calibration),
     'lifter': the context encoder alone} on the same frames and the same 2D evidence (synthetic
@@ -45,9 +46,11 @@ def score_model(
     The diffpose report's calibration also holds the conformal ball's coverage (with the bundle's
     conformal scaling and without) and, with `calibration_samples` > 0, the quantile calibration
     protocol on at most `calibration_frames` evenly spaced frames (`quantile_calibration`), its
-    reliability diagram written to `diagram`."""
+    reliability diagram written to `diagram`. Only the frames `cut` of each sequence are scored
+    (`frames_to_score`)."""
     match = sequences_match(model, sequences)
-    frames = build_frames(sequences, model.skeleton, evidence, seed_offset=seed_offset)
+    frames = frames_to_score(model, sequences, evidence, cut, seed_offset)
+    sequences = frames.sequences
     pred = predict_frames(model, frames, inference)
     scored = sequences if match.identity else [restrict_sequence(s, match) for s in sequences]
     keep = match.model_index
@@ -78,6 +81,15 @@ def score_model(
     }
 
 
+def frames_to_score(model: DiffPoseModel, sequences: list[PoseSequence], evidence: EvidenceConfig, cut: slice,
+                    seed_offset: int) -> FrameSet:
+    """The frames `cut` (e.g. every 10th: `slice(5, None, 10)`) of each sequence with their evidence,
+    over the sequences cut so; a video model's context computed before the cut, over whole
+    sequences, so that its windows see consecutive frames (`data.frames.build_frames_cut`)."""
+    whole = (lambda f: attach_context(model, f)) if model.is_video and cut != slice(None) else None
+    return build_frames_cut(sequences, model.skeleton, evidence, cut, seed_offset=seed_offset, whole=whole)
+
+
 def sequences_match(model: DiffPoseModel, sequences: list[PoseSequence]) -> JointMatch:
     """The joints the model and the sequences' layout share (one layout for all sequences)."""
     layouts = sorted({s.skeleton for s in sequences})
@@ -101,11 +113,12 @@ def evaluate_checkpoint(
     calibration_samples: int = 0,
     calibration_frames: int = 1000,
     diagram: str | Path | None = None,
+    cut: slice = slice(None),
 ) -> dict[str, EvaluationReport]:
     """Evaluate a bundle (a folder or a bundled model's name) on `sequences`, or on the `split` its
     own config defines. `evidence_source` replaces the bundle's `evidence.source` (the synthetic
     detector keeps the bundle's settings); `inference` overrides fields of its inference settings;
-    the calibration options are `score_model`'s."""
+    the calibration options and `cut` are `score_model`'s."""
     from diffpose3d.data.splits import training_splits
 
     model, _ = load_bundle(checkpoint, device=resolve_device(device))
@@ -115,7 +128,7 @@ def evaluate_checkpoint(
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)
     return score_model(model, sequences, evidence, replace(config.inference, **(inference or {})),
                        protocol or config.data.dataset, calibration_samples=calibration_samples,
-                       calibration_frames=calibration_frames, diagram=diagram)
+                       calibration_frames=calibration_frames, diagram=diagram, cut=cut)
 
 
 def scored_joints(model_joints: int, data_joints: int) -> np.ndarray:
@@ -203,16 +216,17 @@ def _fit_radial(model: DiffPoseModel, frames: FrameSet, keep: np.ndarray, sample
 def calibrate_checkpoint(
     checkpoint: str | Path, sequences: list[PoseSequence], *, evidence_source: str | None = None,
     level: float = cal.CONFORMAL_LEVEL, device: str = "auto", radial_samples: int = 0, radial_frames: int = 2000,
+    cut: slice = slice(None),
 ) -> dict[str, Any]:
     """Fit the bundle's split-conformal scaling and then its radial shape (`evaluation.calibration`;
     `radial_samples` hypotheses on at most `radial_frames` of the frames, evenly spread; 0: no shape,
-    the identity) on `sequences` (a calibration split: neither training nor test data) and store
+    the identity) on the frames `cut` of `sequences` (`frames_to_score`; a calibration split: neither training nor test data) and store
     them in the bundle (`bundle.store_conformal`). The scale is fitted for hypotheses that keep their
     bone lengths (`evaluation.calibration.keep_bones`), which the bundle's config then switches on."""
     model, info = load_bundle(checkpoint, device=resolve_device(device))
     config = model.config
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)
-    frames = build_frames(sequences, model.skeleton, evidence, seed_offset=TEST_SEED_OFFSET // 2)
+    frames = frames_to_score(model, sequences, evidence, cut, TEST_SEED_OFFSET // 2)
     model.conformal_scale.fill_(1.0)
     model.radial_map.copy_(cal.identity_radial_map())  # refitted below, after the scale
     # the hypotheses as the denoiser and the global spread scale leave them, without keeping bones and

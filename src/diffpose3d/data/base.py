@@ -106,9 +106,10 @@ def require_dict(value: Any, path: str | Path, what: str) -> dict:
     return value
 
 
-def sorted_names(value: dict, path: str | Path, what: str) -> list[str]:
-    """The keys of a subject or action dict, sorted; they must be strings (as in the community files)."""
-    for key in value:
+def sorted_names(value: Any, path: str | Path, what: str) -> list[str]:
+    """The keys of a subject or action dict, sorted; it must be a dict, its keys strings (as in the
+    community files)."""
+    for key in require_dict(value, path, what):
         if not isinstance(key, str):
             raise InputFileError(path, f"{what}: names must be strings, got {key!r:.40}")
     return sorted(value)

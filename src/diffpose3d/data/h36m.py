@@ -29,17 +29,7 @@ import numpy as np
 from ..cameras import Camera, load_h36m_cameras
 from ..errors import InputFileError
 from ..skeleton import H36M32_TO_17, get_skeleton
-from .base import (
-    PoseSequence,
-    apply_stride,
-    as_filter,
-    as_float_array,
-    camera_views,
-    load_pose_files,
-    require_dict,
-    sorted_names,
-    wanted,
-)
+from .base import PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, sorted_names, wanted
 from .camera_data import camera_frame_3d, camera_keypoints, camera_sequence
 
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
@@ -91,7 +81,7 @@ def load_h36m(
         if pos3d is not None and subject_cams is None:
             raise InputFileError(data_3d, f"no calibration for subject '{subject}' (known: {', '.join(cams)})")
         what = f"subject '{subject}'"
-        for name in sorted_names(require_dict(base[subject], base_path, what), base_path, what):
+        for name in sorted_names(base[subject], base_path, what):
             if not wanted(action_f, canonical_h36m_action(name), name):
                 continue
             world = _read_3d(pos3d[subject][name], data_3d, f"'{subject}/{name}'") if pos3d is not None else None

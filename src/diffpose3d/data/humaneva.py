@@ -14,17 +14,7 @@ import numpy as np
 
 from ..cameras import Camera, load_humaneva_cameras
 from ..errors import InputFileError
-from .base import (
-    PoseSequence,
-    apply_stride,
-    as_filter,
-    as_float_array,
-    camera_views,
-    load_pose_files,
-    require_dict,
-    sorted_names,
-    wanted,
-)
+from .base import PoseSequence, apply_stride, as_filter, as_float_array, camera_views, load_pose_files, sorted_names, wanted
 from .camera_data import camera_frame_3d, camera_keypoints, camera_sequence
 
 LAYOUT = "humaneva15"
@@ -77,8 +67,7 @@ def load_humaneva(
             continue
         if pos3d is not None and subject not in cams:
             raise InputFileError(cam_source, f"no calibration for subject {subject} (needed by '{key}')")
-        actions_here = require_dict(base[key], base_path, f"entry '{key}'")
-        for name in sorted_names(actions_here, base_path, f"entry '{key}'"):
+        for name in sorted_names(base[key], base_path, f"entry '{key}'"):
             action = canonical_humaneva_action(name)
             if not wanted(action_f, action, name):
                 continue

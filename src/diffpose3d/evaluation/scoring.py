@@ -220,9 +220,10 @@ def calibrate_checkpoint(
 ) -> dict[str, Any]:
     """Fit the bundle's split-conformal scaling and then its radial shape (`evaluation.calibration`;
     `radial_samples` hypotheses on at most `radial_frames` of the frames, evenly spread; 0: no shape,
-    the identity) on the frames `cut` of `sequences` (`frames_to_score`; a calibration split: neither training nor test data) and store
-    them in the bundle (`bundle.store_conformal`). The scale is fitted for hypotheses that keep their
-    bone lengths (`evaluation.calibration.keep_bones`), which the bundle's config then switches on."""
+    the identity) on the frames `cut` of `sequences` (`frames_to_score`; a calibration split: neither
+    training nor test data) and store them in the bundle (`bundle.store_conformal`). The scale is
+    fitted for hypotheses that keep their bone lengths (`evaluation.calibration.keep_bones`), which
+    the bundle's config then switches on."""
     model, info = load_bundle(checkpoint, device=resolve_device(device))
     config = model.config
     evidence = config.evidence if evidence_source is None else replace(config.evidence, source=evidence_source)

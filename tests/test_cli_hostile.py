@@ -45,6 +45,7 @@ BASE = {
     "calibrate": ["--checkpoint", "IN", "--dataset", "h36m", "--data-3d", "IN"],
     "batch": ["IN", "--out", "OUTDIR"],
     "fit-ood": ["--checkpoint", "IN"],
+    "fit-miss": ["--checkpoint", "IN", "--dataset", "h36m", "--data-3d", "IN"],
 }
 
 

@@ -182,6 +182,10 @@ def load_bundle(folder: str | Path | None = None, device: str | torch.device = "
             info = {}
         info = info if isinstance(info, dict) else {}
     model.out_of_domain = _load_out_of_domain(folder)
+    for layout, tolerance in (model.out_of_domain.miss_tolerance.items() if model.out_of_domain else ()):
+        if len(tolerance) != model.skeleton.num_joints:
+            raise InputFileError(folder / "out_of_domain.npz", f"miss tolerance for '{layout}' has {len(tolerance)} "
+                                 f"values; the model has {model.skeleton.num_joints} joints")
     model.to(device).eval()
     return model, info
 

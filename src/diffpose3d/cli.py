@@ -28,6 +28,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("fit-gmm", "fit_gmm", "fit per-joint GMMs (H_K evidence) for a whole 2D dataset file, resumable"),
     ("calibrate", "calibrate", "fit a bundle's conformal spread scaling on a calibration split"),
     ("fit-ood", "fit_ood", "fit a bundle's out-of-domain score and spread widening from its training data"),
+    ("fit-miss", "fit_miss", "measure per joint what a bundle's 3D misses of a 2D source it trained on (its tolerance)"),
 ]
 
 QUIET_THREADS = ("predict", "demo", "batch")  # commands run with OMP_WAIT_POLICY=PASSIVE (see main)

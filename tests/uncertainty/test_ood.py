@@ -65,6 +65,13 @@ def test_file_round_trip_and_refusal(tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="non-finite"):
         OutOfDomain.load(tmp_path / "bad.npz")
+    ood.miss_tolerance["h36m16"] = np.linspace(0.0, 0.1, 17)
+    np.testing.assert_allclose(OutOfDomain.load(ood.save(tmp_path)).miss_tolerance["h36m16"], np.linspace(0.0, 0.1, 17))
+    arrays = ood.to_arrays()
+    arrays["miss_tolerance_h36m16"] = -arrays["miss_tolerance_h36m16"]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="miss_tolerance_h36m16"):
+        OutOfDomain.load(tmp_path / "bad.npz")
     (tmp_path / "junk.npz").write_bytes(b"not an npz")
     with pytest.raises(ValueError, match="readable"):
         OutOfDomain.load(tmp_path / "junk.npz")

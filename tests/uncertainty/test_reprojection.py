@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from diffpose3d.evidence.mixture2d import point_mixture
-from diffpose3d.uncertainty.reprojection import excess_miss, widening_factors
+from diffpose3d.uncertainty.reprojection import excess_miss, fit_tolerance, widening_factors
 
 
 def _seen(frames: int = 3, depth: float = 4.0, focal: float = 2.0, seed: int = 0):
@@ -39,6 +39,25 @@ def test_a_joint_the_2d_puts_elsewhere_is_missed_by_its_offset_in_metres():
     broad = point_mixture(torch.as_tensor(moved, dtype=torch.float32), 2.0 * 0.08 / 4.0)
     assert np.all(excess_miss(pose, moved, broad, focal)[:, 5] < 0.02)
 
+
+
+def test_a_tolerance_leaves_the_miss_a_source_always_shows_and_counts_the_rest_in_quadrature():
+    pose, uv, focal = _seen(depth=4.0, focal=2.0)
+    moved = uv.copy()
+    moved[:, 5, 0] += 2.0 * 0.06 / 4.0
+    gmm = point_mixture(torch.as_tensor(moved, dtype=torch.float32), 1e-4)
+    miss = excess_miss(pose, moved, gmm, focal)
+    tolerance = np.zeros(17)
+    tolerance[5] = 0.5 * miss[0, 5]
+    within = excess_miss(pose, moved, gmm, focal, tolerance)
+    np.testing.assert_allclose(within[:, 5], np.sqrt(miss[:, 5] ** 2 - tolerance[5] ** 2), rtol=1e-9)
+    np.testing.assert_allclose(np.delete(within, 5, axis=1), np.delete(miss, 5, axis=1))
+    assert np.all(excess_miss(pose, moved, gmm, focal, np.full(17, 0.2)) == 0.0)
+
+
+def test_the_tolerance_is_the_quantile_of_held_out_misses_per_joint():
+    miss = np.random.default_rng(0).exponential(size=(1000, 3)) * np.array([0.01, 0.02, 0.05])
+    np.testing.assert_allclose(fit_tolerance(miss, 0.9), [np.quantile(miss[:, j], 0.9) for j in range(3)])
 
 def test_too_few_seen_joints_widen_nothing():
     pose, uv, focal = _seen()

@@ -62,6 +62,7 @@ def lift_batches(
     focal: torch.Tensor | None = None,
     image_size: tuple[int, int] | None = None,
     widen: bool = True,
+    layout: str | None = None,
 ) -> FramePredictions:
     """Run the model over (F, J, 2) keypoints and their (F, J, M, 2) mixtures in batches.
 
@@ -69,6 +70,8 @@ def lift_batches(
     in order): a video model's context and `cfg.coherent` hypotheses follow them. `context`: the
     frames' `(xyz, f_ST)` if already computed. `focal (F,)`: the cameras' focal lengths `f / (w / 2)`;
     unknown, the guess for an image of `image_size` (w, h) (`evidence.person_frame.focal_guess`).
+    `layout`: the 2D's joint layout, whose expected reprojection miss (the out-of-domain model's
+    `miss_tolerance`, where it has one) the reprojection widening leaves alone.
     """
     device = model.device
     if model.backend != cfg.backend:
@@ -114,7 +117,8 @@ def lift_batches(
         if widen and cfg.widen_off_domain and hypotheses.shape[1] > 1:
             pred = widened(pred, ood.factor(pred.out_of_domain), model.skeleton.parents if cfg.keep_bones else None)
     if widen and cfg.reprojection_widening > 0 and cfg.mode == "diffpose" and hypotheses.shape[1] > 1 and n:
-        miss = excess_miss(pred.pose, keypoints_uv.cpu().numpy(), uv_gmm.to("cpu"), focal.cpu().numpy())
+        tolerance = ood.miss_tolerance.get(layout) if ood is not None and layout else None
+        miss = excess_miss(pred.pose, keypoints_uv.cpu().numpy(), uv_gmm.to("cpu"), focal.cpu().numpy(), tolerance)
         factor = widening_factors(miss, pred.spread, cfg.reprojection_widening)
         pred = widened(pred, factor, model.skeleton.parents if cfg.keep_bones else None)
         pred.reprojection_miss = miss
@@ -151,5 +155,6 @@ def attach_context(model: DiffPoseModel, frames: FrameSet) -> FrameSet:
 def predict_frames(model: DiffPoseModel, frames: FrameSet, cfg: InferenceConfig) -> FramePredictions:
     """Run the model over every frame of `frames` (a video model's context over their sequences,
     unless `attach_context` stored it; hypotheses coherent per sequence with `cfg.coherent`)."""
+    layouts = {s.skeleton for s in frames.sequences}
     return lift_batches(model, frames.keypoints_uv, frames.uv_gmm, cfg, context=frames.context, focal=frames.focal,
-                        sequences=frames.sequence_rows())
+                        sequences=frames.sequence_rows(), layout=layouts.pop() if len(layouts) == 1 else None)

@@ -19,7 +19,7 @@ unusual held-out in-domain frames.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from diffpose3d.uncertainty.pose_density import PoseDensity, pose_features
 
 SIGNALS = ("density", "disagreement")
 FILE = "out_of_domain.npz"
+TOLERANCE = "miss_tolerance_"  # + a 2D layout's name: its array in the file
 MIN_FACTOR = 0.7  # a typical frame's spread may shrink this far (conditional calibration), no further
 
 
@@ -58,6 +59,9 @@ class OutOfDomain:
     score_knots: np.ndarray  # combined score -> factor
     factors: np.ndarray
     warn_at: float
+    # per 2D layout (e.g. 'h36m16', a detector's), the per-joint reprojection miss (m) that held-out
+    # frames of that 2D source show: `uncertainty.reprojection.excess_miss` widens only beyond it
+    miss_tolerance: dict[str, np.ndarray] = field(default_factory=dict)
 
     def raw_signals(self, keypoints_uv: torch.Tensor, uv_gmm: GaussianMixture, pose: np.ndarray, lifter: np.ndarray,
                     spread: np.ndarray) -> np.ndarray:
@@ -83,6 +87,7 @@ class OutOfDomain:
         out.update(noise_knots=self.noise_knots, noise_scores=self.noise_scores, centre=self.centre, scale=self.scale,
                    weights=self.weights, score_knots=self.score_knots, factors=self.factors,
                    warn_at=np.array(self.warn_at), signals=np.array(SIGNALS))
+        out.update({f"{TOLERANCE}{layout}": t for layout, t in self.miss_tolerance.items()})
         return out
 
     def save(self, folder: str | Path) -> Path:
@@ -118,4 +123,9 @@ class OutOfDomain:
                                                        ood.weights, ood.score_knots, ood.factors))
         if not ok or not finite or not np.isfinite(ood.warn_at):
             raise ValueError(f"{path}: inconsistent or non-finite arrays")
+        for key in (k for k in arrays if k.startswith(TOLERANCE)):
+            t = np.asarray(arrays[key], np.float64)
+            if t.ndim != 1 or not np.all(np.isfinite(t)) or np.any(t < 0):
+                raise ValueError(f"{path}: {key} must be one finite, non-negative value per joint")
+            ood.miss_tolerance[key[len(TOLERANCE):]] = t
         return ood

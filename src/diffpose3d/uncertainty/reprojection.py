@@ -10,10 +10,14 @@ it, is sure of it, and its 3D no longer projects onto the 2D there.
 (`scene.root.solve_root`, the joints weighted by their evidence's precision), projects, and
 measures per joint the distance from the evidence in metres at the root's depth, less what the
 evidence's own spread explains (in quadrature): zero where the 2D and the 3D agree within the
-2D's noise. `widening_factors` turns it into a per-joint factor for the hypotheses' spread,
-`sqrt(1 + (k m / s)^2)`: the spread `s` grows in quadrature by `k` times the miss `m`. Measured
-with the default bundle (`docs/EXPERIMENTS.md`): the miss is 6-9 mm per joint on Human3.6M
-(exact 2D) and 50 mm at HumanEva-I's hips.
+2D's noise. A 2D source the model trained on misses in its own way (a detector that defines the
+spine elsewhere, which the model learned): `fit_tolerance` measures, per joint, what held-out
+frames of that source miss, and the miss counts only beyond it (in quadrature; `diffpose3d
+fit-miss` stores it per 2D layout in the bundle's out-of-domain model). `widening_factors` turns
+it into a per-joint factor for the hypotheses' spread, `sqrt(1 + (k m / s)^2)`: the spread `s`
+grows in quadrature by `k` times the miss `m`. Measured with the default bundle
+(`docs/EXPERIMENTS.md`): the miss is 6-9 mm per joint on Human3.6M (exact 2D) and 50 mm at
+HumanEva-I's hips.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.scene.root import solve_root
 
 
-def excess_miss(pose: np.ndarray, keypoints_uv: np.ndarray, uv_gmm: GaussianMixture, focal: np.ndarray) -> np.ndarray:
+def excess_miss(pose: np.ndarray, keypoints_uv: np.ndarray, uv_gmm: GaussianMixture, focal: np.ndarray,
+                tolerance: np.ndarray | None = None) -> np.ndarray:
     """Per frame and joint `(F, J)` the metres by which root-relative `pose (F, J, 3)` misses its 2D
     `keypoints_uv (F, J, 2)` (the model's uv: the image centre at 0, `focal (F,)` = f / (w / 2)),
-    beyond its evidence `uv_gmm`'s RMS radius; 0 where no root could be fitted."""
+    beyond its evidence `uv_gmm`'s RMS radius and then beyond `tolerance (J,)` metres (both in
+    quadrature); 0 where no root could be fitted."""
     focal = np.asarray(focal, np.float64)[:, None, None]
     xy = np.asarray(keypoints_uv, np.float64) / focal  # normalised image coordinates
     radius = np.sqrt(2.0) * uv_gmm.spread().double().numpy() / focal[..., 0]  # RMS 2D radius, same units
@@ -37,7 +43,16 @@ def excess_miss(pose: np.ndarray, keypoints_uv: np.ndarray, uv_gmm: GaussianMixt
     with np.errstate(invalid="ignore", divide="ignore"):
         miss = np.linalg.norm(placed[..., :2] / placed[..., 2:3] - xy, axis=-1)
         excess = np.sqrt(np.clip(miss**2 - radius**2, 0.0, None)) * root[:, None, 2]
-    return np.where(np.isfinite(excess), excess, 0.0)
+    excess = np.where(np.isfinite(excess), excess, 0.0)
+    if tolerance is not None:
+        excess = np.sqrt(np.clip(excess**2 - np.asarray(tolerance, np.float64) ** 2, 0.0, None))
+    return excess
+
+
+def fit_tolerance(miss: np.ndarray, quantile: float = 0.9) -> np.ndarray:
+    """Per joint `(J,)` the `quantile` of held-out frames' misses `(F, J)` (`excess_miss` without a
+    tolerance): what the model's own 2D source leaves unexplained on frames like its training's."""
+    return np.quantile(np.asarray(miss, np.float64), quantile, axis=0)
 
 
 def widening_factors(miss: np.ndarray, spread: np.ndarray, strength: float) -> np.ndarray:

@@ -83,3 +83,20 @@ def test_the_widening_counts_only_the_miss_beyond_the_layouts_tolerance(bundle_w
     model.out_of_domain.miss_tolerance.clear()
     raw = predict_frames(model, frames, cfg).reprojection_miss
     assert np.all(tolerated <= raw + 1e-9) and tolerated.mean() < 0.5 * raw.mean()
+
+
+def test_a_keypoints_file_of_a_layout_with_a_tolerance_is_widened_only_beyond_it(bundle_with_ood):
+    from diffpose3d import DiffPose
+    from diffpose3d.commands.demo import bundled_example
+
+    with np.load(bundled_example(), allow_pickle=False) as f:
+        keypoints, size, layout = f["keypoints"], tuple(int(v) for v in f["image_size"]), str(f["layout"])
+    plain = DiffPose.load(str(bundle_with_ood), reprojection_widening=1.0).from_keypoints(
+        keypoints, image_size=size, layout=layout)
+    ood = OutOfDomain.load(bundle_with_ood / "out_of_domain.npz")
+    ood.miss_tolerance[layout] = np.full(17, 1.0)  # a metre: nothing counts
+    ood.save(bundle_with_ood)
+    tolerant = DiffPose.load(str(bundle_with_ood), reprojection_widening=1.0).from_keypoints(
+        keypoints, image_size=size, layout=layout)
+    assert plain.reprojection_miss.max() > 0.005 and np.all(tolerant.reprojection_miss == 0.0)
+    np.testing.assert_allclose(tolerant.pose_3d, plain.pose_3d, atol=1e-6)

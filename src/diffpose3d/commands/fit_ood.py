@@ -55,14 +55,16 @@ def run(args: argparse.Namespace) -> int:
         if path and not Path(path).is_file():
             raise InputFileError(path, "not found (the bundle's training data; give --data-3d / --data-2d)")
     model.config = replace(model.config, data=data)
-    kept = model.out_of_domain.miss_tolerance if model.out_of_domain is not None else {}  # fit-miss's: the pose's, not the map's
+    # fit-miss's tolerances measure the mean pose, which the widening leaves alone: they are kept
+    kept = model.out_of_domain.miss_tolerance if model.out_of_domain is not None else {}
     model.out_of_domain = None
     ood, record = fit_out_of_domain(model, train_samples=args.train_samples, calibration_samples=args.calibration_samples,
                                     shift_samples=args.shift_samples, seed=args.seed,
                                     floor=widening_floor(info.get("conformal", {})))
     ood.miss_tolerance = dict(kept)
     path = ood.save(folder)
-    record["miss_tolerance"] = info.get("out_of_domain", {}).get("miss_tolerance", {}) if kept else {}
+    fitted = info.get("out_of_domain", {}).get("miss_tolerance", {})
+    record["miss_tolerance"] = {layout: r for layout, r in fitted.items() if layout in kept}
     info["out_of_domain"] = record
     save_json_atomic(folder / "info.json", info)
     print(json.dumps(record["sets"], indent=1))

@@ -181,7 +181,7 @@ class DiffPose:
         keypoints_uv = fill_missing(keypoints_uv, torch.as_tensor(missing), self.model.skeleton.parents)
         camera = camera or camera_for((w, h))
         result = self.lift(keypoints_uv, gmm, image_size=(w, h), confidence=conf, missing=missing,
-                           frame_indices=frame_indices, focal=camera.focal_px)
+                           frame_indices=frame_indices, focal=camera.focal_px, layout=layout)
         return add_trajectory(result, camera, fps or None)
 
     def lift(
@@ -194,12 +194,14 @@ class DiffPose:
         missing: np.ndarray | None = None,
         frame_indices: np.ndarray | None = None,
         focal: float | None = None,
+        layout: str | None = None,
     ) -> PoseResult:
         """Lift (T, J, 2) normalised keypoints with their (T, J, M, 2) mixtures (root-relative; no
-        root: `scene.trajectory.add_trajectory`). `focal`: the camera's, pixels (None: the guess)."""
+        root: `scene.trajectory.add_trajectory`). `focal`: the camera's, pixels (None: the guess);
+        `layout`: the 2D's own joint layout (`inference.lifting.lift_batches`)."""
         w, h = image_size
         told = None if focal is None else torch.full((keypoints_uv.shape[0],), 2.0 * float(focal) / w)
-        pred = lift_batches(self.model, keypoints_uv, uv_gmm, self.inference, image_size=(w, h), focal=told)
+        pred = lift_batches(self.model, keypoints_uv, uv_gmm, self.inference, image_size=(w, h), focal=told, layout=layout)
         t, j = keypoints_uv.shape[:2]
         return PoseResult(
             joint_names=self.joint_names,

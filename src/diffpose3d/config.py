@@ -225,7 +225,8 @@ class InferenceConfig:
     # (`evaluation.calibration.keep_bones`); `calibrate` fits its scale for this and switches it on.
     keep_bones: bool = False
     # Per joint, grow the spread in quadrature by this many times the metres by which the 3D misses
-    # its own 2D beyond the evidence's noise (`uncertainty.reprojection`); 0: off.
+    # its own 2D beyond the evidence's noise and beyond what the bundle's own 2D sources miss there
+    # (`diffpose3d fit-miss`, per 2D layout; `uncertainty.reprojection`); 0: off.
     reprojection_widening: float = 0.0
 
 

@@ -19,15 +19,7 @@ from diffpose3d.errors import ConfigError, InputFileError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="DIR", help="the bundle folder to calibrate (rewritten)")
-    parser.add_argument("--dataset", required=True, choices=BENCHMARKS)
-    parser.add_argument("--data-3d", required=True, metavar="FILE")
-    parser.add_argument("--data-2d", metavar="FILE", help="the 2D file (default: the 3D's projection)")
-    for option in FILTER_OPTIONS:
-        parser.add_argument(f"--{option}", help="reader filter, as in `evaluate` ('all' lifts it)")
-    add_block_argument(parser)
-    parser.add_argument("--stride", type=int, default=10,
-                        help="every n-th frame (default 10; a video model still sees consecutive frames)")
-    parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
+    add_split_arguments(parser)
     parser.add_argument("--evidence", choices=["keypoints", "synthetic"], default="keypoints")
     parser.add_argument("--level", type=float, default=0.9, help="coverage level (default 0.9)")
     parser.add_argument("--radial-samples", type=int_in(0, 1000), default=0, metavar="N",
@@ -41,6 +33,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radial-frames", type=int_in(1, 1_000_000), default=2000, metavar="F",
                         help="at most this many calibration frames for it, evenly spread (default 2000)")
     parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """The frames a bundle is fitted on (here and in `fit-miss`): a dataset's files, `evaluate`'s
+    filters and blocks, every n-th frame from an offset."""
+    parser.add_argument("--dataset", required=True, choices=BENCHMARKS)
+    parser.add_argument("--data-3d", required=True, metavar="FILE")
+    parser.add_argument("--data-2d", metavar="FILE", help="the 2D file (default: the 3D's projection)")
+    for option in FILTER_OPTIONS:
+        parser.add_argument(f"--{option}", help="reader filter, as in `evaluate` ('all' lifts it)")
+    add_block_argument(parser)
+    parser.add_argument("--stride", type=int, default=10,
+                        help="every n-th frame (default 10; a video model still sees consecutive frames)")
+    parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
+
+
+def check_split(args: argparse.Namespace) -> None:
+    if args.stride < 1 or args.offset < 0:
+        raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
 
 
 def check_level(level: float) -> None:
@@ -64,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
     check_level(args.level)
     if args.radial_samples == 1:
         raise ConfigError("--radial-samples must be 0 (no radial shape) or at least 2, got 1")
-    if args.stride < 1 or args.offset < 0:
-        raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
+    check_split(args)
     if not Path(args.checkpoint).is_dir():
         raise InputFileError(args.checkpoint, "not a bundle folder (calibrate rewrites a bundle you trained)")
     if args.new_subjects and len(args.new_subjects) % 2:

@@ -14,23 +14,16 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from diffpose3d.commands.evaluate import FILTER_OPTIONS, add_block_argument, sequences_to_score
+from diffpose3d.commands.calibrate import add_split_arguments, check_split
+from diffpose3d.commands.evaluate import sequences_to_score
 from diffpose3d.commands.predict import device_name
-from diffpose3d.data.protocols import BENCHMARKS
 from diffpose3d.errors import ConfigError, InputFileError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="DIR",
                         help="the bundle folder (its out_of_domain.npz is rewritten)")
-    parser.add_argument("--dataset", required=True, choices=BENCHMARKS)
-    parser.add_argument("--data-3d", required=True, metavar="FILE")
-    parser.add_argument("--data-2d", metavar="FILE", help="the 2D source's file (default: the 3D's projection)")
-    for option in FILTER_OPTIONS:
-        parser.add_argument(f"--{option}", help="reader filter, as in `evaluate` ('all' lifts it)")
-    add_block_argument(parser)
-    parser.add_argument("--stride", type=int, default=10, help="every n-th frame (default 10)")
-    parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5)")
+    add_split_arguments(parser)
     parser.add_argument("--quantile", type=float, default=0.9, help="the tolerance is this quantile of the misses (default 0.9)")
     parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
 
@@ -46,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.quantile < 1.0:
         raise ConfigError(f"--quantile must be in (0, 1), got {args.quantile}")
-    if args.stride < 1 or args.offset < 0:
-        raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
+    check_split(args)
     folder = Path(args.checkpoint)
     if not folder.is_dir():
         raise InputFileError(args.checkpoint, "not a bundle folder (fit-miss writes into a bundle)")

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffpose3d.config import Config, InferenceConfig
+from diffpose3d.config import Config, DenoiserConfig, EncoderConfig, InferenceConfig
 from diffpose3d.context import frame_context, local_motion, run_encoder
 from diffpose3d.data.mirror import flip_pose
 from diffpose3d.diffusion import hk
@@ -55,6 +55,7 @@ from diffpose3d.models.context_mlp import MLPContextEncoder
 from diffpose3d.models.context_tcn import TemporalConvEncoder, receptive_blocks
 from diffpose3d.models.context_video import VideoContextEncoder
 from diffpose3d.models.denoiser import Denoiser
+from diffpose3d.models.graph import TrunkSize
 from diffpose3d.models.onnx_backend import OnnxDenoiser, current_copy, switch_backend
 from diffpose3d.skeleton import get_skeleton
 
@@ -67,6 +68,11 @@ MODES = ("diffpose", "authors")  # `inference.mode`: the method, or the released
 # step's motion and 2D noise are then about 1, the scale of the encoder's LayerNorm-ed features.
 MOTION_SCALE = 100.0
 POSES_PER_PASS = 480  # denoiser batch (poses) per sampler pass: cache-sized, measured fastest on a 2-core CPU
+
+
+def trunk(cfg: EncoderConfig | DenoiserConfig) -> TrunkSize:
+    """The size of the transformer blocks a network's config section asks for."""
+    return TrunkSize(width=cfg.width, blocks=cfg.blocks, heads=cfg.heads, dropout=cfg.dropout)
 
 
 @dataclass
@@ -107,9 +113,7 @@ class DiffPoseModel(nn.Module):
         if e.kind == "video":
             if not 1 <= e.stride <= e.frames:
                 raise ConfigError(f"model.encoder.stride must be in 1..model.encoder.frames={e.frames}, got {e.stride}")
-            self.encoder = VideoContextEncoder(
-                parents, in_dim=in_dim, frames=e.frames, width=e.width, depth=e.blocks, heads=e.heads, dropout=e.dropout,
-            )
+            self.encoder = VideoContextEncoder(parents, in_dim=in_dim, frames=e.frames, size=trunk(e))
         elif e.kind == "tcn":
             try:
                 receptive_blocks(e.frames)
@@ -124,13 +128,9 @@ class DiffPoseModel(nn.Module):
                 self.encoder = MLPContextEncoder(len(parents), in_dim, width=e.width, hidden=e.hidden,
                                                  blocks=e.blocks, dropout=e.dropout)
             else:
-                self.encoder = FrameContextEncoder(
-                    parents, in_dim=in_dim, width=e.width, blocks=e.blocks, heads=e.heads, dropout=e.dropout,
-                )
-        self.denoiser = Denoiser(
-            parents, state_dim=STATE_DIM, context_dim=self.conditioning_dim, width=g.width,
-            blocks=g.blocks, heads=g.heads, dropout=g.dropout, num_steps=d.num_steps,
-        )
+                self.encoder = FrameContextEncoder(parents, in_dim=in_dim, size=trunk(e))
+        self.denoiser = Denoiser(parents, state_dim=STATE_DIM, context_dim=self.conditioning_dim, num_steps=d.num_steps,
+                                 size=trunk(g))
         nn.init.zeros_(self.denoiser.head.weight)
         nn.init.zeros_(self.denoiser.head.bias)
         self.schedule = make_schedule(d.schedule, d.num_steps)

@@ -9,6 +9,7 @@ from diffpose3d.diffusion.sampler import DDIMSampler, deterministic_refine
 from diffpose3d.diffusion.schedule import Schedule, make_schedule
 from diffpose3d.mixtures.gmm import pick_components
 from diffpose3d.models.denoiser import Denoiser
+from diffpose3d.models.graph import TrunkSize
 
 DATA = Path(__file__).parent / "data"
 TINY_PARENTS = [-1, 0, 1, 0]
@@ -106,7 +107,7 @@ def test_hypotheses_are_frame_major_and_from_their_own_mixture() -> None:
 
 def test_seeded_and_inference_mode(mixture_factory) -> None:
     weights, means, _, chol = mixture_factory(2, 4, 2, 5, dtype=torch.float32)
-    model = Denoiser(TINY_PARENTS, context_dim=3, width=8, blocks=1, heads=2, num_steps=10).eval()
+    model = Denoiser(TINY_PARENTS, context_dim=3, num_steps=10, size=TrunkSize(width=8, blocks=1, heads=2)).eval()
     context = torch.randn(2, 4, 3)
     sampler = DDIMSampler(make_schedule("cosine", 10), 3, eta=0.5)
     with torch.inference_mode():
@@ -120,7 +121,7 @@ def _tiny_run() -> np.ndarray:
     """A fixed tiny seeded model and mixture; the output is stored in data/tiny_sampler.npy."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = Denoiser(TINY_PARENTS, context_dim=3, width=8, blocks=1, heads=2, num_steps=10).eval()
+        model = Denoiser(TINY_PARENTS, context_dim=3, num_steps=10, size=TrunkSize(width=8, blocks=1, heads=2)).eval()
     g = torch.Generator().manual_seed(123)
     B, J, M, D = 2, 4, 2, 5
     weights = torch.softmax(torch.randn(B, J, M, generator=g), -1)

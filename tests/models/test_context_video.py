@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from diffpose3d.models.context_video import VideoContextEncoder
+from diffpose3d.models.graph import TrunkSize
 from diffpose3d.skeleton import get_skeleton
 
 PARENTS = list(get_skeleton("humaneva15").parents)
@@ -11,7 +12,7 @@ PARENTS = list(get_skeleton("humaneva15").parents)
 
 def small(frames: int = 9, in_dim: int = 2) -> VideoContextEncoder:
     torch.manual_seed(0)
-    return VideoContextEncoder(PARENTS, in_dim=in_dim, frames=frames, width=32, depth=2, heads=4)
+    return VideoContextEncoder(PARENTS, in_dim=in_dim, frames=frames, size=TrunkSize(width=32, blocks=2, heads=4))
 
 
 @pytest.mark.parametrize("in_dim", [2, 3])
@@ -61,7 +62,7 @@ def test_output_at_one_frame_depends_on_the_other_frames() -> None:
 
 def test_parameter_count_scales_with_width_squared_and_depth() -> None:
     def count(width: int, depth: int) -> int:
-        enc = VideoContextEncoder(PARENTS, frames=27, width=width, depth=depth)
+        enc = VideoContextEncoder(PARENTS, frames=27, size=TrunkSize(width=width, blocks=depth))
         return sum(p.numel() for p in enc.parameters())
 
     assert count(128, 4) / count(128, 2) == pytest.approx(2.0, rel=0.03)

@@ -3,6 +3,7 @@ import torch
 
 from diffpose3d.models.context_frame import FrameContextEncoder
 from diffpose3d.models.denoiser import Denoiser, count_parameters
+from diffpose3d.models.graph import TrunkSize
 
 H36M_PARENTS = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15]
 SMALL = [-1, 0, 1, 0, 3]
@@ -18,7 +19,7 @@ def test_default_sizes() -> None:
 @pytest.mark.parametrize("context_per_block", [True, False])
 def test_denoiser_shapes_and_gradients(context_per_block: bool) -> None:
     torch.manual_seed(0)
-    model = Denoiser(SMALL, context_dim=6, width=16, blocks=2, heads=2, num_steps=10,
+    model = Denoiser(SMALL, context_dim=6, num_steps=10, size=TrunkSize(width=16, blocks=2, heads=2),
                      context_per_block=context_per_block)
     h = torch.randn(3, 5, 5, requires_grad=True)
     ctx = torch.randn(3, 5, 6, requires_grad=True)
@@ -33,7 +34,7 @@ def test_denoiser_shapes_and_gradients(context_per_block: bool) -> None:
 
 def test_denoiser_depends_on_step_and_context() -> None:
     torch.manual_seed(0)
-    model = Denoiser(SMALL, context_dim=6, width=16, blocks=1, heads=2, num_steps=10).eval()
+    model = Denoiser(SMALL, context_dim=6, num_steps=10, size=TrunkSize(width=16, blocks=1, heads=2)).eval()
     h, ctx = torch.randn(2, 5, 5), torch.randn(2, 5, 6)
     base = model(h, torch.tensor([3, 3]), ctx)
     assert not torch.allclose(base, model(h, torch.tensor([7, 7]), ctx))
@@ -43,20 +44,20 @@ def test_denoiser_depends_on_step_and_context() -> None:
 
 
 def test_unconditional_denoiser_and_float64() -> None:
-    model = Denoiser(SMALL, context_dim=0, width=8, blocks=1, heads=2).double()
+    model = Denoiser(SMALL, context_dim=0, size=TrunkSize(width=8, blocks=1, heads=2)).double()
     out = model(torch.randn(2, 5, 5, dtype=torch.float64), torch.tensor([1, 2]), None)
     assert out.dtype == torch.float64
 
 
 def test_denoiser_rejects_wrong_skeleton() -> None:
-    model = Denoiser(SMALL, context_dim=6, width=8, blocks=1, heads=2)
+    model = Denoiser(SMALL, context_dim=6, size=TrunkSize(width=8, blocks=1, heads=2))
     with pytest.raises(AssertionError):
         model(torch.randn(2, 4, 5), torch.tensor([1, 2]), torch.randn(2, 4, 6))
 
 
 def test_encoder_shapes_root_and_gradients() -> None:
     torch.manual_seed(0)
-    enc = FrameContextEncoder(H36M_PARENTS, width=16, blocks=2, heads=4)
+    enc = FrameContextEncoder(H36M_PARENTS, size=TrunkSize(width=16, blocks=2, heads=4))
     uv = torch.randn(4, 17, 2, requires_grad=True)
     xyz, feats = enc(uv)
     assert xyz.shape == (4, 17, 3) and feats.shape == (4, 17, 16)
@@ -68,8 +69,8 @@ def test_encoder_shapes_root_and_gradients() -> None:
 
 
 def test_encoder_features_feed_the_denoiser() -> None:
-    enc = FrameContextEncoder(SMALL, width=12, blocks=1, heads=2).eval()
-    model = Denoiser(SMALL, context_dim=12, width=8, blocks=1, heads=2).eval()
+    enc = FrameContextEncoder(SMALL, size=TrunkSize(width=12, blocks=1, heads=2)).eval()
+    model = Denoiser(SMALL, context_dim=12, size=TrunkSize(width=8, blocks=1, heads=2)).eval()
     uv = torch.randn(3, 5, 2)
     xyz, feats = enc(uv)
     h = torch.cat([uv, xyz], -1)

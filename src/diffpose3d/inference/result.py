@@ -53,7 +53,7 @@ class PoseResult:
             self.person_ids = np.zeros(len(self.pose_3d), np.int64)
 
     def __len__(self) -> int:
-        return int(self.pose_3d.shape[0])
+        return len(self.pose_3d)
 
     @property
     def num_hypotheses(self) -> int:

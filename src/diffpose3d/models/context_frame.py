@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from diffpose3d.models.graph import ChebConv, GraphTransformerBlock, adjacency_from_parents
+from diffpose3d.models.graph import ChebConv, TrunkSize, adjacency_from_parents
+
+DEFAULT_SIZE = TrunkSize(width=96, blocks=4)
 
 
 class FrameContextEncoder(nn.Module):
@@ -25,27 +27,17 @@ class FrameContextEncoder(nn.Module):
     attention alone cannot tell a left joint from its right twin.
     """
 
-    def __init__(
-        self,
-        parents: Sequence[int],
-        in_dim: int = 2,
-        width: int = 96,
-        blocks: int = 4,
-        heads: int = 4,
-        dropout: float = 0.0,
-        mlp_ratio: float = 2.0,
-    ) -> None:
+    def __init__(self, parents: Sequence[int], in_dim: int = 2, size: TrunkSize = DEFAULT_SIZE) -> None:
         super().__init__()
-        assert in_dim >= 1 and blocks >= 1, f"need in_dim >= 1 and blocks >= 1, got {in_dim}, {blocks}"
+        assert in_dim >= 1, f"need in_dim >= 1, got {in_dim}"
         self.parents = list(parents)
+        width = size.width
         self.in_dim, self.width = in_dim, width
         adjacency = adjacency_from_parents(self.parents)
         self.embed = ChebConv(2 * in_dim, width, adjacency)
         self.joint_embedding = nn.Parameter(torch.zeros(len(self.parents), width))
         nn.init.normal_(self.joint_embedding, std=0.02)
-        self.blocks = nn.ModuleList(
-            GraphTransformerBlock(width, adjacency, heads, mlp_ratio, dropout) for _ in range(blocks)
-        )
+        self.blocks = size.graph_blocks(adjacency)
         self.norm_out = nn.LayerNorm(width)
         self.head = ChebConv(width, 3, adjacency)
 

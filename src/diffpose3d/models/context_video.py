@@ -23,7 +23,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from diffpose3d.models.graph import GraphTransformerBlock, JointAttention, adjacency_from_parents
+from diffpose3d.models.graph import JointAttention, TrunkSize, adjacency_from_parents
+
+DEFAULT_SIZE = TrunkSize(width=128, blocks=4)
 
 
 class TransformerBlock(nn.Module):
@@ -53,33 +55,22 @@ class VideoContextEncoder(nn.Module):
     training conditions exactly should edge-pad short clips to `frames`, see `data.windows`).
     """
 
-    def __init__(
-        self,
-        parents: Sequence[int],
-        in_dim: int = 2,
-        frames: int = 27,
-        width: int = 128,
-        depth: int = 4,
-        heads: int = 4,
-        dropout: float = 0.0,
-        mlp_ratio: float = 2.0,
-    ) -> None:
+    def __init__(self, parents: Sequence[int], in_dim: int = 2, frames: int = 27, size: TrunkSize = DEFAULT_SIZE) -> None:
         super().__init__()
-        assert in_dim >= 1 and frames >= 1 and depth >= 1, (
-            f"need in_dim, frames, depth >= 1, got {in_dim}, {frames}, {depth}"
-        )
+        assert in_dim >= 1 and frames >= 1, f"need in_dim, frames >= 1, got {in_dim}, {frames}"
         self.parents = list(parents)
-        self.in_dim, self.frames, self.width, self.depth = in_dim, frames, width, depth
+        width = size.width
+        self.in_dim, self.frames, self.width = in_dim, frames, width
         J = len(self.parents)
         self.embed = nn.Linear(2 * in_dim, width)
         self.joint_pos = nn.Parameter(torch.zeros(1, 1, J, width))
         self.time_pos = nn.Parameter(torch.zeros(1, frames, 1, width))
         nn.init.trunc_normal_(self.joint_pos, std=0.02)
         nn.init.trunc_normal_(self.time_pos, std=0.02)
-        self.drop = nn.Dropout(dropout)
-        adjacency = adjacency_from_parents(self.parents)
-        self.spatial = nn.ModuleList(GraphTransformerBlock(width, adjacency, heads, mlp_ratio, dropout) for _ in range(depth))
-        self.temporal = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.drop = nn.Dropout(size.dropout)
+        self.spatial = size.graph_blocks(adjacency_from_parents(self.parents))
+        self.temporal = nn.ModuleList(TransformerBlock(width, size.heads, size.mlp_ratio, size.dropout)
+                                      for _ in range(size.blocks))
         self.norm_out = nn.LayerNorm(width)
         self.head = nn.Linear(width, 3)
 

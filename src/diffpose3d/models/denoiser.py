@@ -8,7 +8,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from diffpose3d.models.graph import ChebConv, GraphTransformerBlock, adjacency_from_parents, sinusoidal_embedding
+from diffpose3d.models.graph import ChebConv, TrunkSize, adjacency_from_parents, sinusoidal_embedding
+
+DEFAULT_SIZE = TrunkSize(width=96, blocks=5)
 
 
 class Denoiser(nn.Module):
@@ -26,19 +28,15 @@ class Denoiser(nn.Module):
         parents: Sequence[int],
         state_dim: int = 5,
         context_dim: int = 96,
-        width: int = 96,
-        blocks: int = 5,
-        heads: int = 4,
-        dropout: float = 0.0,
         num_steps: int = 50,
-        mlp_ratio: float = 2.0,
+        size: TrunkSize = DEFAULT_SIZE,
         context_per_block: bool = True,
     ) -> None:
         super().__init__()
         assert state_dim >= 1 and context_dim >= 0, f"bad dims: state {state_dim}, context {context_dim}"
-        assert blocks >= 1, f"need at least one block, got {blocks}"
         assert num_steps >= 1, f"num_steps (the schedule's K) must be >= 1, got {num_steps}"
         self.parents = list(parents)
+        width, blocks = size.width, size.blocks
         self.state_dim, self.context_dim, self.width, self.num_steps = state_dim, context_dim, width, num_steps
         adjacency = adjacency_from_parents(self.parents)
         self.embed = ChebConv(state_dim + context_dim, width, adjacency)
@@ -46,9 +44,7 @@ class Denoiser(nn.Module):
         self.step_proj = nn.ModuleList(nn.Linear(width, width) for _ in range(blocks))
         use_ctx = context_per_block and context_dim > 0
         self.context_proj = nn.ModuleList(nn.Linear(context_dim, width) for _ in range(blocks)) if use_ctx else None
-        self.blocks = nn.ModuleList(
-            GraphTransformerBlock(width, adjacency, heads, mlp_ratio, dropout) for _ in range(blocks)
-        )
+        self.blocks = size.graph_blocks(adjacency)
         self.norm_out = nn.LayerNorm(width)
         self.head = ChebConv(width, state_dim, adjacency)
 

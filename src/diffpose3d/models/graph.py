@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +135,27 @@ class GraphTransformerBlock(nn.Module):
         x = x + self.drop(self.gcn2(F.gelu(self.gcn1(self.norm_gcn(x)))))
         return x + self.drop(self.mlp(self.norm_mlp(x)))
 
+
+
+@dataclass(frozen=True)
+class TrunkSize:
+    """The size of a network's stack of transformer blocks (the frame lifter's, the video encoder's
+    and g's): channels per joint, blocks, attention heads, dropout, and the MLP's hidden width as a
+    multiple of `width`."""
+
+    width: int = 96
+    blocks: int = 4
+    heads: int = 4
+    dropout: float = 0.0
+    mlp_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        assert self.width >= 1 and self.blocks >= 1 and self.heads >= 1, f"need width, blocks, heads >= 1: {self}"
+
+    def graph_blocks(self, adjacency: torch.Tensor) -> nn.ModuleList:
+        """`blocks` GraphTransformerBlocks of this size over the skeleton's `adjacency`."""
+        return nn.ModuleList(GraphTransformerBlock(self.width, adjacency, self.heads, self.mlp_ratio, self.dropout)
+                             for _ in range(self.blocks))
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Transformer position encoding of (possibly fractional) steps `t (B,)` -> `(B, dim)`."""

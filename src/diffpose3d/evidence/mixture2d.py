@@ -92,12 +92,8 @@ def point_mixture(keypoints_uv: torch.Tensor, std: float | torch.Tensor, num_com
 
 
 def keypoints_to_gmm(
-    keypoints: torch.Tensor | np.ndarray,
-    confidence: torch.Tensor | np.ndarray,
-    image_size: tuple[int, int],
-    *,
-    min_std_px: float = 2.0,
-    num_components: int = 1,
+    keypoints: torch.Tensor | np.ndarray, confidence: torch.Tensor | np.ndarray, image_size: tuple[int, int],
+    *, min_std_px: float = 2.0, num_components: int = 1,
 ) -> GaussianMixture:
     """Stand-in 2D evidence when a detector gives only keypoints `(T, J, 2)` px + confidence `(T, J)`.
 

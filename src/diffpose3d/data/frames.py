@@ -162,8 +162,8 @@ def build_frames_cut(
     """The frames `cut` (e.g. `slice(offset, None, stride)`) of every sequence, as a frame set over
     the sequences cut so. With `whole`, each sequence is first built in full (its evidence drawn as
     `build_frames` draws it for the whole list) and passed through `whole`, then cut: a video model's
-    context (`inference.lifting.attach_context`) needs the neighbouring frames at the rate it was
-    trained on, which a stride would thin out."""
+    context (`inference.lifting.attach_context`) needs each frame's consecutive neighbours, which a
+    stride would thin out."""
     scored = [s.slice(cut.start, cut.stop, cut.step) for s in sequences]
     if whole is None:
         return build_frames(scored, skeleton, evidence, seed_offset=seed_offset)

@@ -86,7 +86,8 @@ def frames_to_score(model: DiffPoseModel, sequences: list[PoseSequence], evidenc
     """The frames `cut` (e.g. every 10th: `slice(5, None, 10)`) of each sequence with their evidence,
     over the sequences cut so; a video model's context computed before the cut, over whole
     sequences, so that its windows see consecutive frames (`data.frames.build_frames_cut`)."""
-    whole = (lambda f: attach_context(model, f)) if model.is_video and cut != slice(None) else None
+    every_frame = cut.start in (None, 0) and cut.stop is None and cut.step in (None, 1)
+    whole = (lambda f: attach_context(model, f)) if model.is_video and not every_frame else None
     return build_frames_cut(sequences, model.skeleton, evidence, cut, seed_offset=seed_offset, whole=whole)
 
 

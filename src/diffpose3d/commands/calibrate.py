@@ -49,9 +49,11 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset", type=int, default=5, help="starting at this frame (default 5: not validation's)")
 
 
-def check_split(args: argparse.Namespace) -> None:
+def split_cut(args: argparse.Namespace) -> slice:
+    """The frames of each sequence `--stride` and `--offset` ask for (checked)."""
     if args.stride < 1 or args.offset < 0:
         raise ConfigError(f"--stride must be >= 1 and --offset >= 0, got {args.stride}, {args.offset}")
+    return slice(args.offset, None, args.stride)
 
 
 def check_level(level: float) -> None:
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     check_level(args.level)
     if args.radial_samples == 1:
         raise ConfigError("--radial-samples must be 0 (no radial shape) or at least 2, got 1")
-    check_split(args)
+    cut = split_cut(args)
     if not Path(args.checkpoint).is_dir():
         raise InputFileError(args.checkpoint, "not a bundle folder (calibrate rewrites a bundle you trained)")
     if args.new_subjects and len(args.new_subjects) % 2:
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(folder, "not a bundle folder (--new-subjects takes two calibrated bundles)")
     record = calibrate_checkpoint(args.checkpoint, sequences_to_score(args), evidence_source=args.evidence, level=args.level,
                                   device=args.device, radial_samples=args.radial_samples, radial_frames=args.radial_frames,
-                                  cut=slice(args.offset, None, args.stride))
+                                  cut=cut)
     print(f"conformal {record['level']:.0%} ball on {record['frames']} calibration frames: coverage "
           f"{record['coverage_before']:.3f} -> {record['coverage_after']:.3f}; per-joint scale "
           f"{min(record['scale'][1:]):.2f} .. {max(record['scale'][1:]):.2f}; written to {args.checkpoint}")

@@ -14,7 +14,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from diffpose3d.commands.calibrate import add_split_arguments, check_split
+from diffpose3d.commands.calibrate import add_split_arguments, split_cut
 from diffpose3d.commands.evaluate import sequences_to_score
 from diffpose3d.commands.predict import device_name
 from diffpose3d.errors import ConfigError, InputFileError
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.quantile < 1.0:
         raise ConfigError(f"--quantile must be in (0, 1), got {args.quantile}")
-    check_split(args)
+    cut = split_cut(args)
     folder = Path(args.checkpoint)
     if not folder.is_dir():
         raise InputFileError(args.checkpoint, "not a bundle folder (fit-miss writes into a bundle)")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if len(layouts) != 1:
         raise ConfigError(f"the sequences mix 2D layouts {layouts}: fit one 2D source at a time")
     evidence = replace(model.config.evidence, source="keypoints")
-    frames = frames_to_score(model, sequences, evidence, slice(args.offset, None, args.stride), TEST_SEED_OFFSET // 2)
+    frames = frames_to_score(model, sequences, evidence, cut, TEST_SEED_OFFSET // 2)
     inference = replace(model.config.inference, widen_off_domain=False, reprojection_widening=0.0)
     pose = predict_frames(model, frames, inference).pose
     miss = excess_miss(pose, frames.keypoints_uv.numpy(), frames.uv_gmm, frames.focal.numpy())

@@ -111,16 +111,17 @@ def lift_batches(
     pred = FramePredictions(pose=pose, hypotheses=hypotheses, covariance=cov, spread=spread_from_covariance(cov),
                             lifter=lifter)
     ood = getattr(model, "out_of_domain", None)
+    bones = model.skeleton.parents if cfg.keep_bones else None  # widened hypotheses keep their bone lengths
     if ood is not None and cfg.mode == "diffpose" and n:
         z = ood.standardise(ood.raw_signals(keypoints_uv, uv_gmm, pose, lifter, pred.spread))
         pred.out_of_domain, pred.ood_signals = ood.score(z), z
         if widen and cfg.widen_off_domain and hypotheses.shape[1] > 1:
-            pred = widened(pred, ood.factor(pred.out_of_domain), model.skeleton.parents if cfg.keep_bones else None)
+            pred = widened(pred, ood.factor(pred.out_of_domain), bones)
     if widen and cfg.reprojection_widening > 0 and cfg.mode == "diffpose" and hypotheses.shape[1] > 1 and n:
         tolerance = ood.miss_tolerance.get(layout) if ood is not None and layout else None
         miss = excess_miss(pred.pose, keypoints_uv.cpu().numpy(), uv_gmm.to("cpu"), focal.cpu().numpy(), tolerance)
         factor = widening_factors(miss, pred.spread, cfg.reprojection_widening)
-        pred = widened(pred, factor, model.skeleton.parents if cfg.keep_bones else None)
+        pred = widened(pred, factor, bones)
         pred.reprojection_miss = miss
     return pred
 

@@ -15,9 +15,7 @@ spine elsewhere, which the model learned): `fit_tolerance` measures, per joint, 
 frames of that source miss, and the miss counts only beyond it (in quadrature; `diffpose3d
 fit-miss` stores it per 2D layout in the bundle's out-of-domain model). `widening_factors` turns
 it into a per-joint factor for the hypotheses' spread, `sqrt(1 + (k m / s)^2)`: the spread `s`
-grows in quadrature by `k` times the miss `m`. Measured with the default bundle
-(`docs/EXPERIMENTS.md`): the miss is 6-9 mm per joint on Human3.6M (exact 2D) and 50 mm at
-HumanEva-I's hips.
+grows in quadrature by `k` times the miss `m` (what it measures: `docs/EXPERIMENTS.md`).
 """
 
 from __future__ import annotations
@@ -42,11 +40,14 @@ def excess_miss(pose: np.ndarray, keypoints_uv: np.ndarray, uv_gmm: GaussianMixt
     placed = np.asarray(pose, np.float64) + root[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         miss = np.linalg.norm(placed[..., :2] / placed[..., 2:3] - xy, axis=-1)
-        excess = np.sqrt(np.clip(miss**2 - radius**2, 0.0, None)) * root[:, None, 2]
+        excess = _beyond(miss, radius) * root[:, None, 2]
     excess = np.where(np.isfinite(excess), excess, 0.0)
-    if tolerance is not None:
-        excess = np.sqrt(np.clip(excess**2 - np.asarray(tolerance, np.float64) ** 2, 0.0, None))
-    return excess
+    return excess if tolerance is None else _beyond(excess, np.asarray(tolerance, np.float64))
+
+
+def _beyond(value: np.ndarray, allowance: np.ndarray) -> np.ndarray:
+    """What of `value` is left beyond `allowance`, in quadrature (0 within it)."""
+    return np.sqrt(np.clip(value**2 - allowance**2, 0.0, None))
 
 
 def fit_tolerance(miss: np.ndarray, quantile: float = 0.9) -> np.ndarray:

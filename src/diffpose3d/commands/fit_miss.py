@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="DIR",
                         help="the bundle folder (its out_of_domain.npz is rewritten)")
     add_split_arguments(parser)
-    parser.add_argument("--quantile", type=float, default=0.9, help="the tolerance is this quantile of the misses (default 0.9)")
+    parser.add_argument("--quantile", type=float, default=0.97,
+                        help="the tolerance is this quantile of the misses (default 0.97)")
     parser.add_argument("--device", type=device_name, default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
 
 

@@ -16,7 +16,7 @@ from diffpose3d.inference.aggregate import aggregate
 from diffpose3d.metrics import hypothesis_covariance, spread_from_covariance
 from diffpose3d.mixtures.gmm import GaussianMixture
 from diffpose3d.model import STATE_DIM, DiffPoseModel
-from diffpose3d.uncertainty.reprojection import excess_miss, widening_factors
+from diffpose3d.uncertainty.reprojection import excess_miss, sequence_floor, widening_factors
 
 
 @dataclass
@@ -111,17 +111,18 @@ def lift_batches(
     pred = FramePredictions(pose=pose, hypotheses=hypotheses, covariance=cov, spread=spread_from_covariance(cov),
                             lifter=lifter)
     ood = getattr(model, "out_of_domain", None)
-    bones = model.skeleton.parents if cfg.keep_bones else None  # widened hypotheses keep their bone lengths
     if ood is not None and cfg.mode == "diffpose" and n:
         z = ood.standardise(ood.raw_signals(keypoints_uv, uv_gmm, pose, lifter, pred.spread))
         pred.out_of_domain, pred.ood_signals = ood.score(z), z
         if widen and cfg.widen_off_domain and hypotheses.shape[1] > 1:
-            pred = widened(pred, ood.factor(pred.out_of_domain), bones)
+            # a whole-pose factor: the hypotheses keep their bones where the calibration kept them
+            pred = widened(pred, ood.factor(pred.out_of_domain), model.skeleton.parents if cfg.keep_bones else None)
     if widen and cfg.reprojection_widening > 0 and cfg.mode == "diffpose" and hypotheses.shape[1] > 1 and n:
         tolerance = ood.miss_tolerance.get(layout) if ood is not None and layout else None
         miss = excess_miss(pred.pose, keypoints_uv.cpu().numpy(), uv_gmm.to("cpu"), focal.cpu().numpy(), tolerance)
-        factor = widening_factors(miss, pred.spread, cfg.reprojection_widening)
-        pred = widened(pred, factor, bones)
+        miss = sequence_floor(miss, sequences)
+        # per joint, bones free: a joint put elsewhere (a hip nearer the pelvis) is a bone of another length
+        pred = widened(pred, widening_factors(miss, pred.spread, cfg.reprojection_widening))
         pred.reprojection_miss = miss
     return pred
 

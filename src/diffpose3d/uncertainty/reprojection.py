@@ -13,9 +13,12 @@ evidence's own spread explains (in quadrature): zero where the 2D and the 3D agr
 2D's noise. A 2D source the model trained on misses in its own way (a detector that defines the
 spine elsewhere, which the model learned): `fit_tolerance` measures, per joint, what held-out
 frames of that source miss, and the miss counts only beyond it (in quadrature; `diffpose3d
-fit-miss` stores it per 2D layout in the bundle's out-of-domain model). `widening_factors` turns
-it into a per-joint factor for the hypotheses' spread, `sqrt(1 + (k m / s)^2)`: the spread `s`
-grows in quadrature by `k` times the miss `m` (what it measures: `docs/EXPERIMENTS.md`).
+fit-miss` stores it per 2D layout in the bundle's out-of-domain model). A joint that misses in
+most frames of a sequence is put elsewhere by definition, and its 3D is as far off in the frames
+whose view hides the miss (a hip set closer to the pelvis does not show from the side):
+`sequence_floor` raises each frame's miss to the sequence's median. `widening_factors` turns it
+into a per-joint factor for the hypotheses' spread, `sqrt(1 + (k m / s)^2)`: the spread `s` grows
+in quadrature by `k` times the miss `m` (what it measures: `docs/EXPERIMENTS.md`).
 """
 
 from __future__ import annotations
@@ -50,10 +53,22 @@ def _beyond(value: np.ndarray, allowance: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(value**2 - allowance**2, 0.0, None))
 
 
-def fit_tolerance(miss: np.ndarray, quantile: float = 0.9) -> np.ndarray:
+def fit_tolerance(miss: np.ndarray, quantile: float = 0.97) -> np.ndarray:
     """Per joint `(J,)` the `quantile` of held-out frames' misses `(F, J)` (`excess_miss` without a
     tolerance): what the model's own 2D source leaves unexplained on frames like its training's."""
     return np.quantile(np.asarray(miss, np.float64), quantile, axis=0)
+
+
+def sequence_floor(miss: np.ndarray, sequences: list[np.ndarray]) -> np.ndarray:
+    """`miss (F, J)` with each frame's value raised, per joint, to its median over the frame's
+    sequence (`sequences`: each sequence's rows); a frame alone is its own sequence, so a photo's
+    miss is unchanged, and a miss in a few frames (a detector's slip) stays in those frames."""
+    out = np.array(miss, np.float64, copy=True)
+    for rows in sequences:
+        rows = np.asarray(rows)
+        if len(rows):
+            out[rows] = np.maximum(out[rows], np.median(out[rows], axis=0))
+    return out
 
 
 def widening_factors(miss: np.ndarray, spread: np.ndarray, strength: float) -> np.ndarray:

@@ -52,6 +52,8 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path, levels):
     (b"name: " + b"[" * 20000 + b"]" * 20000, "not valid YAML"),
     (b"train: {seed: 1}\n" + b"#" * (2 << 20), "larger than 1 MiB"),
     (b"train: &t {seed: 1}\n", "anchors and aliases"),
+    (b"inference:\n  reprojection_widening: 1.5\n  hypotheses: 5\n  reprojection_widening: 0.0\n",
+     r"key 'reprojection_widening' appears twice in one section, line 4"),
 ])
 def test_bad_config_files_are_one_line(tmp_path, content, match):
     path = tmp_path / "c.yaml"
@@ -156,6 +158,7 @@ def test_a_bundle_with_one_nan_weight_is_refused(bundle):
     (_alias_bomb().encode(), "config.yaml: not valid YAML .*aliases"),
     (b"name: \xff\n", "config.yaml: not UTF-8"),
     (b"model: {denoiser: {heads: 0}}\n", "config.yaml: model.denoiser.heads must be"),
+    (b"train: {seed: 1}\ntrain: {seed: 2}\n", "config.yaml: not valid YAML .*key 'train' appears twice"),
 ])
 def test_a_bad_bundle_config_is_refused_in_one_line(bundle, content, match):
     (bundle / "config.yaml").write_bytes(content)

@@ -330,7 +330,8 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 class _NoAliasLoader(yaml.SafeLoader):
     """`yaml.safe_load` without anchors and aliases (`&a`, `*a`): a few lines of nested aliases expand
-    to gigabytes, and a configuration never needs them."""
+    to gigabytes, and a configuration never needs them; and without a key twice in one mapping,
+    which YAML readers settle by keeping the last, silently."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
@@ -338,6 +339,17 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed",
                                               event.start_mark)
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice in one section",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 MAX_YAML_BYTES = 1 << 20

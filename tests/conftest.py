@@ -28,6 +28,14 @@ def humaneva_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def h36m_3d_file() -> Path:
+    path = shared_dir() / "data" / "h36m" / "data_3d_h36m.npz"
+    if not path.is_file():
+        pytest.skip(f"the real Human3.6M 3D file not found at {path} (set DIFFPOSE3D_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A tiny, untrained model bundle (N = 4, 3 steps): for plumbing tests, not accuracy.
 

@@ -1,5 +1,5 @@
 """`diffpose3d fit-miss`: the per-joint miss of a 2D source stored under its layout, kept by the
-bundle, used by the reprojection widening, refused cleanly where it cannot be fitted."""
+bundle, used by the reprojection widening, refused cleanly where it cannot be fitted, kept when the out-of-domain model is refitted."""
 
 from __future__ import annotations
 
@@ -100,3 +100,16 @@ def test_a_keypoints_file_of_a_layout_with_a_tolerance_is_widened_only_beyond_it
         keypoints, image_size=size, layout=layout)
     assert plain.reprojection_miss.max() > 0.005 and np.all(tolerant.reprojection_miss == 0.0)
     np.testing.assert_allclose(tolerant.pose_3d, plain.pose_3d, atol=1e-6)
+
+
+def test_refitting_the_out_of_domain_model_keeps_the_tolerances(bundle_with_ood, h36m_3d_file):
+    before, info_before = load_bundle(bundle_with_ood)
+    code = main(["fit-ood", "--checkpoint", str(bundle_with_ood), "--data-3d", str(h36m_3d_file), "--data-2d", "none",
+                 "--train-samples", "1000", "--calibration-samples", "500", "--shift-samples", "200"])
+    assert code == 0
+    after, info_after = load_bundle(bundle_with_ood)
+    assert not np.array_equal(after.out_of_domain.scale, before.out_of_domain.scale)  # refitted
+    assert set(after.out_of_domain.miss_tolerance) == {"h36m16", "h36m17"}
+    for layout, tolerance in before.out_of_domain.miss_tolerance.items():
+        np.testing.assert_array_equal(after.out_of_domain.miss_tolerance[layout], tolerance)
+    assert info_after["out_of_domain"]["miss_tolerance"] == info_before["out_of_domain"]["miss_tolerance"]

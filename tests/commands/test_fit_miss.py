@@ -1,5 +1,6 @@
 """`diffpose3d fit-miss`: the per-joint miss of a 2D source stored under its layout, kept by the
-bundle, used by the reprojection widening, refused cleanly where it cannot be fitted, kept when the out-of-domain model is refitted."""
+bundle (and by a refit of its out-of-domain model), used by the reprojection widening, refused
+cleanly where it cannot be fitted."""
 
 from __future__ import annotations
 

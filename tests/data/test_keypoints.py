@@ -63,6 +63,10 @@ def test_bad_inputs(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(InputFileError, match="k.json: not valid JSON"):
         load_keypoints(path, image_size=(10, 10))
+    record = json.dumps({"image_id": 0, "keypoints": [1.0] * 51})
+    path.write_text("[" + record.replace('"image_id": 0', '"image_id": 0, "image_id": 1') + "]")
+    with pytest.raises(InputFileError, match="k.json: one object names the key 'image_id' twice"):
+        load_keypoints(path, image_size=(10, 10))
     npz = tmp_path / "k.npz"
     np.savez(npz, keypoints=np.zeros((3, 17, 2)))
     with pytest.raises(InputFileError, match=r"k.npz: carries no image size: give it \(--image-size W H; in Python"):

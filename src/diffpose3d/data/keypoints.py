@@ -155,12 +155,27 @@ def _frame_id(rec: dict, path: Path, i: int) -> int | str:
     return frame
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice (JSON readers keep the last, silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _json_records(p: Path, src_layout: str, image_size) -> tuple[dict[Any, list[tuple[float, np.ndarray, int | None]]], int]:
     """{frame id: [(score, (J, 3) points, track id or None)]} of a keypoint JSON file, and J."""
     try:
-        records = json.loads(read_bytes_bounded(p).decode("utf-8"))
+        records = json.loads(read_bytes_bounded(p).decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputFileError(p, f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    except _DuplicateKey as exc:
+        raise InputFileError(p, f"one object names the key '{exc.args[0]:.40}' twice (which is meant?)") from None
     if isinstance(records, dict):
         records = records.get("annotations")
     if not isinstance(records, list) or not records:

@@ -136,7 +136,6 @@ class GraphTransformerBlock(nn.Module):
         return x + self.drop(self.mlp(self.norm_mlp(x)))
 
 
-
 @dataclass(frozen=True)
 class TrunkSize:
     """The size of a network's stack of transformer blocks (the frame lifter's, the video encoder's
@@ -156,6 +155,7 @@ class TrunkSize:
         """`blocks` GraphTransformerBlocks of this size over the skeleton's `adjacency`."""
         return nn.ModuleList(GraphTransformerBlock(self.width, adjacency, self.heads, self.mlp_ratio, self.dropout)
                              for _ in range(self.blocks))
+
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Transformer position encoding of (possibly fractional) steps `t (B,)` -> `(B, dim)`."""
